@@ -1,0 +1,15 @@
+# cd_layer(<target> <dir> [DEPS ...]): a layer library from <dir>/cd_*.c.
+# A layer with no sources yet is an INTERFACE library so the tree configures.
+function(cd_layer target dir)
+    cmake_parse_arguments(L "" "" "PUBLIC_DEPS;PRIVATE_DEPS" ${ARGN})
+    file(GLOB srcs CONFIGURE_DEPENDS ${dir}/cd_*.c)
+    if(srcs)
+        add_library(${target} STATIC ${srcs} ${L_UNPARSED_ARGUMENTS})
+        target_include_directories(${target} PUBLIC ${dir})
+        target_link_libraries(${target} PUBLIC ${L_PUBLIC_DEPS} PRIVATE ${L_PRIVATE_DEPS})
+    else()
+        add_library(${target} INTERFACE)
+        target_include_directories(${target} INTERFACE ${dir})
+        target_link_libraries(${target} INTERFACE ${L_PUBLIC_DEPS})
+    endif()
+endfunction()
