@@ -1,0 +1,190 @@
+/*  cd_actor: the actor runtime every agent and service runs on.
+
+    An actor is a czmq zactor (its own thread) with a PAIR pipe to its
+    supervisor and an inbox: a PULL socket bound at the inproc endpoint of its
+    registry name. Other actors send envelopes to the name; the runtime
+    receives them, decodes them once and calls the actor's handler. The
+    runtime also answers the supervisor's heartbeat ($PING -> $PONG) between
+    handler calls, so an actor whose handler hangs stops answering and is
+    restarted.
+
+    The inbox socket belongs to the supervisor, not to the actor instance: it
+    is bound before the first instance starts and handed to each new instance
+    after a restart, so messages queued for an actor survive its crash.
+
+    Pipe protocol (all strings):
+      supervisor -> actor   $TERM        stop: leave the loop, fini, exit
+                            $PING        heartbeat; answered with $PONG
+                            other        passed to ops->command
+      actor -> supervisor   $READY       init succeeded
+                            $FAILED why  init failed (the thread then exits)
+                            $PONG
+                            $CRASH why   a handler failed (the thread then exits)
+      and czmq's own signal when the thread ends. */
+#ifndef CD_ENGINE_ACTOR_H
+#define CD_ENGINE_ACTOR_H
+
+#include "cd_envelope.h"
+#include "cd_registry.h"
+
+#include <czmq.h>
+#include <stdatomic.h>
+
+//  Settings shared by every actor of a node. Immutable once actors run;
+//  must outlive them (the node owns it).
+typedef struct {
+    cd_registry_t *registry; //  the node's registry
+    int queue_hwm;           //  bound of each actor queue, in messages
+    int send_timeout_ms;     //  how long a send waits on a full queue
+    int heartbeat_ivl_ms;    //  supervisor ping interval
+    int heartbeat_timeout_ms; //  silence after which an actor counts as hung
+    int stop_timeout_ms;     //  how long a stop waits for an actor to exit
+    int restart_max;         //  default restart intensity: R restarts ...
+    int restart_window_s;    //  ... within T seconds
+} cd_runtime_t;
+
+//  The handle a handler gets: the running instance's context. Owned by the
+//  runtime; borrowed by handlers for the duration of the call.
+typedef struct cd_actor cd_actor_t;
+
+typedef struct {
+    const char *kind; //  what sort of actor ("echo", "supervisor", ...)
+    //  In the actor thread, before $READY. Sets *state_p. Returns 0, or an
+    //  error and sets *why (static text) to fail the start.
+    int (*init)(cd_actor_t *self, void *args, void **state_p, const char **why);
+    //  One envelope from the inbox. env borrows from the received frames,
+    //  valid during the call. Returning an error crashes the actor.
+    int (*handle)(cd_actor_t *self, void *state, const cd_envelope_t *env);
+    //  Optional: a pipe command that is not part of the runtime protocol.
+    //  msg is borrowed. Returning an error crashes the actor.
+    int (*command)(cd_actor_t *self, void *state, const char *command, zmsg_t *msg);
+    //  Optional: frees the state; runs on every exit path after init.
+    void (*fini)(cd_actor_t *self, void **state_p);
+} cd_actor_ops_t;
+
+//  Called when a watched socket is readable. Returning an error crashes the
+//  actor.
+typedef int(cd_actor_io_fn)(cd_actor_t *self, void *socket, void *arg);
+
+//  Called when a timer fires. Returning an error crashes the actor.
+typedef int(cd_actor_timer_fn)(cd_actor_t *self, void *arg);
+
+//  What a supervisor and the runtime share about one running instance. The
+//  supervisor owns it; the actor thread borrows it until it exits.
+typedef struct cd_instance {
+    char *name;                    //  registry name
+    const cd_actor_ops_t *ops;     //  behaviour
+    void *args;                    //  passed to init; borrowed
+    const cd_runtime_t *rt;        //  node settings; borrowed
+    zsock_t *inbox;                //  PULL socket, owned by the supervisor
+    atomic_bool abandoned;         //  set when the supervisor gave up on this thread
+    atomic_bool exited;            //  set by the thread as its last act on the inbox
+} cd_instance_t;
+
+//  --- for supervisors -----------------------------------------------------
+
+//  Creates the inbox of name: a PULL socket bound at its endpoint, with the
+//  runtime's HWM. Returns NULL (and logs) if the endpoint is taken.
+zsock_t *
+cd_actor_inbox_new(const cd_runtime_t *rt, const char *name);
+
+//  Starts one instance in its own thread and waits (bounded by the stop
+//  timeout) for $READY. On success returns the zactor (caller owns it);
+//  on failure returns NULL and writes the reason into why[0..why_size).
+//  inst is borrowed by the thread until it exits.
+zactor_t *
+cd_actor_start(cd_instance_t *inst, char *why, size_t why_size);
+
+//  Asks a live actor to stop and waits for its thread to end, up to
+//  timeout_ms. Returns 0 if it ended (the zactor is destroyed and *actor_p
+//  nulled), or CD_ETIMEDOUT (the actor is left as it is).
+int
+cd_actor_stop(zactor_t **actor_p, int timeout_ms);
+
+//  Destroys the zactor of a thread that has already ended (its final signal
+//  was received), without waiting. Nulls *actor_p.
+void
+cd_actor_reap(zactor_t **actor_p);
+
+//  --- for handlers (actor thread only) -------------------------------------
+
+//  This actor's registry name. Borrowed.
+const char *
+cd_actor_name(const cd_actor_t *self);
+
+//  The node's runtime settings. Borrowed.
+const cd_runtime_t *
+cd_actor_runtime(const cd_actor_t *self);
+
+//  The pipe to the supervisor (to answer commands). Borrowed.
+zsock_t *
+cd_actor_pipe(cd_actor_t *self);
+
+//  Fills the routine fields of a new envelope: a fresh id, from = this
+//  actor, ts = now, attempt = 1. Everything else is zeroed.
+void
+cd_actor_envelope_init(cd_actor_t *self, cd_envelope_t *env, cd_kind_t kind, const char *to);
+
+//  Encodes env once and delivers it to env->to: a local name, or
+//  `node/<id>/<name>` (this node's id is stripped; another node's goes through
+//  the `cluster` actor). Returns 0 when the message is queued for a live
+//  actor; CD_ENOTFOUND or CD_EDEAD when there is nobody to deliver to (the
+//  message is recorded as a dead letter); CD_EBUSY when the receiver's queue
+//  stayed full for the send timeout (nothing was sent; the caller decides);
+//  CD_EINVAL if env does not encode.
+int
+cd_actor_send(cd_actor_t *self, const cd_envelope_t *env);
+
+//  Forwards already-encoded envelope frames (envelope [, payload]) to `to`
+//  without re-encoding: the bytes travel by reference. On success the frames
+//  are emptied (sent); on failure the caller still owns them and must close
+//  them. Returns as cd_actor_send (a failure is also recorded as a dead
+//  letter).
+int
+cd_actor_forward_frames(cd_actor_t *self, const char *to, zmq_msg_t *frames, int n);
+
+//  Frame index (0 envelope, 1 payload frame if any) of the message being
+//  handled, or NULL. Borrowed, valid during the handler call; zmq_msg_copy
+//  it to keep or forward the bytes without copying them.
+zmq_msg_t *
+cd_actor_current_frame(cd_actor_t *self, int index);
+
+//  Records a message as a dead letter: counted in the registry and sent to
+//  the `deadletter` actor with the reason (if that actor is gone, only
+//  counted and logged). raw is the encoded envelope (may be NULL).
+void
+cd_actor_dead_letter(cd_actor_t *self, const char *to, const char *reason, const uint8_t *raw,
+                     size_t raw_size);
+
+//  Watches another socket from this actor's loop. socket is borrowed (the
+//  caller keeps it alive until unwatched). Returns 0 or CD_ETOOBIG when the
+//  watch table is full.
+int
+cd_actor_watch(cd_actor_t *self, void *socket, cd_actor_io_fn *fn, void *arg);
+
+//  Stops watching socket. No-op if it was not watched.
+void
+cd_actor_unwatch(cd_actor_t *self, void *socket);
+
+//  Calls fn(self, arg) once after delay_ms. Returns a timer id (> 0).
+int
+cd_actor_after(cd_actor_t *self, int delay_ms, cd_actor_timer_fn *fn, void *arg);
+
+//  Calls fn every interval_ms until cancelled. Returns a timer id (> 0).
+int
+cd_actor_every(cd_actor_t *self, int interval_ms, cd_actor_timer_fn *fn, void *arg);
+
+//  Cancels a timer. No-op for an unknown id.
+void
+cd_actor_cancel(cd_actor_t *self, int timer_id);
+
+//  Asks the runtime to leave the loop after the current handler returns,
+//  as if $TERM had arrived (a clean exit, not a crash).
+void
+cd_actor_quit(cd_actor_t *self);
+
+//  Microseconds since the epoch.
+int64_t
+cd_now_us(void);
+
+#endif

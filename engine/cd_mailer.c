@@ -1,0 +1,298 @@
+/*  cd_mailer: encode once, resolve by name, push (see cd_mailer.h). */
+#include "cd_mailer.h"
+#include "cd_error.h"
+#include "cd_log.h"
+
+#define CD_MAILER_NODE_PREFIX "node/" //  names of actors on other nodes start so
+
+typedef struct {
+    zsock_t *push;            //  connected to the destination's inbox
+    uint64_t gen;             //  registry generation when status was read
+    cd_actor_status_t status; //  destination status at that generation
+} s_route_t;
+
+struct cd_mailer {
+    const cd_runtime_t *rt;   //  node settings; borrowed
+    char *name;               //  the name it sends as
+    zhashx_t *routes;         //  destination name -> s_route_t (owned)
+    cd_envbuf_t *envbuf;      //  reused encode buffer
+    cd_idgen_t idgen;         //  message ids
+    char qualified[CD_REGISTRY_MAX_NAME + 80]; //  node/<id>/<name>, for remote sends
+};
+
+
+//  The local actor a name is delivered to: this node's prefix is stripped;
+//  another node's names go to the cluster link. Writes into buf.
+static int
+s_target(cd_mailer_t *self, const char *to, size_t to_len, char *buf, size_t size, bool *remote)
+{
+    *remote = false;
+    const char *node_id = cd_registry_node_id(self->rt->registry);
+    size_t prefix_len = strlen(CD_MAILER_NODE_PREFIX);
+    if (to_len > prefix_len && memcmp(to, CD_MAILER_NODE_PREFIX, prefix_len) == 0) {
+        const char *id = to + prefix_len;
+        const char *slash = memchr(id, '/', to_len - prefix_len);
+        if (!slash || slash == id || slash + 1 == to + to_len) {
+            return CD_EINVAL;
+        }
+        size_t id_len = (size_t)(slash - id);
+        if (id_len == strlen(node_id) && memcmp(id, node_id, id_len) == 0) {
+            to_len -= (size_t)(slash + 1 - to);
+            to = slash + 1;
+        } else {
+            *remote = true;
+            to = "cluster";
+            to_len = strlen(to);
+        }
+    }
+    if (to_len == 0 || to_len >= size || to_len >= CD_REGISTRY_MAX_NAME) {
+        return CD_EINVAL;
+    }
+    memcpy(buf, to, to_len);
+    buf[to_len] = '\0';
+    return 0;
+}
+
+static void
+s_route_destroy(void **item)
+{
+    s_route_t *route = (s_route_t *)*item;
+    if (route) {
+        zsock_destroy(&route->push);
+        free(route);
+        *item = NULL;
+    }
+}
+
+//  Finds the live route to a local actor. Returns 0, CD_ENOTFOUND (no such
+//  actor) or CD_EDEAD (stopped or dead).
+static int
+s_route(cd_mailer_t *self, const char *target, s_route_t **route_p)
+{
+    const cd_runtime_t *rt = self->rt;
+    uint64_t gen = cd_registry_generation(rt->registry);
+    s_route_t *route = (s_route_t *)zhashx_lookup(self->routes, target);
+    if (!route || route->gen != gen) {
+        cd_actor_status_t status = cd_registry_status(rt->registry, target);
+        if (!route) {
+            if (!cd_registry_status_deliverable(status)) {
+                return status == CD_ACTOR_ABSENT ? CD_ENOTFOUND : CD_EDEAD;
+            }
+            char endpoint[CD_REGISTRY_MAX_ENDPOINT];
+            if (cd_registry_endpoint(rt->registry, target, endpoint, sizeof endpoint) != 0) {
+                return CD_ENOTFOUND;
+            }
+            route = (s_route_t *)zmalloc(sizeof *route);
+            route->push = zsock_new(ZMQ_PUSH);
+            assert(route->push);
+            zsock_set_sndhwm(route->push, rt->queue_hwm);
+            zsock_set_sndtimeo(route->push, rt->send_timeout_ms);
+            //  Messages still queued when this actor exits are delivered,
+            //  within the stop timeout, rather than discarded.
+            zsock_set_linger(route->push, rt->stop_timeout_ms);
+            if (zsock_connect(route->push, "%s", endpoint) != 0) {
+                zsock_destroy(&route->push);
+                free(route);
+                return CD_ENOTFOUND;
+            }
+            zhashx_insert(self->routes, target, route);
+        }
+        route->gen = gen;
+        route->status = status;
+    }
+    *route_p = route;
+    return cd_registry_status_deliverable(route->status)
+               ? 0
+               : (route->status == CD_ACTOR_ABSENT ? CD_ENOTFOUND : CD_EDEAD);
+}
+
+//  Sends n frames on a route's socket. On success the frames are emptied.
+static int
+s_send_frames(s_route_t *route, zmq_msg_t *frames, int n)
+{
+    void *socket = zsock_resolve(route->push);
+    for (int i = 0; i < n; i++) {
+        //  PUSH messages are atomic: once the first frame is accepted the
+        //  rest go into the same pipe and cannot block.
+        if (zmq_msg_send(&frames[i], socket, i + 1 < n ? ZMQ_SNDMORE : 0) < 0) {
+            return zmq_errno() == EAGAIN ? CD_EBUSY : CD_ECLOSED;
+        }
+    }
+    return 0;
+}
+
+static const char *
+s_failure_reason(int rc)
+{
+    return rc == CD_ENOTFOUND ? "unknown_actor" : rc == CD_EDEAD ? "actor_dead" : "invalid_name";
+}
+
+int
+cd_mailer_forward_frames(cd_mailer_t *self, const char *to, zmq_msg_t *frames, int n)
+{
+    char target[CD_REGISTRY_MAX_NAME];
+    bool remote;
+    int rc = s_target(self, to, strlen(to), target, sizeof target, &remote);
+    s_route_t *route = NULL;
+    if (rc == 0) {
+        rc = s_route(self, target, &route);
+    }
+    if (rc != 0) {
+        cd_mailer_dead_letter(self, to, s_failure_reason(rc), (const uint8_t *)zmq_msg_data(&frames[0]),
+                             zmq_msg_size(&frames[0]));
+        return rc;
+    }
+    return s_send_frames(route, frames, n);
+}
+
+void
+cd_mailer_envelope_init(cd_mailer_t *self, cd_envelope_t *env, cd_kind_t kind, const char *to)
+{
+    memset(env, 0, offsetof(cd_envelope_t, headers));
+    cd_idgen_next(&self->idgen, env->id);
+    env->kind = kind;
+    env->from = cd_str(self->name);
+    env->to = cd_str(to);
+    env->ts = cd_now_us();
+    env->attempt = 1;
+}
+
+int
+cd_mailer_send(cd_mailer_t *self, const cd_envelope_t *env)
+{
+    char target[CD_REGISTRY_MAX_NAME];
+    bool remote;
+    int rc = s_target(self, env->to.ptr, env->to.len, target, sizeof target, &remote);
+    const cd_envelope_t *out = env;
+    cd_envelope_t qualified;
+    bool large = env->payload_type != CD_PAYLOAD_NONE && env->payload.len > CD_ENV_LARGE_PAYLOAD;
+    if (rc == 0 && ((remote && !(env->from.len > 5 && memcmp(env->from.ptr, "node/", 5) == 0)) ||
+                    (large && !env->payload_in_frame))) {
+        //  A remote receiver must be able to answer: qualify `from` with this
+        //  node. A large payload travels as its own frame.
+        memcpy(&qualified, env, offsetof(cd_envelope_t, headers));
+        memcpy(qualified.headers, env->headers, env->n_headers * sizeof env->headers[0]);
+        memcpy(qualified.artifacts, env->artifacts, env->n_artifacts * sizeof env->artifacts[0]);
+        if (remote) {
+            snprintf(self->qualified, sizeof self->qualified, "node/%s/%.*s",
+                     cd_registry_node_id(self->rt->registry), (int)env->from.len,
+                     env->from.ptr);
+            qualified.from = cd_str(self->qualified);
+        }
+        qualified.payload_in_frame = qualified.payload_in_frame || large;
+        out = &qualified;
+    }
+    if (cd_envelope_encode(out, self->envbuf) != 0) {
+        return CD_EINVAL;
+    }
+    s_route_t *route = NULL;
+    if (rc == 0) {
+        rc = s_route(self, target, &route);
+    }
+    if (rc != 0) {
+        char to[CD_ENV_MAX_NAME + 1];
+        snprintf(to, sizeof to, "%.*s", (int)env->to.len, env->to.ptr ? env->to.ptr : "");
+        cd_mailer_dead_letter(self, to, s_failure_reason(rc), cd_envbuf_data(self->envbuf),
+                             cd_envbuf_size(self->envbuf));
+        return rc;
+    }
+    zmq_msg_t frames[2];
+    size_t size = cd_envbuf_size(self->envbuf);
+    zmq_msg_init_size(&frames[0], size);
+    memcpy(zmq_msg_data(&frames[0]), cd_envbuf_data(self->envbuf), size);
+    int n = 1;
+    if (out->payload_in_frame) {
+        zmq_msg_init_size(&frames[1], out->payload.len);
+        memcpy(zmq_msg_data(&frames[1]), out->payload.ptr, out->payload.len);
+        n = 2;
+    }
+    rc = s_send_frames(route, frames, n);
+    for (int i = 0; i < n; i++) {
+        zmq_msg_close(&frames[i]);
+    }
+    return rc;
+}
+
+void
+cd_mailer_dead_letter(cd_mailer_t *self, const char *to, const char *reason, const uint8_t *raw,
+                     size_t raw_size)
+{
+    cd_registry_t *registry = self->rt->registry;
+    cd_registry_count_dead_letter(registry, to);
+    cd_log_warn(self->name, "dead letter", "{s:s, s:s, s:i}", "to", to, "reason", reason,
+                "size", (int)raw_size);
+    if (streq(self->name, "deadletter")) {
+        return;
+    }
+    s_route_t *route = NULL;
+    if (s_route(self, "deadletter", &route) != 0) {
+        return;
+    }
+    cd_envelope_t *env = (cd_envelope_t *)malloc(sizeof *env);
+    assert(env);
+    cd_mailer_envelope_init(self, env, CD_KIND_CONTROL, "deadletter");
+    env->headers[0] = (cd_env_header_t){cd_str("reason"), cd_str(reason)};
+    env->headers[1] = (cd_env_header_t){cd_str("to"), cd_str(to)};
+    env->n_headers = 2;
+    if (raw) {
+        env->payload_type = CD_PAYLOAD_BIN;
+        env->payload = (cd_bin_t){raw, (uint32_t)raw_size};
+        env->payload_in_frame = raw_size > CD_ENV_LARGE_PAYLOAD;
+    }
+    //  raw may live in self->envbuf: encode into a buffer of our own.
+    cd_envbuf_t *buf = cd_envbuf_new();
+    if (cd_envelope_encode(env, buf) == 0) {
+        zmq_msg_t frames[2];
+        zmq_msg_init_size(&frames[0], cd_envbuf_size(buf));
+        memcpy(zmq_msg_data(&frames[0]), cd_envbuf_data(buf), cd_envbuf_size(buf));
+        int n = 1;
+        if (env->payload_in_frame) {
+            zmq_msg_init_size(&frames[1], raw_size);
+            memcpy(zmq_msg_data(&frames[1]), raw, raw_size);
+            n = 2;
+        }
+        if (s_send_frames(route, frames, n) != 0) {
+            cd_log_error(self->name, "dead letter lost: deadletter queue full", NULL);
+        }
+        for (int i = 0; i < n; i++) {
+            zmq_msg_close(&frames[i]);
+        }
+    }
+    cd_envbuf_destroy(&buf);
+    free(env);
+}
+
+
+cd_mailer_t *
+cd_mailer_new(const cd_runtime_t *rt, const char *name)
+{
+    cd_mailer_t *self = (cd_mailer_t *)zmalloc(sizeof *self);
+    self->rt = rt;
+    self->name = strdup(name);
+    assert(self->name);
+    self->routes = zhashx_new();
+    zhashx_set_destructor(self->routes, s_route_destroy);
+    self->envbuf = cd_envbuf_new();
+    cd_idgen_init(&self->idgen);
+    return self;
+}
+
+void
+cd_mailer_destroy(cd_mailer_t **self_p)
+{
+    if (!self_p || !*self_p) {
+        return;
+    }
+    cd_mailer_t *self = *self_p;
+    zhashx_destroy(&self->routes);
+    cd_envbuf_destroy(&self->envbuf);
+    free(self->name);
+    free(self);
+    *self_p = NULL;
+}
+
+const char *
+cd_mailer_name(const cd_mailer_t *self)
+{
+    return self->name;
+}

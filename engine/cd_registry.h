@@ -1,0 +1,115 @@
+/*  cd_registry: the node's directory of actors by name.
+
+    Every actor has a registry name (`deadletter`, `agent/coder`, ...) and an
+    inbox bound at a fixed inproc endpoint derived from it, so resolving a
+    name is formatting a string plus one question: is anything alive there?
+    The registry answers that question and keeps per-actor counters.
+
+    It is the one structure several threads share: supervisors write it when
+    they start, restart and stop children; senders read it. Reads are made
+    cheap by a generation counter: a sender caches what it resolved together
+    with the generation it saw and asks again only when the generation moved
+    (one atomic load per send). Writes take a mutex; they happen only on
+    lifecycle changes. */
+#ifndef CD_ENGINE_REGISTRY_H
+#define CD_ENGINE_REGISTRY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CD_REGISTRY_MAX_NAME 128 //  longest actor name
+#define CD_REGISTRY_MAX_ENDPOINT 256 //  longest inproc endpoint
+
+typedef enum {
+    CD_ACTOR_ABSENT = 0, //  no such actor
+    CD_ACTOR_STARTING,   //  inbox bound, not yet ready (messages queue)
+    CD_ACTOR_RUNNING,    //  ready
+    CD_ACTOR_RESTARTING, //  failed, being restarted (messages queue)
+    CD_ACTOR_STOPPED,    //  stopped on purpose (messages are dead letters)
+    CD_ACTOR_DEAD        //  gave up after its restart intensity
+} cd_actor_status_t;
+
+typedef struct cd_registry cd_registry_t;
+
+//  Snapshot of one entry, for status pages and tests.
+typedef struct {
+    char name[CD_REGISTRY_MAX_NAME]; //  registry name
+    cd_actor_status_t status;        //  lifecycle state
+    uint32_t restarts;               //  restarts since the node started
+    uint64_t dead_letters;           //  messages to it that could not be delivered
+} cd_registry_entry_t;
+
+//  Creates the registry of node node_id. Caller owns the result.
+cd_registry_t *
+cd_registry_new(const char *node_id);
+
+//  Destroys it and nulls *self_p. Safe on NULL and twice. Only once every
+//  actor that uses it has stopped.
+void
+cd_registry_destroy(cd_registry_t **self_p);
+
+//  This node's id. Borrowed, valid for the registry's life.
+const char *
+cd_registry_node_id(const cd_registry_t *self);
+
+//  Writes the inproc endpoint of local actor name into buf. Returns 0 or
+//  CD_ETOOBIG if the name is too long.
+int
+cd_registry_endpoint(const cd_registry_t *self, const char *name, char *buf, size_t size);
+
+//  Sets the status of name, creating the entry if needed. Bumps the
+//  generation. Any thread.
+void
+cd_registry_set_status(cd_registry_t *self, const char *name, cd_actor_status_t status);
+
+//  Removes name (it no longer exists). Bumps the generation.
+void
+cd_registry_remove(cd_registry_t *self, const char *name);
+
+//  Counts one restart of name.
+void
+cd_registry_count_restart(cd_registry_t *self, const char *name);
+
+//  Counts one dead letter addressed to name (which may not exist).
+void
+cd_registry_count_dead_letter(cd_registry_t *self, const char *name);
+
+//  Status of name (CD_ACTOR_ABSENT if unknown).
+cd_actor_status_t
+cd_registry_status(cd_registry_t *self, const char *name);
+
+//  True if messages sent to this status are queued for the actor.
+bool
+cd_registry_status_deliverable(cd_actor_status_t status);
+
+//  Fills *entry for name. Returns 0 or CD_ENOTFOUND.
+int
+cd_registry_get(cd_registry_t *self, const char *name, cd_registry_entry_t *entry);
+
+//  Copies up to max entries, sorted by name, into entries; returns how many
+//  exist (which may exceed max).
+size_t
+cd_registry_list(cd_registry_t *self, cd_registry_entry_t *entries, size_t max);
+
+//  Changes whenever any status changes. One atomic load.
+uint64_t
+cd_registry_generation(const cd_registry_t *self);
+
+//  Total dead letters on this node.
+uint64_t
+cd_registry_dead_letters(const cd_registry_t *self);
+
+//  Threads that stopped answering and were abandoned, still not ended.
+//  A node that exits with any must not wait for them (see cadred.c).
+void
+cd_registry_count_hung(cd_registry_t *self, int delta);
+
+int
+cd_registry_hung(const cd_registry_t *self);
+
+//  Name of a status ("running", ...).
+const char *
+cd_actor_status_name(cd_actor_status_t status);
+
+#endif
