@@ -112,30 +112,6 @@ s_header(const cd_envelope_t *env, const char *key, cd_str_t *value)
     return false;
 }
 
-static int
-s_init(cd_actor_t *self, void *args, void **state_p, const char **why)
-{
-    s_echo_t *echo = (s_echo_t *)zmalloc(sizeof *echo);
-    echo->args = (const cd_echo_args_t *)args;
-    echo->pack = cd_pack_new();
-    echo->pending = zlistx_new();
-    zlistx_set_destructor(echo->pending, s_pending_destroy);
-    *state_p = echo;
-    return 0;
-}
-
-static void
-s_fini(cd_actor_t *self, void **state_p)
-{
-    s_echo_t *echo = (s_echo_t *)*state_p;
-    if (echo) {
-        cd_pack_destroy(&echo->pack);
-        zlistx_destroy(&echo->pending);
-        free(echo);
-        *state_p = NULL;
-    }
-}
-
 //  Sends an answer. An undeliverable one is already a dead letter; a full
 //  queue is logged (the caller of a real task retries by policy).
 static void
@@ -166,6 +142,30 @@ s_send_pending(cd_actor_t *self, void *arg)
     s_deliver(self, &pending->env);
     zlistx_delete(pending->echo->pending, pending->handle);
     return 0;
+}
+
+static int
+s_init(cd_actor_t *self, void *args, void **state_p, const char **why)
+{
+    s_echo_t *echo = (s_echo_t *)zmalloc(sizeof *echo);
+    echo->args = (const cd_echo_args_t *)args;
+    echo->pack = cd_pack_new();
+    echo->pending = zlistx_new();
+    zlistx_set_destructor(echo->pending, s_pending_destroy);
+    *state_p = echo;
+    return 0;
+}
+
+static void
+s_fini(cd_actor_t *self, void **state_p)
+{
+    s_echo_t *echo = (s_echo_t *)*state_p;
+    if (echo) {
+        cd_pack_destroy(&echo->pack);
+        zlistx_destroy(&echo->pending);
+        free(echo);
+        *state_p = NULL;
+    }
 }
 
 static int
