@@ -89,8 +89,22 @@ cd_actor_inbox_new(const cd_runtime_t *rt, const char *name)
         cd_log_error("runtime", "cannot bind actor inbox", "{s:s, s:s, s:s}", "name", name,
                      "endpoint", endpoint, "error", zmq_strerror(zmq_errno()));
         zsock_destroy(&inbox);
+        return NULL;
     }
+    cd_registry_bound(rt->registry, name);
     return inbox;
+}
+
+void
+cd_actor_inbox_destroy(zsock_t **inbox_p)
+{
+    if (inbox_p && *inbox_p) {
+        const char *endpoint = zsock_endpoint(*inbox_p);
+        if (endpoint) {
+            zsock_unbind(*inbox_p, "%s", endpoint);
+        }
+        zsock_destroy(inbox_p);
+    }
 }
 
 static void

@@ -88,6 +88,12 @@ typedef struct cd_instance {
 zsock_t *
 cd_actor_inbox_new(const cd_runtime_t *rt, const char *name);
 
+//  Unbinds and destroys an inbox, so its name can be bound again at once
+//  (a closed socket releases its inproc endpoint only later, in ZeroMQ's
+//  reaper thread). Nulls *inbox_p. Safe on NULL.
+void
+cd_actor_inbox_destroy(zsock_t **inbox_p);
+
 //  Starts one instance in its own thread and waits (bounded by the stop
 //  timeout) for $READY. On success returns the zactor (caller owns it);
 //  on failure returns NULL and writes the reason into why[0..why_size).

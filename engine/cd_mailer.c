@@ -9,6 +9,7 @@ typedef struct {
     zsock_t *push;            //  connected to the destination's inbox
     uint64_t gen;             //  registry generation when status was read
     cd_actor_status_t status; //  destination status at that generation
+    uint32_t incarnation;     //  which inbox of the destination push is connected to
 } s_route_t;
 
 struct cd_mailer {
@@ -73,7 +74,13 @@ s_route(cd_mailer_t *self, const char *target, s_route_t **route_p)
     uint64_t gen = cd_registry_generation(rt->registry);
     s_route_t *route = (s_route_t *)zhashx_lookup(self->routes, target);
     if (!route || route->gen != gen) {
-        cd_actor_status_t status = cd_registry_status(rt->registry, target);
+        uint32_t incarnation = 0;
+        cd_actor_status_t status = cd_registry_lookup(rt->registry, target, &incarnation);
+        if (route && route->incarnation != incarnation) {
+            //  The destination got a new inbox: the old connection is dead.
+            zhashx_delete(self->routes, target);
+            route = NULL;
+        }
         if (!route) {
             if (!cd_registry_status_deliverable(status)) {
                 return status == CD_ACTOR_ABSENT ? CD_ENOTFOUND : CD_EDEAD;
@@ -87,7 +94,7 @@ s_route(cd_mailer_t *self, const char *target, s_route_t **route_p)
             assert(route->push);
             zsock_set_sndhwm(route->push, rt->queue_hwm);
             zsock_set_sndtimeo(route->push, rt->send_timeout_ms);
-            //  Messages still queued when this actor exits are delivered,
+            //  Messages still queued when this mailer closes are delivered,
             //  within the stop timeout, rather than discarded.
             zsock_set_linger(route->push, rt->stop_timeout_ms);
             if (zsock_connect(route->push, "%s", endpoint) != 0) {
@@ -95,6 +102,7 @@ s_route(cd_mailer_t *self, const char *target, s_route_t **route_p)
                 free(route);
                 return CD_ENOTFOUND;
             }
+            route->incarnation = incarnation;
             zhashx_insert(self->routes, target, route);
         }
         route->gen = gen;

@@ -44,7 +44,7 @@ cd_port_destroy(cd_port_t **self_p)
     cd_port_t *self = *self_p;
     cd_registry_remove(self->rt->registry, self->name);
     cd_mailer_destroy(&self->mailer);
-    zsock_destroy(&self->inbox);
+    cd_actor_inbox_destroy(&self->inbox);
     zmq_msg_close(&self->frames[0]);
     zmq_msg_close(&self->frames[1]);
     free(self->name);

@@ -123,6 +123,28 @@ cd_registry_status(cd_registry_t *self, const char *name)
     return status;
 }
 
+void
+cd_registry_bound(cd_registry_t *self, const char *name)
+{
+    pthread_mutex_lock(&self->lock);
+    cd_registry_entry_t *entry = s_entry(self, name, true);
+    entry->status = CD_ACTOR_STARTING;
+    entry->incarnation++;
+    atomic_fetch_add(&self->gen, 1);
+    pthread_mutex_unlock(&self->lock);
+}
+
+cd_actor_status_t
+cd_registry_lookup(cd_registry_t *self, const char *name, uint32_t *incarnation)
+{
+    pthread_mutex_lock(&self->lock);
+    cd_registry_entry_t *entry = s_entry(self, name, false);
+    cd_actor_status_t status = entry ? entry->status : CD_ACTOR_ABSENT;
+    *incarnation = entry ? entry->incarnation : 0;
+    pthread_mutex_unlock(&self->lock);
+    return status;
+}
+
 bool
 cd_registry_status_deliverable(cd_actor_status_t status)
 {

@@ -38,6 +38,7 @@ typedef struct {
     cd_actor_status_t status;        //  lifecycle state
     uint32_t restarts;               //  restarts since the node started
     uint64_t dead_letters;           //  messages to it that could not be delivered
+    uint32_t incarnation;            //  bumped each time a new inbox is bound for it
 } cd_registry_entry_t;
 
 //  Creates the registry of node node_id. Caller owns the result.
@@ -78,6 +79,15 @@ cd_registry_count_dead_letter(cd_registry_t *self, const char *name);
 //  Status of name (CD_ACTOR_ABSENT if unknown).
 cd_actor_status_t
 cd_registry_status(cd_registry_t *self, const char *name);
+
+//  Records that a new inbox was bound for name (status starting, a new
+//  incarnation): senders connected to an older inbox must reconnect.
+void
+cd_registry_bound(cd_registry_t *self, const char *name);
+
+//  Status and incarnation of name in one look.
+cd_actor_status_t
+cd_registry_lookup(cd_registry_t *self, const char *name, uint32_t *incarnation);
 
 //  True if messages sent to this status are queued for the actor.
 bool

@@ -193,7 +193,7 @@ static void
 s_child_destroy(s_child_t **child_p)
 {
     s_child_t *child = *child_p;
-    zsock_destroy(&child->inbox);
+    cd_actor_inbox_destroy(&child->inbox);
     s_instance_destroy(&child->inst);
     free(child->name);
     free(child);
@@ -251,7 +251,11 @@ s_give_up(cd_actor_t *self, s_sup_t *sup, const char *child_name)
                  "child", child_name, "max_restarts", sup->max_restarts, "window_s", sup->window_s);
     for (size_t i = sup->n_children; i-- > 0;) {
         s_child_retire(self, sup, sup->children[i], CD_ACTOR_DEAD);
+        s_child_destroy(&sup->children[i]);
     }
+    //  The records are gone; the registry keeps them as dead, so senders
+    //  learn it (CD_EDEAD) until a successor takes the names.
+    sup->n_children = 0;
     return CD_ECRASH;
 }
 
@@ -456,7 +460,6 @@ s_child_new(cd_actor_t *self, s_sup_t *sup, const cd_child_spec_t *spec, const c
         s_child_destroy(&child);
         return NULL;
     }
-    cd_registry_set_status(sup->rt->registry, child->name, CD_ACTOR_STARTING);
     return child;
 }
 
@@ -631,12 +634,14 @@ s_sup_init(cd_actor_t *self, void *args, void **state_p, const char **why)
     for (size_t i = 0; i < spec->n_children; i++) {
         s_child_t *child = s_child_new(self, sup, &spec->children[i], why);
         if (!child) {
+            s_sup_fini(self, state_p); //  stops the children already started
             return CD_EINVAL;
         }
         if (s_child_start(self, sup, child) != 0) {
             *why = "a child failed to start";
             cd_registry_remove(rt->registry, child->name);
             s_child_destroy(&child);
+            s_sup_fini(self, state_p);
             return CD_ECRASH;
         }
         s_append(sup, child);
@@ -684,7 +689,6 @@ cd_root_new(const cd_runtime_t *rt, const char *name, const cd_supervisor_spec_t
         snprintf(why, why_size, "cannot bind the inbox of %s", name);
         goto err_free;
     }
-    cd_registry_set_status(rt->registry, name, CD_ACTOR_STARTING);
     self->actor = cd_actor_start(&self->inst, why, why_size);
     if (!self->actor) {
         goto err_inbox;
@@ -694,7 +698,7 @@ cd_root_new(const cd_runtime_t *rt, const char *name, const cd_supervisor_spec_t
 err_inbox:
     cd_registry_remove(rt->registry, name);
     if (!atomic_load(&self->inst.abandoned)) {
-        zsock_destroy(&self->inst.inbox);
+        cd_actor_inbox_destroy(&self->inst.inbox);
     }
 err_free:
     if (atomic_load(&self->inst.abandoned)) {
@@ -723,7 +727,7 @@ cd_root_destroy(cd_root_t **self_p)
         }
     }
     cd_registry_remove(self->rt->registry, self->inst.name);
-    zsock_destroy(&self->inst.inbox);
+    cd_actor_inbox_destroy(&self->inst.inbox);
     free(self->inst.name);
     free(self);
     *self_p = NULL;

@@ -1,0 +1,536 @@
+/*  Supervisor tree, actor runtime and mailer: strategies, restart intensity
+    and escalation, crash isolation (handler error, unexpected exit, hang),
+    bounded queues, dead letters, commands, clean shutdown. Real actors,
+    real threads, real ZeroMQ; every wait is bounded. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include "cd_error.h"
+#include "cd_log.h"
+#include "cd_port.h"
+#include "cd_supervisor.h"
+
+#include <unistd.h>
+
+//  --- a test actor ----------------------------------------------------------------
+//  Answers every task with a result; the headers `crash`, `exit` and
+//  `block_ms` make it fail in the three ways a supervisor must catch.
+
+static int
+s_probe_init(cd_actor_t *self, void *args, void **state_p, const char **why)
+{
+    if (args && streq((const char *)args, "fail-init")) {
+        *why = "told to fail";
+        return CD_EINVAL;
+    }
+    return 0;
+}
+
+static bool
+s_has(const cd_envelope_t *env, const char *key, cd_str_t *value)
+{
+    for (uint32_t i = 0; i < env->n_headers; i++) {
+        if (cd_str_eq(env->headers[i].key, key)) {
+            if (value) {
+                *value = env->headers[i].value;
+            }
+            return true;
+        }
+    }
+    return false;
+}
+
+static int
+s_probe_handle(cd_actor_t *self, void *state, const cd_envelope_t *env)
+{
+    cd_str_t value;
+    if (s_has(env, "crash", NULL)) {
+        return CD_ECRASH;
+    }
+    if (s_has(env, "exit", NULL)) {
+        cd_actor_quit(self);
+        return 0;
+    }
+    if (s_has(env, "block_ms", &value)) {
+        char text[16];
+        snprintf(text, sizeof text, "%.*s", (int)value.len, value.ptr);
+        usleep((useconds_t)atoi(text) * 1000u);
+    }
+    char to[128];
+    snprintf(to, sizeof to, "%.*s", (int)env->from.len, env->from.ptr);
+    cd_envelope_t out;
+    cd_actor_envelope_init(self, &out, CD_KIND_RESULT, to);
+    out.task_id = env->task_id;
+    out.payload_type = env->payload_type;
+    out.payload = env->payload;
+    return cd_actor_send(self, &out) == 0 ? 0 : 0;
+}
+
+static const cd_actor_ops_t s_probe_ops = {
+    .kind = "probe",
+    .init = s_probe_init,
+    .handle = s_probe_handle,
+};
+
+//  --- fixture ------------------------------------------------------------------------
+
+typedef struct {
+    cd_runtime_t rt;
+    cd_port_t *port;
+    cd_root_t *root;
+} fixture_t;
+
+static fixture_t *
+s_fixture(int hb_ivl_ms, int hb_timeout_ms, int restart_max)
+{
+    fixture_t *fx = calloc(1, sizeof *fx);
+    //  A node id per fixture: a failed test cannot disturb the next one.
+    static int generation = 0;
+    char node_id[16];
+    snprintf(node_id, sizeof node_id, "t%d", ++generation);
+    fx->rt.registry = cd_registry_new(node_id);
+    fx->rt.queue_hwm = 1000;
+    fx->rt.send_timeout_ms = 1000;
+    fx->rt.heartbeat_ivl_ms = hb_ivl_ms;
+    fx->rt.heartbeat_timeout_ms = hb_timeout_ms;
+    fx->rt.stop_timeout_ms = 3000;
+    fx->rt.restart_max = restart_max;
+    fx->rt.restart_window_s = 10;
+    fx->port = cd_port_new(&fx->rt, "test");
+    assert_non_null(fx->port);
+    return fx;
+}
+
+static void
+s_fixture_destroy(fixture_t **fx_p)
+{
+    fixture_t *fx = *fx_p;
+    if (fx->root) {
+        assert_int_equal(cd_root_destroy(&fx->root), 0);
+    }
+    cd_port_destroy(&fx->port);
+    assert_int_equal(cd_registry_hung(fx->rt.registry), 0);
+    cd_registry_destroy(&fx->rt.registry);
+    free(fx);
+    *fx_p = NULL;
+}
+
+static void
+s_start(fixture_t *fx, const cd_supervisor_spec_t *spec)
+{
+    char why[160] = "";
+    fx->root = cd_root_new(&fx->rt, "root", spec, why, sizeof why);
+    if (!fx->root) {
+        fail_msg("root failed: %s", why);
+    }
+}
+
+//  Sends a task to `to` with one optional header; returns the send result.
+static int
+s_send(fixture_t *fx, const char *to, const char *header, const char *value, int64_t task_id)
+{
+    cd_envelope_t env;
+    cd_mailer_envelope_init(cd_port_mailer(fx->port), &env, CD_KIND_TASK, to);
+    env.task_id = task_id;
+    if (header) {
+        env.headers[0] = (cd_env_header_t){cd_str(header), cd_str(value ? value : "1")};
+        env.n_headers = 1;
+    }
+    return cd_port_send(fx->port, &env);
+}
+
+//  Sends a task and expects its answer within timeout_ms.
+static void
+s_expect_echo(fixture_t *fx, const char *to, int64_t task_id, int timeout_ms)
+{
+    assert_int_equal(s_send(fx, to, NULL, NULL, task_id), 0);
+    cd_envelope_t env;
+    int64_t deadline = zclock_mono() + timeout_ms;
+    while (zclock_mono() < deadline) {
+        if (cd_port_recv(fx->port, 100, &env) == 0 && env.task_id == task_id) {
+            assert_int_equal(env.kind, CD_KIND_RESULT);
+            return;
+        }
+    }
+    fail_msg("no answer from %s for task %lld", to, (long long)task_id);
+}
+
+static uint32_t
+s_restarts(fixture_t *fx, const char *name)
+{
+    cd_registry_entry_t entry;
+    assert_int_equal(cd_registry_get(fx->rt.registry, name, &entry), 0);
+    return entry.restarts;
+}
+
+//  Waits until name's restart count reaches n (bounded).
+static void
+s_wait_restarts(fixture_t *fx, const char *name, uint32_t n, int timeout_ms)
+{
+    int64_t deadline = zclock_mono() + timeout_ms;
+    while (zclock_mono() < deadline) {
+        cd_registry_entry_t entry;
+        if (cd_registry_get(fx->rt.registry, name, &entry) == 0 && entry.restarts >= n &&
+            entry.status == CD_ACTOR_RUNNING) {
+            return;
+        }
+        zclock_sleep(10);
+    }
+    fail_msg("%s did not reach %u restarts", name, n);
+}
+
+static const cd_child_spec_t s_abc[] = {
+    {"a", &s_probe_ops, NULL, CD_RESTART_PERMANENT},
+    {"b", &s_probe_ops, NULL, CD_RESTART_PERMANENT},
+    {"c", &s_probe_ops, NULL, CD_RESTART_PERMANENT},
+};
+
+static void
+s_strategy_case(cd_strategy_t strategy, uint32_t ra, uint32_t rb, uint32_t rc)
+{
+    fixture_t *fx = s_fixture(100, 2000, 5);
+    cd_supervisor_spec_t spec = {strategy, -1, 0, s_abc, 3};
+    s_start(fx, &spec);
+    s_expect_echo(fx, "b", 1, 2000);
+    assert_int_equal(s_send(fx, "b", "crash", NULL, 2), 0);
+    s_wait_restarts(fx, "b", 1, 3000);
+    zclock_sleep(100); //  let any sibling restarts finish
+    assert_int_equal(s_restarts(fx, "a"), ra);
+    assert_int_equal(s_restarts(fx, "b"), rb);
+    assert_int_equal(s_restarts(fx, "c"), rc);
+    s_expect_echo(fx, "a", 3, 2000);
+    s_expect_echo(fx, "b", 4, 2000);
+    s_expect_echo(fx, "c", 5, 2000);
+    s_fixture_destroy(&fx);
+}
+
+static void
+test_supervisor_one_for_one_restarts_only_the_failed_child(void **state)
+{
+    s_strategy_case(CD_ONE_FOR_ONE, 0, 1, 0);
+}
+
+static void
+test_supervisor_one_for_all_restarts_every_child(void **state)
+{
+    s_strategy_case(CD_ONE_FOR_ALL, 1, 1, 1);
+}
+
+static void
+test_supervisor_rest_for_one_restarts_the_failed_and_later_children(void **state)
+{
+    s_strategy_case(CD_REST_FOR_ONE, 0, 1, 1);
+}
+
+static void
+test_supervisor_handler_error_is_isolated(void **state)
+{
+    fixture_t *fx = s_fixture(100, 2000, 5);
+    cd_supervisor_spec_t spec = {CD_ONE_FOR_ONE, -1, 0, s_abc, 3};
+    s_start(fx, &spec);
+    for (int i = 1; i <= 3; i++) {
+        assert_int_equal(s_send(fx, "a", "crash", NULL, i), 0);
+        s_wait_restarts(fx, "a", (uint32_t)i, 3000);
+        s_expect_echo(fx, "b", 100 + i, 2000); //  siblings are untouched
+    }
+    s_expect_echo(fx, "a", 200, 2000);
+    s_fixture_destroy(&fx);
+}
+
+static void
+test_supervisor_unexpected_exit_is_restarted(void **state)
+{
+    fixture_t *fx = s_fixture(100, 2000, 5);
+    cd_supervisor_spec_t spec = {CD_ONE_FOR_ONE, -1, 0, s_abc, 3};
+    s_start(fx, &spec);
+    assert_int_equal(s_send(fx, "c", "exit", NULL, 1), 0);
+    s_wait_restarts(fx, "c", 1, 3000);
+    s_expect_echo(fx, "c", 2, 2000);
+    s_fixture_destroy(&fx);
+}
+
+static void
+test_supervisor_hang_is_detected_by_heartbeat_and_replaced(void **state)
+{
+    fixture_t *fx = s_fixture(50, 300, 5);
+    cd_supervisor_spec_t spec = {CD_ONE_FOR_ONE, -1, 0, s_abc, 3};
+    s_start(fx, &spec);
+    //  The handler blocks 1.5 s; heartbeats stop being answered.
+    assert_int_equal(s_send(fx, "b", "block_ms", "1500", 1), 0);
+    s_wait_restarts(fx, "b", 1, 3000);
+    assert_int_equal(cd_registry_hung(fx->rt.registry), 1);
+    //  The replacement serves b's inbox while the old thread still sleeps.
+    s_expect_echo(fx, "b", 2, 1000);
+    //  When the old thread wakes it sees it was replaced and ends quietly.
+    int64_t deadline = zclock_mono() + 3000;
+    while (cd_registry_hung(fx->rt.registry) != 0 && zclock_mono() < deadline) {
+        zclock_sleep(20);
+    }
+    assert_int_equal(cd_registry_hung(fx->rt.registry), 0);
+    s_expect_echo(fx, "b", 3, 1000);
+    assert_int_equal(s_restarts(fx, "b"), 1);
+    s_fixture_destroy(&fx);
+}
+
+static void
+test_supervisor_messages_queued_for_a_crashed_actor_survive_its_restart(void **state)
+{
+    fixture_t *fx = s_fixture(100, 2000, 5);
+    cd_supervisor_spec_t spec = {CD_ONE_FOR_ONE, -1, 0, s_abc, 3};
+    s_start(fx, &spec);
+    //  Queue a crash and then 100 tasks behind it: all 100 are answered by
+    //  the restarted instance, none lost.
+    assert_int_equal(s_send(fx, "a", "block_ms", "100", 1), 0);
+    assert_int_equal(s_send(fx, "a", "crash", NULL, 2), 0);
+    for (int i = 0; i < 100; i++) {
+        assert_int_equal(s_send(fx, "a", NULL, NULL, 1000 + i), 0);
+    }
+    bool seen[100] = {false};
+    int got = 0;
+    int64_t deadline = zclock_mono() + 5000;
+    while (got < 100 && zclock_mono() < deadline) {
+        cd_envelope_t env;
+        if (cd_port_recv(fx->port, 100, &env) == 0 && env.task_id >= 1000 &&
+            env.task_id < 1100 && !seen[env.task_id - 1000]) {
+            seen[env.task_id - 1000] = true;
+            got++;
+        }
+    }
+    assert_int_equal(got, 100);
+    assert_int_equal(s_restarts(fx, "a"), 1);
+    s_fixture_destroy(&fx);
+}
+
+static void
+test_supervisor_intensity_escalates_to_the_parent(void **state)
+{
+    fixture_t *fx = s_fixture(100, 2000, 5);
+    static const cd_child_spec_t worker[] = {{"w", &s_probe_ops, NULL, CD_RESTART_PERMANENT}};
+    cd_supervisor_spec_t sub_spec = {CD_ONE_FOR_ONE, 2, 10, worker, 1};
+    cd_child_spec_t top[] = {{"sub", &cd_supervisor_ops, &sub_spec, CD_RESTART_PERMANENT},
+                             {"a", &s_probe_ops, NULL, CD_RESTART_PERMANENT}};
+    cd_supervisor_spec_t spec = {CD_ONE_FOR_ONE, 5, 10, top, 2};
+    s_start(fx, &spec);
+    //  Two restarts are within sub's intensity...
+    for (int i = 1; i <= 2; i++) {
+        assert_int_equal(s_send(fx, "w", "crash", NULL, i), 0);
+        s_wait_restarts(fx, "w", (uint32_t)i, 3000);
+    }
+    assert_int_equal(s_restarts(fx, "sub"), 0);
+    //  ...the third makes sub give up; root restarts sub (and so w afresh).
+    assert_int_equal(s_send(fx, "w", "crash", NULL, 3), 0);
+    s_wait_restarts(fx, "sub", 1, 3000);
+    s_expect_echo(fx, "w", 4, 3000);
+    assert_int_equal(s_restarts(fx, "a"), 0);
+    s_fixture_destroy(&fx);
+}
+
+static void
+test_supervisor_root_gives_up_and_reports(void **state)
+{
+    fixture_t *fx = s_fixture(100, 2000, 1);
+    cd_supervisor_spec_t spec = {CD_ONE_FOR_ONE, 1, 10, s_abc, 3};
+    s_start(fx, &spec);
+    assert_int_equal(s_send(fx, "a", "crash", NULL, 1), 0);
+    s_wait_restarts(fx, "a", 1, 3000);
+    assert_int_equal(s_send(fx, "a", "crash", NULL, 2), 0);
+    //  The root's parent (this thread) hears $CRASH, then the thread's end.
+    zactor_t *root = cd_root_actor(fx->root);
+    zmq_pollitem_t item = {zsock_resolve(root), 0, ZMQ_POLLIN, 0};
+    assert_true(zmq_poll(&item, 1, 3000) == 1);
+    char *command = zstr_recv(root);
+    assert_string_equal(command, "$CRASH");
+    zstr_free(&command);
+    //  Every child is dead and its queue went to the dead letters.
+    assert_int_equal(cd_registry_status(fx->rt.registry, "b"), CD_ACTOR_DEAD);
+    assert_int_equal(s_send(fx, "b", NULL, NULL, 3), CD_EDEAD);
+    assert_int_equal(cd_root_destroy(&fx->root), 0);
+    s_fixture_destroy(&fx);
+}
+
+static void
+test_supervisor_child_init_failure_fails_the_start(void **state)
+{
+    fixture_t *fx = s_fixture(100, 2000, 5);
+    static const cd_child_spec_t bad[] = {
+        {"ok", &s_probe_ops, NULL, CD_RESTART_PERMANENT},
+        {"bad", &s_probe_ops, "fail-init", CD_RESTART_PERMANENT},
+    };
+    cd_supervisor_spec_t spec = {CD_ONE_FOR_ONE, -1, 0, bad, 2};
+    char why[160] = "";
+    fx->root = cd_root_new(&fx->rt, "root", &spec, why, sizeof why);
+    assert_null(fx->root);
+    assert_true(strlen(why) > 0);
+    //  Nothing it started is left registered.
+    assert_int_equal(cd_registry_status(fx->rt.registry, "ok"), CD_ACTOR_ABSENT);
+    assert_int_equal(cd_registry_status(fx->rt.registry, "bad"), CD_ACTOR_ABSENT);
+    s_fixture_destroy(&fx);
+}
+
+static void
+test_supervisor_commands_start_stop_restart(void **state)
+{
+    fixture_t *fx = s_fixture(100, 2000, 5);
+    static const cd_child_spec_t none[] = {{"a", &s_probe_ops, NULL, CD_RESTART_PERMANENT}};
+    cd_supervisor_spec_t sub_spec = {CD_ONE_FOR_ONE, -1, 0, NULL, 0};
+    cd_child_spec_t top[] = {{"a", &s_probe_ops, NULL, CD_RESTART_PERMANENT},
+                             {"agents", &cd_supervisor_ops, &sub_spec, CD_RESTART_PERMANENT}};
+    (void)none;
+    cd_supervisor_spec_t spec = {CD_ONE_FOR_ONE, -1, 0, top, 2};
+    s_start(fx, &spec);
+    char why[160];
+    cd_child_spec_t x = {"agent/x", &s_probe_ops, NULL, CD_RESTART_PERMANENT};
+    assert_int_equal(cd_root_call(fx->root, "START", "agents", NULL, &x, 3000, why, sizeof why),
+                     0);
+    s_expect_echo(fx, "agent/x", 1, 2000);
+    //  A duplicate name is refused and changes nothing.
+    assert_int_equal(cd_root_call(fx->root, "START", "agents", NULL, &x, 3000, why, sizeof why),
+                     CD_ESTATE);
+    assert_non_null(strstr(why, "already"));
+    assert_int_equal(
+        cd_root_call(fx->root, "RESTART", "agents", "agent/x", NULL, 3000, why, sizeof why), 0);
+    assert_int_equal(s_restarts(fx, "agent/x"), 1);
+    s_expect_echo(fx, "agent/x", 2, 2000);
+    assert_int_equal(cd_root_call(fx->root, "STOP", "agents", "agent/x", NULL, 3000, why, sizeof why),
+                     0);
+    assert_int_equal(cd_registry_status(fx->rt.registry, "agent/x"), CD_ACTOR_ABSENT);
+    assert_int_equal(s_send(fx, "agent/x", NULL, NULL, 3), CD_ENOTFOUND);
+    assert_int_equal(cd_root_call(fx->root, "STOP", "agents", "nobody", NULL, 3000, why, sizeof why),
+                     CD_ESTATE);
+    assert_int_equal(cd_root_call(fx->root, "STOP", "nowhere", "a", NULL, 3000, why, sizeof why),
+                     CD_ESTATE);
+    s_fixture_destroy(&fx);
+}
+
+//  --- queues and dead letters -------------------------------------------------------
+
+static void
+test_supervisor_full_queue_blocks_then_errors_without_loss(void **state)
+{
+    fixture_t *fx = s_fixture(100, 60000, 5);
+    fx->rt.queue_hwm = 10;
+    fx->rt.send_timeout_ms = 200;
+    cd_supervisor_spec_t spec = {CD_ONE_FOR_ONE, -1, 0, s_abc, 1};
+    s_start(fx, &spec);
+    //  a is busy for 1.5 s: its queue fills, then a send waits 200 ms and
+    //  fails with CD_EBUSY; nothing accepted is lost.
+    assert_int_equal(s_send(fx, "a", "block_ms", "1500", 0), 0);
+    zclock_sleep(50);
+    int accepted = 0;
+    int rc = 0;
+    int64_t started = zclock_mono();
+    while ((rc = s_send(fx, "a", NULL, NULL, 1 + accepted)) == 0 && accepted < 10000) {
+        accepted++;
+    }
+    int64_t waited = zclock_mono() - started;
+    assert_int_equal(rc, CD_EBUSY);
+    assert_true(accepted >= 10 && accepted < 10000);
+    assert_true(waited >= 150);
+    int got = 0;
+    int64_t deadline = zclock_mono() + 5000;
+    while (got < accepted + 1 && zclock_mono() < deadline) {
+        cd_envelope_t env;
+        if (cd_port_recv(fx->port, 100, &env) == 0) {
+            got++;
+        }
+    }
+    assert_int_equal(got, accepted + 1); //  +1: the blocking task itself
+    s_fixture_destroy(&fx);
+}
+
+static void
+test_supervisor_undeliverable_messages_become_dead_letters(void **state)
+{
+    extern const cd_actor_ops_t cd_deadletter_ops;
+    fixture_t *fx = s_fixture(100, 2000, 5);
+    cd_child_spec_t top[] = {{"deadletter", &cd_deadletter_ops, NULL, CD_RESTART_PERMANENT},
+                             {"a", &s_probe_ops, NULL, CD_RESTART_PERMANENT}};
+    cd_supervisor_spec_t spec = {CD_ONE_FOR_ONE, -1, 0, top, 2};
+    s_start(fx, &spec);
+    assert_int_equal(s_send(fx, "nobody", NULL, NULL, 1), CD_ENOTFOUND);
+    char local[64];
+    snprintf(local, sizeof local, "node/%s/nobody", cd_registry_node_id(fx->rt.registry));
+    assert_int_equal(s_send(fx, local, NULL, NULL, 2), CD_ENOTFOUND);
+    assert_int_equal(cd_registry_dead_letters(fx->rt.registry), 2);
+    //  A remote node with no cluster link is undeliverable too.
+    assert_int_equal(s_send(fx, "node/elsewhere/agent/x", NULL, NULL, 3), CD_ENOTFOUND);
+    char why[160];
+    assert_int_equal(cd_root_call(fx->root, "STOP", "", "a", NULL, 3000, why, sizeof why), 0);
+    assert_int_equal(s_send(fx, "a", NULL, NULL, 4), CD_ENOTFOUND);
+    //  The dead-letter actor counted them by reason.
+    cd_envelope_t env;
+    cd_mailer_envelope_init(cd_port_mailer(fx->port), &env, CD_KIND_CONTROL, "deadletter");
+    env.headers[0] = (cd_env_header_t){cd_str("op"), cd_str("stats")};
+    env.n_headers = 1;
+    assert_int_equal(cd_port_send(fx->port, &env), 0);
+    assert_int_equal(cd_port_recv(fx->port, 2000, &env), 0);
+    cd_bin_t total;
+    assert_int_equal(cd_msgpack_map_find(env.payload, "total", &total), 0);
+    int64_t n = 0;
+    assert_int_equal(cd_msgpack_read_int(total, &n), 0);
+    assert_int_equal(n, 4);
+    cd_bin_t reasons, unknown;
+    assert_int_equal(cd_msgpack_map_find(env.payload, "reasons", &reasons), 0);
+    assert_int_equal(cd_msgpack_map_find(reasons, "unknown_actor", &unknown), 0);
+    s_fixture_destroy(&fx);
+}
+
+static void
+test_supervisor_malformed_message_is_rejected_not_fatal(void **state)
+{
+    fixture_t *fx = s_fixture(100, 2000, 5);
+    cd_supervisor_spec_t spec = {CD_ONE_FOR_ONE, -1, 0, s_abc, 1};
+    s_start(fx, &spec);
+    zmq_msg_t frames[1];
+    zmq_msg_init_size(&frames[0], 5);
+    memcpy(zmq_msg_data(&frames[0]), "\xdb\xff\xff\xff\xff", 5); //  str32 of 4 GiB
+    assert_int_equal(cd_mailer_forward_frames(cd_port_mailer(fx->port), "a", frames, 1), 0);
+    zmq_msg_close(&frames[0]);
+    s_expect_echo(fx, "a", 1, 2000);
+    assert_int_equal(s_restarts(fx, "a"), 0);
+    assert_int_equal(cd_registry_dead_letters(fx->rt.registry), 1);
+    s_fixture_destroy(&fx);
+}
+
+static void
+test_supervisor_shutdown_is_clean_and_bounded(void **state)
+{
+    fixture_t *fx = s_fixture(100, 2000, 5);
+    cd_supervisor_spec_t spec = {CD_ONE_FOR_ALL, -1, 0, s_abc, 3};
+    s_start(fx, &spec);
+    s_expect_echo(fx, "c", 1, 2000);
+    int64_t started = zclock_mono();
+    assert_int_equal(cd_root_destroy(&fx->root), 0);
+    assert_true(zclock_mono() - started < 2000);
+    cd_registry_entry_t entries[8];
+    //  Only the test's own port is left.
+    assert_int_equal(cd_registry_list(fx->rt.registry, entries, 8), 1);
+    cd_root_destroy(&fx->root); //  twice is safe
+    s_fixture_destroy(&fx);
+}
+
+int
+main(void)
+{
+    cd_log_set_level(CD_LOG_ERROR);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_supervisor_one_for_one_restarts_only_the_failed_child),
+        cmocka_unit_test(test_supervisor_one_for_all_restarts_every_child),
+        cmocka_unit_test(test_supervisor_rest_for_one_restarts_the_failed_and_later_children),
+        cmocka_unit_test(test_supervisor_handler_error_is_isolated),
+        cmocka_unit_test(test_supervisor_unexpected_exit_is_restarted),
+        cmocka_unit_test(test_supervisor_hang_is_detected_by_heartbeat_and_replaced),
+        cmocka_unit_test(test_supervisor_messages_queued_for_a_crashed_actor_survive_its_restart),
+        cmocka_unit_test(test_supervisor_intensity_escalates_to_the_parent),
+        cmocka_unit_test(test_supervisor_root_gives_up_and_reports),
+        cmocka_unit_test(test_supervisor_child_init_failure_fails_the_start),
+        cmocka_unit_test(test_supervisor_commands_start_stop_restart),
+        cmocka_unit_test(test_supervisor_full_queue_blocks_then_errors_without_loss),
+        cmocka_unit_test(test_supervisor_undeliverable_messages_become_dead_letters),
+        cmocka_unit_test(test_supervisor_malformed_message_is_rejected_not_fatal),
+        cmocka_unit_test(test_supervisor_shutdown_is_clean_and_bounded),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
