@@ -22,6 +22,7 @@ typedef struct {
     const cd_echo_args_t *args; //  options; borrowed from the node
     cd_pack_t *pack;            //  reused output buffer
     cd_envelope_t out;          //  reused answer
+    char reply_to[CD_ENV_MAX_NAME + 80]; //  qualified requester name
     zlistx_t *pending;          //  s_pending_t * waiting for their delay
 } s_echo_t;
 
@@ -227,6 +228,14 @@ s_handle(cd_actor_t *self, void *state, const cd_envelope_t *env)
     out->payload_type = CD_PAYLOAD_MAP;
     out->payload = output;
     if (handoff) {
+        //  The next agent may live on another node: name the requester so
+        //  that it can be reached from anywhere.
+        if (!(reply_to.len > 5 && memcmp(reply_to.ptr, "node/", 5) == 0)) {
+            snprintf(echo->reply_to, sizeof echo->reply_to, "node/%s/%.*s",
+                     cd_registry_node_id(cd_actor_runtime(self)->registry), (int)reply_to.len,
+                     reply_to.ptr ? reply_to.ptr : "");
+            reply_to = cd_str(echo->reply_to);
+        }
         out->headers[0] = (cd_env_header_t){cd_str("reply_to"), reply_to};
         out->n_headers = 1;
     }

@@ -1,0 +1,251 @@
+/*  cd_cluster: the tcp link between nodes (see cd_cluster.h). */
+#include "cd_cluster.h"
+#include "cd_error.h"
+#include "cd_log.h"
+
+#define CD_CLUSTER_MAX_FRAMES 2 //  envelope [+ payload]
+
+typedef struct {
+    const cd_cluster_args_t *args; //  configuration; borrowed
+    zsock_t *router;               //  inbound, bound on args->bind (or NULL)
+    zhashx_t *peers;               //  node id -> zsock_t * DEALER (owned)
+    const char *node_id;           //  this node
+} s_cluster_t;
+
+static void
+s_tcp_options(void *socket, const cd_runtime_t *rt, const cd_cluster_args_t *args)
+{
+    int64_t maxmsg = (int64_t)CD_ENV_MAX_SIZE + 1024;
+    zmq_setsockopt(socket, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
+    int ivl = args->heartbeat_ivl_ms;
+    int timeout = args->heartbeat_timeout_ms;
+    zmq_setsockopt(socket, ZMQ_HEARTBEAT_IVL, &ivl, sizeof ivl);
+    zmq_setsockopt(socket, ZMQ_HEARTBEAT_TIMEOUT, &timeout, sizeof timeout);
+    zmq_setsockopt(socket, ZMQ_HEARTBEAT_TTL, &timeout, sizeof timeout);
+    int linger = rt->stop_timeout_ms;
+    zmq_setsockopt(socket, ZMQ_LINGER, &linger, sizeof linger);
+}
+
+static void
+s_dealer_destroy(void **item)
+{
+    zsock_destroy((zsock_t **)item);
+}
+
+static int
+s_add_peer(cd_actor_t *self, s_cluster_t *cluster, const char *node_id, const char *endpoint)
+{
+    if (streq(node_id, cluster->node_id)) {
+        return 0;
+    }
+    const cd_runtime_t *rt = cd_actor_runtime(self);
+    zsock_t *dealer = zsock_new(ZMQ_DEALER);
+    assert(dealer);
+    zsock_set_identity(dealer, cluster->node_id);
+    zsock_set_sndhwm(dealer, rt->queue_hwm);
+    zsock_set_sndtimeo(dealer, rt->send_timeout_ms);
+    s_tcp_options(zsock_resolve(dealer), rt, cluster->args);
+    if (zsock_connect(dealer, "%s", endpoint) != 0) {
+        cd_log_error(cd_actor_name(self), "cannot connect to peer", "{s:s, s:s, s:s}", "node",
+                     node_id, "endpoint", endpoint, "error", zmq_strerror(zmq_errno()));
+        zsock_destroy(&dealer);
+        return CD_EINVAL;
+    }
+    //  A newer endpoint for a known node replaces the old link.
+    zhashx_delete(cluster->peers, node_id);
+    zhashx_insert(cluster->peers, node_id, dealer);
+    cd_log_info(cd_actor_name(self), "peer link", "{s:s, s:s}", "node", node_id, "endpoint",
+                endpoint);
+    return 0;
+}
+
+//  Inbound: [identity, envelope, payload?] from another node.
+static int
+s_on_router(cd_actor_t *self, void *socket, void *arg)
+{
+    s_cluster_t *cluster = (s_cluster_t *)arg;
+    void *router = zsock_resolve(socket);
+    zmq_msg_t identity;
+    zmq_msg_init(&identity);
+    if (zmq_msg_recv(&identity, router, ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close(&identity);
+        return 0;
+    }
+    zmq_msg_t frames[CD_CLUSTER_MAX_FRAMES];
+    zmq_msg_init(&frames[0]);
+    zmq_msg_init(&frames[1]);
+    int n = 0;
+    bool more = zmq_msg_more(&identity);
+    while (more) {
+        //  Anything past envelope + payload is read into the last slot and
+        //  makes the message invalid.
+        zmq_msg_t *slot = &frames[n < CD_CLUSTER_MAX_FRAMES ? n : CD_CLUSTER_MAX_FRAMES - 1];
+        zmq_msg_recv(slot, router, 0);
+        more = zmq_msg_more(slot);
+        n++;
+    }
+    zmq_msg_close(&identity);
+    cd_kind_t kind;
+    cd_str_t to = {NULL, 0};
+    int rc = n >= 1 && n <= CD_CLUSTER_MAX_FRAMES
+                 ? cd_envelope_peek_route((const uint8_t *)zmq_msg_data(&frames[0]),
+                                          zmq_msg_size(&frames[0]), &kind, &to)
+                 : CD_EPROTO;
+    char target[CD_ENV_MAX_NAME + 1] = "cluster";
+    if (rc == 0) {
+        snprintf(target, sizeof target, "%.*s", (int)to.len, to.ptr);
+        //  Only names on this node are accepted from a peer: anything else
+        //  would bounce between nodes.
+        size_t id_len = strlen(cluster->node_id);
+        if (!(strncmp(target, "node/", 5) == 0 &&
+              strncmp(target + 5, cluster->node_id, id_len) == 0 && target[5 + id_len] == '/')) {
+            rc = CD_EINVAL;
+        }
+    }
+    if (rc == 0) {
+        //  A routing failure is recorded by the mailer; a queue that stayed
+        //  full is recorded here: the peer already handed the message over.
+        if (cd_actor_forward_frames(self, target, frames, n) == CD_EBUSY) {
+            cd_actor_dead_letter(self, target, "queue_full",
+                                 (const uint8_t *)zmq_msg_data(&frames[0]),
+                                 zmq_msg_size(&frames[0]));
+        }
+    } else {
+        cd_log_warn(cd_actor_name(self), "rejected message from peer", "{s:s}", "error",
+                    cd_errname(rc));
+        cd_actor_dead_letter(self, target, rc == CD_EINVAL ? "misrouted" : "malformed",
+                             (const uint8_t *)zmq_msg_data(&frames[0]), zmq_msg_size(&frames[0]));
+    }
+    zmq_msg_close(&frames[0]);
+    zmq_msg_close(&frames[1]);
+    return 0;
+}
+
+static cd_str_t
+s_header(const cd_envelope_t *env, const char *key)
+{
+    for (uint32_t i = 0; i < env->n_headers; i++) {
+        if (cd_str_eq(env->headers[i].key, key)) {
+            return env->headers[i].value;
+        }
+    }
+    return (cd_str_t){NULL, 0};
+}
+
+//  Outbound: an envelope for another node, forwarded by reference.
+static int
+s_handle(cd_actor_t *self, void *state, const cd_envelope_t *env)
+{
+    s_cluster_t *cluster = (s_cluster_t *)state;
+    if (env->kind == CD_KIND_CONTROL && cd_str_eq(env->to, "cluster")) {
+        cd_str_t op = s_header(env, "op");
+        cd_str_t node = s_header(env, "node");
+        cd_str_t endpoint = s_header(env, "endpoint");
+        if (cd_str_eq(op, "peer") && node.len && endpoint.len) {
+            char id[CD_ENV_MAX_NAME + 1];
+            char ep[CD_ENV_MAX_NAME + 1];
+            snprintf(id, sizeof id, "%.*s", (int)node.len, node.ptr);
+            snprintf(ep, sizeof ep, "%.*s", (int)endpoint.len, endpoint.ptr);
+            s_add_peer(self, cluster, id, ep);
+        }
+        return 0;
+    }
+    char to[CD_ENV_MAX_NAME + 1];
+    snprintf(to, sizeof to, "%.*s", (int)env->to.len, env->to.ptr);
+    char node_id[CD_ENV_MAX_NAME + 1] = "";
+    const char *slash = strncmp(to, "node/", 5) == 0 ? strchr(to + 5, '/') : NULL;
+    if (slash) {
+        snprintf(node_id, sizeof node_id, "%.*s", (int)(slash - to - 5), to + 5);
+    }
+    zsock_t *dealer = (zsock_t *)zhashx_lookup(cluster->peers, node_id);
+    zmq_msg_t *frame0 = cd_actor_current_frame(self, 0);
+    if (!dealer) {
+        cd_actor_dead_letter(self, to, "no_route_to_node", (const uint8_t *)zmq_msg_data(frame0),
+                             zmq_msg_size(frame0));
+        return 0;
+    }
+    zmq_msg_t frames[CD_CLUSTER_MAX_FRAMES];
+    int n = env->payload_in_frame ? 2 : 1;
+    for (int i = 0; i < n; i++) {
+        zmq_msg_init(&frames[i]);
+        //  A copy shares the bytes (reference-counted), it does not duplicate them.
+        zmq_msg_copy(&frames[i], cd_actor_current_frame(self, i));
+    }
+    void *socket = zsock_resolve(dealer);
+    int sent = 0;
+    for (int i = 0; i < n; i++) {
+        if (zmq_msg_send(&frames[i], socket, i + 1 < n ? ZMQ_SNDMORE : 0) < 0) {
+            break;
+        }
+        sent++;
+    }
+    if (sent < n) {
+        cd_actor_dead_letter(self, to, "peer_unreachable", (const uint8_t *)zmq_msg_data(frame0),
+                             zmq_msg_size(frame0));
+    }
+    for (int i = 0; i < n; i++) {
+        zmq_msg_close(&frames[i]);
+    }
+    return 0;
+}
+
+static void
+s_fini(cd_actor_t *self, void **state_p)
+{
+    s_cluster_t *cluster = (s_cluster_t *)*state_p;
+    if (!cluster) {
+        return;
+    }
+    if (cluster->router) {
+        cd_actor_unwatch(self, cluster->router);
+        zsock_destroy(&cluster->router);
+    }
+    zhashx_destroy(&cluster->peers);
+    free(cluster);
+    *state_p = NULL;
+}
+
+static int
+s_init(cd_actor_t *self, void *args, void **state_p, const char **why)
+{
+    const cd_cluster_args_t *config = (const cd_cluster_args_t *)args;
+    const cd_runtime_t *rt = cd_actor_runtime(self);
+    s_cluster_t *cluster = (s_cluster_t *)zmalloc(sizeof *cluster);
+    cluster->args = config;
+    cluster->node_id = cd_registry_node_id(rt->registry);
+    cluster->peers = zhashx_new();
+    zhashx_set_destructor(cluster->peers, s_dealer_destroy);
+    *state_p = cluster;
+    if (config->bind) {
+        cluster->router = zsock_new(ZMQ_ROUTER);
+        assert(cluster->router);
+        zsock_set_router_mandatory(cluster->router, 1);
+        zsock_set_rcvhwm(cluster->router, rt->queue_hwm);
+        s_tcp_options(zsock_resolve(cluster->router), rt, config);
+        if (zsock_bind(cluster->router, "%s", config->bind) < 0) {
+            cd_log_error(cd_actor_name(self), "cannot bind cluster endpoint", "{s:s, s:s}",
+                         "endpoint", config->bind, "error", zmq_strerror(zmq_errno()));
+            *why = "cannot bind the cluster endpoint";
+            s_fini(self, state_p);
+            return CD_EIO;
+        }
+        cd_actor_watch(self, cluster->router, s_on_router, cluster);
+        cd_log_info(cd_actor_name(self), "cluster link listening", "{s:s}", "endpoint",
+                    config->bind);
+    }
+    for (size_t i = 0; i < config->n_peers; i++) {
+        if (s_add_peer(self, cluster, config->peers[i].node_id, config->peers[i].endpoint) != 0) {
+            *why = "cannot connect to a configured peer";
+            s_fini(self, state_p);
+            return CD_EINVAL;
+        }
+    }
+    return 0;
+}
+
+const cd_actor_ops_t cd_cluster_ops = {
+    .kind = "cluster",
+    .init = s_init,
+    .handle = s_handle,
+    .fini = s_fini,
+};
