@@ -140,15 +140,27 @@ s_child_env(void)
 }
 
 //  In a forked child, before execve: only async-signal-safe calls, since
-//  the parent may have other threads. Detaches from our session (a Ctrl-C
-//  on the terminal must reach only the node), wires stdin to /dev/null
-//  and stdout/stderr to out_fd, closes every other descriptor (a postmaster
-//  must not inherit the data-dir lock or a test fixture's pipe), drops to
-//  the postgres account if asked and moves to "/" (our cwd may be closed
-//  to it; every path we pass is absolute).
+//  the parent may have other threads. Resets signal handling, detaches
+//  from our session (a Ctrl-C on the terminal must reach only the node),
+//  wires stdin to /dev/null and stdout/stderr to out_fd, closes every
+//  other descriptor (a postmaster must not inherit the data-dir lock or a
+//  test fixture's pipe), drops to the postgres account if asked and moves
+//  to "/" (our cwd may be closed to it; every path we pass is absolute).
 static void
 s_child_setup(int null_fd, int out_fd, const s_cred_t *cred)
 {
+    //  Signal masks and ignored signals survive execve: the node blocks
+    //  SIGINT/SIGTERM for its signalfd, and PostgreSQL's tools (and the
+    //  server they start) must get default signal handling.
+    struct sigaction dfl = {.sa_handler = SIG_DFL};
+    for (int sig = 1; sig < NSIG; sig++) {
+        if (sig != SIGKILL && sig != SIGSTOP) {
+            sigaction(sig, &dfl, NULL);
+        }
+    }
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
     setsid();
     dup2(null_fd, STDIN_FILENO);
     dup2(out_fd, STDOUT_FILENO);
