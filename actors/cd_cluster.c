@@ -132,61 +132,81 @@ s_header(const cd_envelope_t *env, const char *key)
     return (cd_str_t){NULL, 0};
 }
 
-//  Outbound: an envelope for another node, forwarded by reference.
+//  A control envelope for the link itself (op=peer adds a peer).
+static void
+s_control(cd_actor_t *self, s_cluster_t *cluster, const cd_envelope_t *env)
+{
+    cd_str_t op = s_header(env, "op");
+    cd_str_t node = s_header(env, "node");
+    cd_str_t endpoint = s_header(env, "endpoint");
+    if (cd_str_eq(op, "peer") && node.len && endpoint.len) {
+        char id[CD_ENV_MAX_NAME + 1];
+        char ep[CD_ENV_MAX_NAME + 1];
+        snprintf(id, sizeof id, "%.*s", (int)node.len, node.ptr);
+        snprintf(ep, sizeof ep, "%.*s", (int)endpoint.len, endpoint.ptr);
+        s_add_peer(self, cluster, id, ep);
+    }
+}
+
+//  Outbound: an envelope for another node. Only `to` is read; the bytes
+//  are forwarded by reference.
 static int
-s_handle(cd_actor_t *self, void *state, const cd_envelope_t *env)
+s_raw(cd_actor_t *self, void *state, zmq_msg_t *frames, int n)
 {
     s_cluster_t *cluster = (s_cluster_t *)state;
-    if (env->kind == CD_KIND_CONTROL && cd_str_eq(env->to, "cluster")) {
-        cd_str_t op = s_header(env, "op");
-        cd_str_t node = s_header(env, "node");
-        cd_str_t endpoint = s_header(env, "endpoint");
-        if (cd_str_eq(op, "peer") && node.len && endpoint.len) {
-            char id[CD_ENV_MAX_NAME + 1];
-            char ep[CD_ENV_MAX_NAME + 1];
-            snprintf(id, sizeof id, "%.*s", (int)node.len, node.ptr);
-            snprintf(ep, sizeof ep, "%.*s", (int)endpoint.len, endpoint.ptr);
-            s_add_peer(self, cluster, id, ep);
+    const uint8_t *bytes = (const uint8_t *)zmq_msg_data(&frames[0]);
+    size_t size = zmq_msg_size(&frames[0]);
+    cd_kind_t kind;
+    cd_str_t to_view;
+    if (cd_envelope_peek_route(bytes, size, &kind, &to_view) != 0) {
+        cd_actor_dead_letter(self, "cluster", "malformed", bytes, size);
+        return 0;
+    }
+    if (cd_str_eq(to_view, "cluster")) {
+        cd_envelope_t *env = (cd_envelope_t *)malloc(sizeof *env);
+        assert(env);
+        if (kind == CD_KIND_CONTROL && cd_envelope_decode(bytes, size, env, NULL) == 0) {
+            s_control(self, cluster, env);
         }
+        free(env);
         return 0;
     }
     char to[CD_ENV_MAX_NAME + 1];
-    snprintf(to, sizeof to, "%.*s", (int)env->to.len, env->to.ptr);
+    snprintf(to, sizeof to, "%.*s", (int)to_view.len, to_view.ptr);
     char node_id[CD_ENV_MAX_NAME + 1] = "";
     const char *slash = strncmp(to, "node/", 5) == 0 ? strchr(to + 5, '/') : NULL;
     if (slash) {
         snprintf(node_id, sizeof node_id, "%.*s", (int)(slash - to - 5), to + 5);
     }
     zsock_t *dealer = (zsock_t *)zhashx_lookup(cluster->peers, node_id);
-    zmq_msg_t *frame0 = cd_actor_current_frame(self, 0);
     if (!dealer) {
-        cd_actor_dead_letter(self, to, "no_route_to_node", (const uint8_t *)zmq_msg_data(frame0),
-                             zmq_msg_size(frame0));
+        cd_actor_dead_letter(self, to, "no_route_to_node", bytes, size);
         return 0;
     }
-    zmq_msg_t frames[CD_CLUSTER_MAX_FRAMES];
-    int n = env->payload_in_frame ? 2 : 1;
+    zmq_msg_t out[CD_CLUSTER_MAX_FRAMES];
     for (int i = 0; i < n; i++) {
-        zmq_msg_init(&frames[i]);
+        zmq_msg_init(&out[i]);
         //  A copy shares the bytes (reference-counted), it does not duplicate them.
-        zmq_msg_copy(&frames[i], cd_actor_current_frame(self, i));
+        zmq_msg_copy(&out[i], &frames[i]);
     }
     void *socket = zsock_resolve(dealer);
     int sent = 0;
-    for (int i = 0; i < n; i++) {
-        if (zmq_msg_send(&frames[i], socket, i + 1 < n ? ZMQ_SNDMORE : 0) < 0) {
-            break;
-        }
+    while (sent < n && zmq_msg_send(&out[sent], socket, sent + 1 < n ? ZMQ_SNDMORE : 0) >= 0) {
         sent++;
     }
     if (sent < n) {
-        cd_actor_dead_letter(self, to, "peer_unreachable", (const uint8_t *)zmq_msg_data(frame0),
-                             zmq_msg_size(frame0));
+        cd_actor_dead_letter(self, to, "peer_unreachable", bytes, size);
     }
     for (int i = 0; i < n; i++) {
-        zmq_msg_close(&frames[i]);
+        zmq_msg_close(&out[i]);
     }
     return 0;
+}
+
+static int
+s_handle(cd_actor_t *self, void *state, const cd_envelope_t *env)
+{
+    return 0; //  every message goes through s_raw
 }
 
 static void
@@ -248,4 +268,5 @@ const cd_actor_ops_t cd_cluster_ops = {
     .init = s_init,
     .handle = s_handle,
     .fini = s_fini,
+    .raw = s_raw,
 };

@@ -40,6 +40,7 @@ typedef struct {
     long messages;   //  messages per throughput run
     long roundtrips; //  round trips per latency run
     int agents;      //  agents for the spawn scenario
+    const char *only; //  run only this scenario (codec, inproc, tcp, spawn), or NULL
 } options_t;
 
 static int64_t
@@ -612,17 +613,19 @@ typedef struct {
 static void
 s_usage(void)
 {
-    fprintf(stderr, "usage: bench_msg [--runs N] [--messages N] [--roundtrips N] [--agents N]\n");
+    fprintf(stderr, "usage: bench_msg [--runs N] [--messages N] [--roundtrips N] [--agents N]\n"
+                    "                 [--only codec|inproc|tcp|spawn]\n");
 }
 
 int
 main(int argc, char **argv)
 {
-    options_t opt = {5, 1000000, 20000, 1000};
+    options_t opt = {5, 1000000, 20000, 1000, NULL};
     static const struct option longopts[] = {{"runs", required_argument, NULL, 'r'},
                                              {"messages", required_argument, NULL, 'm'},
                                              {"roundtrips", required_argument, NULL, 't'},
                                              {"agents", required_argument, NULL, 'a'},
+                                             {"only", required_argument, NULL, 'o'},
                                              {"help", no_argument, NULL, 'h'},
                                              {NULL, 0, NULL, 0}};
     int c;
@@ -639,6 +642,9 @@ main(int argc, char **argv)
             break;
         case 'a':
             opt.agents = atoi(optarg);
+            break;
+        case 'o':
+            opt.only = optarg;
             break;
         default:
             s_usage();
@@ -663,7 +669,10 @@ main(int argc, char **argv)
     double enc[MAX_RUNS], dec[MAX_RUNS];
     size_t wire64 = 0;
     for (int r = 0; r < opt.runs; r++) {
-        s_codec(1000000, &enc[r], &dec[r], &wire64);
+        enc[r] = dec[r] = 0;
+        if (!opt.only || streq(opt.only, "codec")) {
+            s_codec(1000000, &enc[r], &dec[r], &wire64);
+        }
     }
     double encode_ns = s_median(enc, opt.runs), decode_ns = s_median(dec, opt.runs);
     fprintf(stderr, "codec: encode %.0f ns, decode %.0f ns (%zu-byte envelope, 64 B payload)\n",
@@ -675,6 +684,11 @@ main(int argc, char **argv)
         bool tcp = streq(res->transport, "tcp");
         long wire = s_wire_size(res->size);
         for (int r = 0; r < opt.runs; r++) {
+            res->ours_rate[r] = res->raw_rate[r] = 1;
+            res->ours_p50[r] = res->ours_p99[r] = res->raw_p50[r] = res->raw_p99[r] = 1;
+            if (opt.only && !streq(opt.only, res->transport)) {
+                continue;
+            }
             fprintf(stderr, "\r%s %ld B: run %d/%d ...", res->transport, res->size, r + 1,
                     opt.runs);
             node_t a, b;
@@ -713,6 +727,10 @@ main(int argc, char **argv)
 
     double spawn_s[MAX_RUNS], rss[MAX_RUNS];
     for (int r = 0; r < opt.runs; r++) {
+        spawn_s[r] = rss[r] = 0;
+        if (opt.only && !streq(opt.only, "spawn")) {
+            continue;
+        }
         fprintf(stderr, "\rspawn %d agents: run %d/%d ...", opt.agents, r + 1, opt.runs);
         s_spawn(opt.agents, &spawn_s[r], &rss[r]);
     }

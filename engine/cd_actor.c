@@ -18,13 +18,16 @@
 #include "cd_mailer.h"
 #include "engine_internal.h"
 
+#include <poll.h>
 #include <sys/time.h>
 #include <time.h>
 
 #define CD_ACTOR_BATCH 64          //  inbox messages handled per wake-up
 
 typedef struct {
-    void *socket;       //  watched socket (zsock_t, zactor_t or raw libzmq socket)
+    void *socket;       //  watched socket (zsock_t, zactor_t), or NULL for a plain fd
+    int fd;             //  the plain fd, or the socket's ZMQ_FD
+    short revents;      //  plain fd: what the last poll reported
     cd_actor_io_fn *fn; //  called when readable
     void *arg;          //  passed to fn
 } s_watch_t;
@@ -44,9 +47,10 @@ struct cd_actor {
     s_watch_t *watches;       //  watched sockets
     size_t n_watches;         //  used entries
     size_t cap_watches;       //  allocated entries
-    zmq_pollitem_t *items;    //  pipe, inbox, watches; rebuilt when dirty
-    size_t cap_items;         //  allocated items
-    bool items_dirty;         //  watches changed since items were built
+    struct pollfd *fds;       //  pipe, inbox, watches: what the loop sleeps on
+    size_t cap_fds;           //  allocated entries
+    bool items_dirty;         //  watches changed during this pass
+    bool pipe_touched;        //  a handler used the pipe: look at it again
     s_timer_t *timers;        //  timers
     size_t n_timers;          //  used slots (some may be free)
     int next_timer_id;        //  last id handed out
@@ -111,7 +115,7 @@ static void
 s_actor_main(zsock_t *pipe, void *args);
 
 zactor_t *
-cd_actor_start(cd_instance_t *inst, char *why, size_t why_size)
+cd_actor_spawn(cd_instance_t *inst)
 {
     atomic_store(&inst->abandoned, false);
     atomic_store(&inst->exited, false);
@@ -121,12 +125,18 @@ cd_actor_start(cd_instance_t *inst, char *why, size_t why_size)
     //  included (see cd_actor_reap).
     zsock_set_rcvtimeo(actor, inst->rt->stop_timeout_ms);
     zsock_set_sndtimeo(actor, 0);
-    zmsg_t *msg = zmsg_recv(actor);
+    return actor;
+}
+
+int
+cd_actor_await_ready(zactor_t **actor_p, cd_instance_t *inst, char *why, size_t why_size)
+{
+    zmsg_t *msg = zmsg_recv(*actor_p);
     char *cmd = msg ? zmsg_popstr(msg) : NULL;
     if (cmd && streq(cmd, "$READY")) {
         zstr_free(&cmd);
         zmsg_destroy(&msg);
-        return actor;
+        return 0;
     }
     char *reason = msg ? zmsg_popstr(msg) : NULL;
     snprintf(why, why_size, "%s", reason ? reason : cmd ? cmd : "no answer from actor init");
@@ -136,12 +146,19 @@ cd_actor_start(cd_instance_t *inst, char *why, size_t why_size)
     zmsg_destroy(&msg);
     if (failed) {
         //  The thread exits right after $FAILED: wait for it (bounded).
-        zsock_wait(actor);
+        zsock_wait(*actor_p);
     } else {
         atomic_store(&inst->abandoned, true);
     }
-    cd_actor_reap(&actor);
-    return NULL;
+    cd_actor_reap(actor_p);
+    return CD_ECRASH;
+}
+
+zactor_t *
+cd_actor_start(cd_instance_t *inst, char *why, size_t why_size)
+{
+    zactor_t *actor = cd_actor_spawn(inst);
+    return cd_actor_await_ready(&actor, inst, why, why_size) == 0 ? actor : NULL;
 }
 
 void
@@ -212,17 +229,38 @@ cd_actor_dead_letter(cd_actor_t *self, const char *to, const char *reason, const
 
 //  --- watches and timers (actor thread) ---------------------------------------
 
-int
-cd_actor_watch(cd_actor_t *self, void *socket, cd_actor_io_fn *fn, void *arg)
+static void
+s_watch_add(cd_actor_t *self, s_watch_t watch)
 {
     if (self->n_watches == self->cap_watches) {
         self->cap_watches = self->cap_watches ? self->cap_watches * 2 : 8;
         self->watches = (s_watch_t *)realloc(self->watches, self->cap_watches * sizeof(s_watch_t));
         assert(self->watches);
     }
-    self->watches[self->n_watches++] = (s_watch_t){socket, fn, arg};
+    self->watches[self->n_watches++] = watch;
     self->items_dirty = true;
+}
+
+int
+cd_actor_watch(cd_actor_t *self, void *socket, cd_actor_io_fn *fn, void *arg)
+{
+    s_watch_add(self, (s_watch_t){socket, zsock_fd(socket), 0, fn, arg});
     return 0;
+}
+
+int
+cd_actor_watch_fd(cd_actor_t *self, int fd, cd_actor_io_fn *fn, void *arg)
+{
+    s_watch_add(self, (s_watch_t){NULL, fd, 0, fn, arg});
+    return 0;
+}
+
+static void
+s_unwatch_at(cd_actor_t *self, size_t i)
+{
+    memmove(&self->watches[i], &self->watches[i + 1], (self->n_watches - i - 1) * sizeof(s_watch_t));
+    self->n_watches--;
+    self->items_dirty = true;
 }
 
 void
@@ -230,10 +268,18 @@ cd_actor_unwatch(cd_actor_t *self, void *socket)
 {
     for (size_t i = 0; i < self->n_watches; i++) {
         if (self->watches[i].socket == socket) {
-            memmove(&self->watches[i], &self->watches[i + 1],
-                    (self->n_watches - i - 1) * sizeof(s_watch_t));
-            self->n_watches--;
-            self->items_dirty = true;
+            s_unwatch_at(self, i);
+            return;
+        }
+    }
+}
+
+void
+cd_actor_unwatch_fd(cd_actor_t *self, int fd)
+{
+    for (size_t i = 0; i < self->n_watches; i++) {
+        if (!self->watches[i].socket && self->watches[i].fd == fd) {
+            s_unwatch_at(self, i);
             return;
         }
     }
@@ -344,6 +390,9 @@ cd_actor_runtime(const cd_actor_t *self)
 zsock_t *
 cd_actor_pipe(cd_actor_t *self)
 {
+    //  Sending on a ZeroMQ socket can consume the wake-up of a message
+    //  arriving on it: the loop must look at the pipe again before sleeping.
+    self->pipe_touched = true;
     return self->pipe;
 }
 
@@ -388,27 +437,9 @@ cd__actor_recv(void *socket, int flags, zmq_msg_t frames[2], cd_envelope_t *env,
 
 //  --- the loop (actor thread) ---------------------------------------------------
 
-static void
-s_build_items(cd_actor_t *self)
-{
-    size_t n = 2 + self->n_watches;
-    if (n > self->cap_items) {
-        self->items = (zmq_pollitem_t *)realloc(self->items, n * sizeof(zmq_pollitem_t));
-        assert(self->items);
-        self->cap_items = n;
-    }
-    self->items[0] = (zmq_pollitem_t){zsock_resolve(self->pipe), 0, ZMQ_POLLIN, 0};
-    self->items[1] = (zmq_pollitem_t){zsock_resolve(self->inst->inbox), 0, ZMQ_POLLIN, 0};
-    for (size_t i = 0; i < self->n_watches; i++) {
-        self->items[2 + i] =
-            (zmq_pollitem_t){zsock_resolve(self->watches[i].socket), 0, ZMQ_POLLIN, 0};
-    }
-    self->items_dirty = false;
-}
-
 //  Handles one pipe command. Returns 0, 1 to leave the loop, or an error.
 static int
-s_on_pipe(cd_actor_t *self, void *state)
+s_on_pipe_one(cd_actor_t *self, void *state)
 {
     zmsg_t *msg = zmsg_recv(self->pipe);
     if (!msg) {
@@ -430,16 +461,136 @@ s_on_pipe(cd_actor_t *self, void *state)
     return rc;
 }
 
-//  Receives up to one batch from the inbox and dispatches it. Returns 0 or
-//  the handler's error.
+//  Handles every command waiting on the pipe.
 static int
-s_on_inbox(cd_actor_t *self, void *state)
+s_on_pipe(cd_actor_t *self, void *state)
+{
+    while (zsock_events(self->pipe) & ZMQ_POLLIN) {
+        int rc = s_on_pipe_one(self, state);
+        if (rc != 0) {
+            return rc;
+        }
+    }
+    return 0;
+}
+
+//  Calls the callback of every watched socket that is readable (up to a
+//  batch each), and of every plain fd the last poll reported.
+static int
+s_on_watches(cd_actor_t *self)
+{
+    self->items_dirty = false;
+    for (size_t i = 0; i < self->n_watches && !self->items_dirty; i++) {
+        s_watch_t watch = self->watches[i];
+        if (!watch.socket) {
+            self->watches[i].revents = 0;
+            if (watch.revents & (POLLIN | POLLERR | POLLHUP)) {
+                int rc = watch.fn(self, NULL, watch.arg);
+                if (rc != 0) {
+                    return rc;
+                }
+            }
+            continue;
+        }
+        for (int n = 0; n < CD_ACTOR_BATCH && !self->items_dirty &&
+                        (zsock_events(watch.socket) & ZMQ_POLLIN);
+             n++) {
+            int rc = watch.fn(self, watch.socket, watch.arg);
+            if (rc != 0) {
+                return rc;
+            }
+        }
+    }
+    return 0;
+}
+
+//  True if a watched socket still has input (checked after the callbacks
+//  and timers, which may have sent on them, right before sleeping).
+static bool
+s_watches_pending(cd_actor_t *self)
+{
+    for (size_t i = 0; i < self->n_watches; i++) {
+        if (self->watches[i].socket && (zsock_events(self->watches[i].socket) & ZMQ_POLLIN)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+//  Sleeps until the pipe, the inbox or a watch signals, or timeout_ms.
+static void
+s_sleep(cd_actor_t *self, long timeout_ms, bool *pipe_more, bool *inbox_more)
+{
+    size_t n = 2 + self->n_watches;
+    if (n > self->cap_fds) {
+        self->fds = (struct pollfd *)realloc(self->fds, n * sizeof(struct pollfd));
+        assert(self->fds);
+        self->cap_fds = n;
+    }
+    self->fds[0] = (struct pollfd){zsock_fd(self->pipe), POLLIN, 0};
+    self->fds[1] = (struct pollfd){zsock_fd(self->inst->inbox), POLLIN, 0};
+    for (size_t i = 0; i < self->n_watches; i++) {
+        self->fds[2 + i] = (struct pollfd){self->watches[i].fd, POLLIN, 0};
+    }
+    if (poll(self->fds, (nfds_t)n, timeout_ms > INT32_MAX ? INT32_MAX : (int)timeout_ms) <= 0) {
+        return;
+    }
+    //  A ZeroMQ fd only says "look again"; the socket tells what is there.
+    *pipe_more = *pipe_more || self->fds[0].revents;
+    *inbox_more = *inbox_more || self->fds[1].revents;
+    for (size_t i = 0; i < self->n_watches; i++) {
+        self->watches[i].revents = self->fds[2 + i].revents;
+    }
+}
+
+//  The inbox of a routing actor: frames go to ops->raw undecoded.
+static int
+s_on_inbox_raw(cd_actor_t *self, void *state, void *inbox, bool *drained)
+{
+    for (int i = 0; i < CD_ACTOR_BATCH; i++) {
+        if (zmq_msg_recv(&self->frames[0], inbox, ZMQ_DONTWAIT) < 0) {
+            *drained = true;
+            return 0;
+        }
+        int n = 1;
+        zmq_msg_t *last = &self->frames[0];
+        while (zmq_msg_more(last)) {
+            last = &self->frames[1];
+            zmq_msg_recv(last, inbox, 0);
+            n++;
+        }
+        if (n > 2) {
+            cd_actor_dead_letter(self, self->inst->name, "malformed",
+                                 (const uint8_t *)zmq_msg_data(&self->frames[0]),
+                                 zmq_msg_size(&self->frames[0]));
+            continue;
+        }
+        int rc = self->inst->ops->raw(self, state, self->frames, n);
+        if (rc != 0) {
+            return rc;
+        }
+        if (atomic_load(&self->inst->abandoned) || self->quit) {
+            return 0;
+        }
+    }
+    return 0;
+}
+
+//  Receives up to one batch from the inbox and dispatches it. Sets *drained
+//  when the inbox was found empty. Returns 0 or the handler's error.
+static int
+s_on_inbox(cd_actor_t *self, void *state, bool *drained)
 {
     void *inbox = zsock_resolve(self->inst->inbox);
+    *drained = false;
+    if (self->inst->ops->raw) {
+        return s_on_inbox_raw(self, state, inbox, drained);
+    }
     for (int i = 0; i < CD_ACTOR_BATCH; i++) {
         const char *why = NULL;
         int rc = cd__actor_recv(inbox, ZMQ_DONTWAIT, self->frames, &self->env, &why);
         if (rc == CD_ETIMEDOUT) {
+            *drained = true;
             return 0;
         }
         if (rc != 0) {
@@ -482,7 +633,7 @@ s_actor_destroy(cd_actor_t **self_p)
     zmq_msg_close(&self->frames[0]);
     zmq_msg_close(&self->frames[1]);
     free(self->watches);
-    free(self->items);
+    free(self->fds);
     free(self->timers);
     free(self);
     *self_p = NULL;
@@ -505,17 +656,17 @@ s_actor_main(zsock_t *pipe, void *args)
         return;
     }
     zstr_send(pipe, "$READY");
+    //  The loop sleeps in poll(2) on the sockets' ZMQ_FDs rather than in
+    //  zmq_poll: a ZeroMQ fd is edge-like (it signals "look again"), so each
+    //  source is drained until it reports nothing before the loop sleeps.
+    //  This costs one poll per wake-up instead of zmq_poll's several, which
+    //  is most of a round trip's overhead.
+    bool pipe_more = true;
+    bool inbox_more = true;
     while (!self->quit) {
-        if (self->items_dirty) {
-            s_build_items(self);
-        }
-        int ready = zmq_poll(self->items, (int)(2 + self->n_watches), s_poll_timeout(self));
-        if (ready < 0 && zmq_errno() != EINTR) {
-            rc = CD_EIO;
-            why = "poll failed";
-            break;
-        }
-        if (ready > 0 && (self->items[0].revents & ZMQ_POLLIN)) {
+        if (pipe_more || self->pipe_touched) {
+            pipe_more = false;
+            self->pipe_touched = false;
             rc = s_on_pipe(self, state);
             if (rc == 1) {
                 rc = 0;
@@ -526,8 +677,10 @@ s_actor_main(zsock_t *pipe, void *args)
                 break;
             }
         }
-        if (ready > 0 && (self->items[1].revents & ZMQ_POLLIN)) {
-            rc = s_on_inbox(self, state);
+        if (inbox_more) {
+            bool drained = false;
+            rc = s_on_inbox(self, state, &drained);
+            inbox_more = !drained;
             if (rc != 0) {
                 why = "message handler failed";
                 break;
@@ -535,21 +688,7 @@ s_actor_main(zsock_t *pipe, void *args)
         }
         //  A handler that hung long enough to be replaced must not touch the
         //  inbox again: its successor owns it now.
-        if (atomic_load(&inst->abandoned)) {
-            break;
-        }
-        size_t n_items = 2 + self->n_watches;
-        for (size_t i = 2; ready > 0 && i < n_items && !self->items_dirty; i++) {
-            if (self->items[i].revents & ZMQ_POLLIN) {
-                s_watch_t watch = self->watches[i - 2];
-                rc = watch.fn(self, watch.socket, watch.arg);
-                if (rc != 0) {
-                    why = "socket handler failed";
-                    break;
-                }
-            }
-        }
-        if (rc != 0) {
+        if (atomic_load(&inst->abandoned) || self->quit) {
             break;
         }
         rc = s_run_timers(self);
@@ -557,6 +696,17 @@ s_actor_main(zsock_t *pipe, void *args)
             why = "timer handler failed";
             break;
         }
+        rc = s_on_watches(self);
+        if (rc != 0) {
+            why = "socket handler failed";
+            break;
+        }
+        if (self->quit) {
+            break;
+        }
+        bool busy = pipe_more || inbox_more || self->pipe_touched || self->items_dirty ||
+                    s_watches_pending(self);
+        s_sleep(self, busy ? 0 : s_poll_timeout(self), &pipe_more, &inbox_more);
     }
     bool abandoned = atomic_load(&inst->abandoned);
     if (rc != 0 && !abandoned) {

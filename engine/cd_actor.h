@@ -60,6 +60,12 @@ typedef struct {
     int (*command)(cd_actor_t *self, void *state, const char *command, zmsg_t *msg);
     //  Optional: frees the state; runs on every exit path after init.
     void (*fini)(cd_actor_t *self, void **state_p);
+    //  Optional, for actors that only route: called instead of `handle`
+    //  with the received frames (envelope [, payload]), not decoded, so a
+    //  forwarding hop reads only what it needs (cd_envelope_peek_route).
+    //  The frames are borrowed; zmq_msg_copy them to keep or send them.
+    //  Returning an error crashes the actor.
+    int (*raw)(cd_actor_t *self, void *state, zmq_msg_t *frames, int n);
 } cd_actor_ops_t;
 
 //  Called when a watched socket is readable. Returning an error crashes the
@@ -100,6 +106,17 @@ cd_actor_inbox_destroy(zsock_t **inbox_p);
 //  inst is borrowed by the thread until it exits.
 zactor_t *
 cd_actor_start(cd_instance_t *inst, char *why, size_t why_size);
+
+//  The two halves of cd_actor_start, so that a supervisor can start many
+//  threads before waiting for any (a thread start costs a cross-core
+//  wake-up): cd_actor_spawn starts the thread and returns its zactor (caller
+//  owns it); cd_actor_await_ready waits for $READY and returns 0, or
+//  CD_ECRASH with why filled, the zactor destroyed and *actor_p nulled.
+zactor_t *
+cd_actor_spawn(cd_instance_t *inst);
+
+int
+cd_actor_await_ready(zactor_t **actor_p, cd_instance_t *inst, char *why, size_t why_size);
 
 //  Asks a live actor to stop and waits for its thread to end, up to
 //  timeout_ms. Returns 0 if it ended (the zactor is destroyed and *actor_p
@@ -171,6 +188,16 @@ cd_actor_watch(cd_actor_t *self, void *socket, cd_actor_io_fn *fn, void *arg);
 //  Stops watching socket. No-op if it was not watched.
 void
 cd_actor_unwatch(cd_actor_t *self, void *socket);
+
+//  Watches a plain file descriptor (a libpq or curl socket, a pidfd...):
+//  fn(self, NULL, arg) is called when poll(2) reports it readable (or in
+//  error). The caller keeps fd open until unwatched. Returns 0.
+int
+cd_actor_watch_fd(cd_actor_t *self, int fd, cd_actor_io_fn *fn, void *arg);
+
+//  Stops watching fd. No-op if it was not watched.
+void
+cd_actor_unwatch_fd(cd_actor_t *self, int fd);
 
 //  Calls fn(self, arg) once after delay_ms. Returns a timer id (> 0).
 int

@@ -25,6 +25,7 @@ typedef struct s_child {
     cd_child_spec_t spec;      //  spec; spec.name points at name
     zsock_t *inbox;            //  owned; survives restarts
     cd_instance_t *inst;       //  current incarnation's record (owned)
+    cd_instance_t *pending;    //  record of a thread spawned but not yet ready
     zactor_t *actor;           //  current thread, NULL when not running
     int64_t last_pong_us;      //  last sign of life
     int relay;                 //  command answers to pass up to our parent
@@ -106,32 +107,49 @@ s_instance_destroy(cd_instance_t **inst_p)
     }
 }
 
-//  Starts the child's thread. Returns 0 or CD_ECRASH (its init failed).
-static int
-s_child_start(cd_actor_t *self, s_sup_t *sup, s_child_t *child)
+//  Starts the child's thread without waiting for its init (see
+//  s_child_ready).
+static void
+s_child_spawn(s_sup_t *sup, s_child_t *child)
 {
     assert(!child->actor);
-    cd_instance_t *inst = s_instance_new(sup, child);
+    child->pending = s_instance_new(sup, child);
+    child->actor = cd_actor_spawn(child->pending);
+}
+
+//  Waits for a spawned child's init. Returns 0 or CD_ECRASH (its init
+//  failed or never answered).
+static int
+s_child_ready(cd_actor_t *self, s_sup_t *sup, s_child_t *child)
+{
+    cd_instance_t *inst = child->pending;
+    child->pending = NULL;
     char why[160];
-    zactor_t *actor = cd_actor_start(inst, why, sizeof why);
-    if (!actor) {
+    if (cd_actor_await_ready(&child->actor, inst, why, sizeof why) != 0) {
         cd_log_error(cd_actor_name(self), "child failed to start", "{s:s, s:s}", "child",
                      child->name, "why", why);
         if (atomic_load(&inst->abandoned)) {
             //  Its init never answered: the thread may still use inst.
             cd_registry_count_hung(sup->rt->registry, 1);
-            return CD_ECRASH;
+        } else {
+            s_instance_destroy(&inst);
         }
-        s_instance_destroy(&inst);
         return CD_ECRASH;
     }
     s_instance_destroy(&child->inst);
     child->inst = inst;
-    child->actor = actor;
     child->last_pong_us = s_mono_ms();
-    cd_actor_watch(self, actor, s_on_child, child);
+    cd_actor_watch(self, child->actor, s_on_child, child);
     cd_registry_set_status(sup->rt->registry, child->name, CD_ACTOR_RUNNING);
     return 0;
+}
+
+//  Starts the child's thread and waits for its init. Returns 0 or CD_ECRASH.
+static int
+s_child_start(cd_actor_t *self, s_sup_t *sup, s_child_t *child)
+{
+    s_child_spawn(sup, child);
+    return s_child_ready(self, sup, child);
 }
 
 //  Gives up on a thread that does not answer: it keeps its instance record
@@ -631,20 +649,26 @@ s_sup_init(cd_actor_t *self, void *args, void **state_p, const char **why)
     sup->restarts = (int64_t *)zmalloc(((size_t)sup->max_restarts + 1) * sizeof(int64_t));
     sup->abandoned = zlistx_new();
     *state_p = sup;
+    //  Spawn every thread first, then wait for each: the start-ups overlap.
     for (size_t i = 0; i < spec->n_children; i++) {
         s_child_t *child = s_child_new(self, sup, &spec->children[i], why);
         if (!child) {
-            s_sup_fini(self, state_p); //  stops the children already started
-            return CD_EINVAL;
-        }
-        if (s_child_start(self, sup, child) != 0) {
-            *why = "a child failed to start";
-            cd_registry_remove(rt->registry, child->name);
-            s_child_destroy(&child);
-            s_sup_fini(self, state_p);
-            return CD_ECRASH;
+            break;
         }
         s_append(sup, child);
+        s_child_spawn(sup, child);
+    }
+    bool ok = sup->n_children == spec->n_children;
+    for (size_t i = 0; i < sup->n_children; i++) {
+        if (s_child_ready(self, sup, sup->children[i]) != 0 && ok) {
+            *why = "a child failed to start";
+            ok = false;
+        }
+    }
+    if (!ok) {
+        //  Stops those that did start and releases every name.
+        s_sup_fini(self, state_p);
+        return CD_ECRASH;
     }
     sup->heartbeat_timer = cd_actor_every(self, rt->heartbeat_ivl_ms, s_on_heartbeat, sup);
     return 0;
