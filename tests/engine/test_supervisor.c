@@ -495,6 +495,51 @@ test_supervisor_malformed_message_is_rejected_not_fatal(void **state)
 }
 
 static void
+test_supervisor_failed_forward_leaves_the_frames_with_the_caller(void **state)
+{
+    fixture_t *fx = s_fixture(100, 2000, 5);
+    cd_envbuf_t *buf = cd_envbuf_new();
+    cd_envelope_t env;
+    cd_mailer_envelope_init(cd_port_mailer(fx->port), &env, CD_KIND_TASK, "nobody");
+    assert_int_equal(cd_envelope_encode(&env, buf), 0);
+    zmq_msg_t frames[1];
+    zmq_msg_init_size(&frames[0], cd_envbuf_size(buf));
+    memcpy(zmq_msg_data(&frames[0]), cd_envbuf_data(buf), cd_envbuf_size(buf));
+    assert_int_equal(cd_mailer_forward_frames(cd_port_mailer(fx->port), "nobody", frames, 1),
+                     CD_ENOTFOUND);
+    //  Still ours, intact: it can be sent elsewhere.
+    assert_int_equal(zmq_msg_size(&frames[0]), cd_envbuf_size(buf));
+    assert_memory_equal(zmq_msg_data(&frames[0]), cd_envbuf_data(buf), cd_envbuf_size(buf));
+    assert_int_equal(cd_mailer_forward_frames(cd_port_mailer(fx->port), "test", frames, 1), 0);
+    assert_int_equal(zmq_msg_size(&frames[0]), 0); //  sent: emptied
+    zmq_msg_close(&frames[0]);
+    assert_int_equal(cd_port_recv(fx->port, 1000, &env), 0);
+    assert_true(cd_str_eq(env.to, "nobody"));
+    cd_envbuf_destroy(&buf);
+    s_fixture_destroy(&fx);
+}
+
+static void
+test_supervisor_destroy_twice_is_safe(void **state)
+{
+    cd_runtime_t rt = {cd_registry_new("twice"), 10, 10, 100, 1000, 1000, 1, 1};
+    cd_port_t *port = cd_port_new(&rt, "p");
+    assert_non_null(port);
+    //  A name can be bound once at a time.
+    assert_null(cd_port_new(&rt, "p"));
+    cd_port_destroy(&port);
+    cd_port_destroy(&port);
+    assert_null(port);
+    cd_mailer_t *mailer = cd_mailer_new(&rt, "m");
+    cd_mailer_destroy(&mailer);
+    cd_mailer_destroy(&mailer);
+    assert_null(mailer);
+    cd_registry_destroy(&rt.registry);
+    cd_registry_destroy(&rt.registry);
+    assert_null(rt.registry);
+}
+
+static void
 test_supervisor_shutdown_is_clean_and_bounded(void **state)
 {
     fixture_t *fx = s_fixture(100, 2000, 5);
@@ -530,6 +575,8 @@ main(void)
         cmocka_unit_test(test_supervisor_full_queue_blocks_then_errors_without_loss),
         cmocka_unit_test(test_supervisor_undeliverable_messages_become_dead_letters),
         cmocka_unit_test(test_supervisor_malformed_message_is_rejected_not_fatal),
+        cmocka_unit_test(test_supervisor_failed_forward_leaves_the_frames_with_the_caller),
+        cmocka_unit_test(test_supervisor_destroy_twice_is_safe),
         cmocka_unit_test(test_supervisor_shutdown_is_clean_and_bounded),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
