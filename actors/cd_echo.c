@@ -162,6 +162,12 @@ s_fini(cd_actor_t *self, void **state_p)
 {
     s_echo_t *echo = (s_echo_t *)*state_p;
     if (echo) {
+        //  Stopping cuts delays short: answers already owed are sent now,
+        //  not dropped.
+        for (s_pending_t *pending = (s_pending_t *)zlistx_first(echo->pending); pending;
+             pending = (s_pending_t *)zlistx_next(echo->pending)) {
+            s_deliver(self, &pending->env);
+        }
         cd_pack_destroy(&echo->pack);
         zlistx_destroy(&echo->pending);
         free(echo);
