@@ -13,7 +13,15 @@
 
     Interface: cd_db_connect, cd_db_close, cd_db_connected, cd_db_reset,
     cd_db_exec, cd_db_exec_params, cd_db_query_int64, cd_db_query_text,
-    cd_db_quote_ident, cd_db_error, cd_db_error_is, cd_db_error_format. */
+    cd_db_quote_ident, cd_db_error, cd_db_error_is, cd_db_error_format;
+    result sets: cd_db_query, cd_db_rows_destroy, cd_db_rows_count,
+    cd_db_rows_ncols, cd_db_rows_affected, cd_db_rows_col, cd_db_rows_get,
+    cd_db_rows_isnull, cd_db_rows_int64; transactions: cd_db_begin,
+    cd_db_commit, cd_db_rollback, cd_db_in_transaction.
+
+    A result set is the PGresult itself behind our type: reading a value
+    is PQgetvalue, with no copy, and the values live until it is
+    destroyed. */
 #include "cd_db.h"
 #include "cd_error.h"
 #include "cd_log.h"
@@ -26,6 +34,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+struct cd_db_rows {
+    PGresult *res; // the result, status TUPLES_OK or COMMAND_OK; cleared on destroy
+};
 
 struct cd_db {
     PGconn *conn;      // the libpq connection, never NULL while the object lives
@@ -381,4 +393,133 @@ cd_db_error_format(const cd_db_error_t *err)
                               detail ? "; detail: " : "", detail ? detail : "");
     free(detail);
     return out;
+}
+
+int
+cd_db_query(cd_db_t *self, const char *sql, int nparams, const char *const *params,
+            cd_db_rows_t **out)
+{
+    *out = NULL;
+    PGresult *res = PQexecParams(self->conn, sql, nparams, NULL, params, NULL, NULL, 0);
+    ExecStatusType st = PQresultStatus(res);
+    if (!res || (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK)) {
+        int rc = s_fail(self, res);
+        PQclear(res);
+        return rc;
+    }
+    s_error_clear(&self->err);
+    cd_db_rows_t *rows = cd__db_calloc(1, sizeof *rows);
+    rows->res = res;
+    *out = rows;
+    return 0;
+}
+
+void
+cd_db_rows_destroy(cd_db_rows_t **rows_p)
+{
+    if (!rows_p || !*rows_p) {
+        return;
+    }
+    PQclear((*rows_p)->res);
+    free(*rows_p);
+    *rows_p = NULL;
+}
+
+int
+cd_db_rows_count(const cd_db_rows_t *rows)
+{
+    return PQntuples(rows->res);
+}
+
+int
+cd_db_rows_ncols(const cd_db_rows_t *rows)
+{
+    return PQnfields(rows->res);
+}
+
+int64_t
+cd_db_rows_affected(const cd_db_rows_t *rows)
+{
+    const char *n = PQcmdTuples(rows->res);
+    return *n ? strtoll(n, NULL, 10) : 0;
+}
+
+int
+cd_db_rows_col(const cd_db_rows_t *rows, const char *name)
+{
+    //  PQfnumber folds unquoted names to lower case and strips quotes;
+    //  compare exactly instead, as the header promises.
+    for (int i = 0; i < PQnfields(rows->res); i++) {
+        if (strcmp(PQfname(rows->res, i), name) == 0) {
+            return i;
+        }
+    }
+    return -1;
+}
+
+static bool
+s_in_range(const cd_db_rows_t *rows, int row, int col)
+{
+    return row >= 0 && col >= 0 && row < PQntuples(rows->res) && col < PQnfields(rows->res);
+}
+
+bool
+cd_db_rows_isnull(const cd_db_rows_t *rows, int row, int col)
+{
+    return !s_in_range(rows, row, col) || PQgetisnull(rows->res, row, col);
+}
+
+const char *
+cd_db_rows_get(const cd_db_rows_t *rows, int row, int col)
+{
+    return cd_db_rows_isnull(rows, row, col) ? NULL : PQgetvalue(rows->res, row, col);
+}
+
+int
+cd_db_rows_int64(const cd_db_rows_t *rows, int row, int col, int64_t *out)
+{
+    const char *text = cd_db_rows_get(rows, row, col);
+    if (!text) {
+        return CD_ENOTFOUND;
+    }
+    char *end = NULL;
+    errno = 0;
+    long long v = strtoll(text, &end, 10);
+    if (errno != 0 || end == text || *end != '\0') {
+        return CD_EPROTO;
+    }
+    *out = (int64_t)v;
+    return 0;
+}
+
+int
+cd_db_begin(cd_db_t *self)
+{
+    return cd_db_exec(self, "BEGIN", NULL);
+}
+
+int
+cd_db_commit(cd_db_t *self)
+{
+    PGresult *res = PQexec(self->conn, "COMMIT");
+    if (PQresultStatus(res) == PGRES_COMMAND_OK && strcmp(PQcmdStatus(res), "ROLLBACK") == 0) {
+        //  The transaction had failed; the server rolled it back instead.
+        PQclear(res);
+        s_set_error(self, "25P02", "transaction was rolled back: a statement in it had failed");
+        return CD_EDB;
+    }
+    return s_finish(self, res, NULL);
+}
+
+int
+cd_db_rollback(cd_db_t *self)
+{
+    return cd__db_exec_keep_error(self, "ROLLBACK");
+}
+
+bool
+cd_db_in_transaction(const cd_db_t *self)
+{
+    PGTransactionStatusType st = PQtransactionStatus(self->conn);
+    return st == PQTRANS_INTRANS || st == PQTRANS_INERROR;
 }

@@ -96,4 +96,61 @@ bool cd_db_error_is(const cd_db_error_t *err, const char *sqlstate);
 //  Returns a string the caller frees; "no error" for NULL.
 char *cd_db_error_format(const cd_db_error_t *err);
 
+//  ---------------------------------------------------------------------
+//  Result sets
+
+typedef struct cd_db_rows cd_db_rows_t;
+
+//  Runs one parameterised statement (as cd_db_exec_params) and keeps the
+//  rows it returns, all values as text. A statement without rows (INSERT
+//  without RETURNING) gives an empty set. Returns 0 and *out (caller owns;
+//  cd_db_rows_destroy), CD_EDB or CD_ECONN (then *out is NULL).
+int cd_db_query(cd_db_t *self, const char *sql, int nparams, const char *const *params,
+                cd_db_rows_t **out);
+
+//  Frees a result set. Safe on NULL and on *rows_p == NULL; nulls the
+//  caller's pointer. Every value borrowed from the set dies with it.
+void cd_db_rows_destroy(cd_db_rows_t **rows_p);
+
+//  Number of rows and of columns.
+int cd_db_rows_count(const cd_db_rows_t *rows);
+int cd_db_rows_ncols(const cd_db_rows_t *rows);
+
+//  The command's row count (UPDATE 3 -> 3), 0 for commands without one.
+int64_t cd_db_rows_affected(const cd_db_rows_t *rows);
+
+//  The column named name (as the query spelled it, case-sensitive), or -1.
+int cd_db_rows_col(const cd_db_rows_t *rows, const char *name);
+
+//  The value at (row, col) as text, or NULL for SQL NULL and for a row or
+//  column out of range. Borrowed, valid until cd_db_rows_destroy.
+const char *cd_db_rows_get(const cd_db_rows_t *rows, int row, int col);
+
+//  True if (row, col) is SQL NULL or out of range.
+bool cd_db_rows_isnull(const cd_db_rows_t *rows, int row, int col);
+
+//  Reads (row, col) as a 64-bit integer into *out. Returns 0, CD_ENOTFOUND
+//  if the value is NULL or out of range, CD_EPROTO if it is not an
+//  integer.
+int cd_db_rows_int64(const cd_db_rows_t *rows, int row, int col, int64_t *out);
+
+//  ---------------------------------------------------------------------
+//  Transactions
+
+//  BEGIN, COMMIT. Each returns 0, CD_EDB or CD_ECONN. The server answers
+//  COMMIT of a transaction that had failed with a rollback: cd_db_commit
+//  then returns CD_EDB with SQLSTATE "25P02" (in_failed_sql_transaction),
+//  never 0.
+int cd_db_begin(cd_db_t *self);
+int cd_db_commit(cd_db_t *self);
+
+//  ROLLBACK, keeping the connection's last error as it was, so the caller
+//  still sees why it rolled back. Safe when no transaction is open.
+//  Returns 0 or the code of the ROLLBACK itself.
+int cd_db_rollback(cd_db_t *self);
+
+//  True while a transaction is open on the connection (idle in a
+//  transaction block, or in a failed one).
+bool cd_db_in_transaction(const cd_db_t *self);
+
 #endif

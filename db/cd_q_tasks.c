@@ -1,0 +1,380 @@
+/*  cd_q_tasks: queries on tasks, task_events and archived_tasks (see
+    cd_q_tasks.h).
+
+    Every change is one statement. Conditional changes (patch, status
+    moves, cancel, retry) are compare-and-set: the UPDATE carries the
+    allowed current statuses in its WHERE, which READ COMMITTED re-checks
+    against the newest row version after waiting for a concurrent writer,
+    so two racing changes cannot both pass. A second branch of the same
+    statement returns the row as it is when the UPDATE matched nothing, so
+    the caller can tell "wrong state" (CD_ESTATE) from "no such task".
+
+    Claiming is the classic queue pattern: a sub-select finds the best
+    todo row in (priority DESC, created_at, id) order and locks it FOR
+    UPDATE SKIP LOCKED; rows another claimer holds are skipped rather than
+    waited for, and a row that stopped being todo while we looked is
+    re-checked and passed over. The partial indexes on status = 'todo'
+    serve that order.
+
+    Interface: cd_q_tasks_insert, cd_q_tasks_insert_batch, cd_q_tasks_get,
+    cd_q_tasks_list, cd_q_tasks_patch, cd_q_tasks_claim_next,
+    cd_q_tasks_renew_leases, cd_q_tasks_update_status,
+    cd_q_tasks_fail_attempt, cd_q_tasks_cancel, cd_q_tasks_retry,
+    cd_q_tasks_requeue_expired, cd_q_tasks_requeue_owned,
+    cd_q_tasks_counts, cd_q_tasks_archive, cd_q_tasks_archived_get,
+    cd_q_tasks_archived_list, cd_q_task_events_append,
+    cd_q_task_events_list. */
+#include "cd_q_tasks.h"
+#include "cd_error.h"
+
+#include <stddef.h>
+
+//  The task object, from a row aliased t.
+#define TASK_JSON                                                                                  \
+    "json_build_object('id', t.id, 'title', t.title, 'description', t.description, 'status', "     \
+    "t.status, 'priority', t.priority, 'project_id', t.project_id, 'assignee', t.assignee, "       \
+    "'agent', t.agent, 'input', t.input, 'output', t.output, 'error', t.error, 'attempts', "       \
+    "t.attempts, 'max_attempts', t.max_attempts, 'timeout_ms', t.timeout_ms, 'budget', t.budget, " \
+    "'usage', t.usage, 'created_by', t.created_by, 'created_at', cd_ts(t.created_at), "            \
+    "'started_at', cd_ts(t.started_at), 'finished_at', cd_ts(t.finished_at), 'updated_at', "       \
+    "cd_ts(t.updated_at), 'lease_owner', t.lease_owner, 'lease_expires_at', "                      \
+    "cd_ts(t.lease_expires_at), 'next_attempt_at', cd_ts(t.next_attempt_at))"
+
+//  The archived task object, from a row of archived_tasks aliased t.
+#define ARCHIVED_JSON                                                                              \
+    "json_build_object('id', t.id, 'title', t.title, 'description', t.description, 'status', "     \
+    "t.status, 'priority', t.priority, 'project_id', t.project_id, 'assignee', t.assignee, "       \
+    "'agent', t.agent, 'input', t.input, 'output', t.output, 'error', t.error, 'attempts', "       \
+    "t.attempts, 'max_attempts', t.max_attempts, 'timeout_ms', t.timeout_ms, 'budget', t.budget, " \
+    "'usage', t.usage, 'created_by', t.created_by, 'created_at', cd_ts(t.created_at), "            \
+    "'started_at', cd_ts(t.started_at), 'finished_at', cd_ts(t.finished_at), 'archived_at', "      \
+    "cd_ts(t.archived_at), 'archived_by', t.archived_by)"
+
+//  A history row aliased e.
+#define EVENT_JSON                                                                                 \
+    "json_build_object('id', e.id, 'task_id', e.task_id, 'seq', e.seq, 'ts', cd_ts(e.ts), "        \
+    "'kind', e.kind, 'from', e.from_agent, 'to', e.to_agent, 'status', e.status, 'payload', "      \
+    "e.payload)"
+
+//  The columns a create fills and their values from a body b.e; JSON
+//  null counts as absent.
+#define TASK_COLUMNS                                                                               \
+    "(title, description, priority, project_id, assignee, input, max_attempts, timeout_ms, "       \
+    "budget, created_by)"
+#define TASK_VALUES                                                                                \
+    "b.e ->> 'title', coalesce(b.e ->> 'description', ''), coalesce((b.e ->> "                     \
+    "'priority')::smallint, 5), (b.e ->> 'project_id')::bigint, nullif(b.e -> 'assignee', "        \
+    "'null'), nullif(b.e -> 'input', 'null'), coalesce((b.e ->> 'max_attempts')::int, 3), "        \
+    "coalesce((b.e ->> 'timeout_ms')::bigint, 300000), nullif(b.e -> 'budget', 'null'), "          \
+    "$2::bigint"
+
+#define FINISHED "('done', 'failed', 'cancelled')"
+
+int
+cd_q_tasks_insert(cd_db_t *db, const char *json, int64_t created_by, char **out)
+{
+    char b1[24];
+    const char *params[] = {json, cd__q_i64(b1, created_by)};
+    return cd__q_one(db,
+                     "INSERT INTO tasks AS t " TASK_COLUMNS " SELECT " TASK_VALUES
+                     " FROM (SELECT $1::jsonb AS e) b RETURNING " TASK_JSON,
+                     2, params, out);
+}
+
+int
+cd_q_tasks_insert_batch(cd_db_t *db, const char *json, int64_t created_by, cd_q_page_t *out)
+{
+    //  Identity values are drawn as the ordered SELECT produces rows, so
+    //  ordering the result by id gives back the request order.
+    char b1[24];
+    const char *params[] = {json, cd__q_i64(b1, created_by)};
+    return cd__q_all(db,
+                     "WITH ins AS (INSERT INTO tasks " TASK_COLUMNS " SELECT " TASK_VALUES
+                     " FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS b(e, o)"
+                     " ORDER BY b.o RETURNING *)"
+                     " SELECT " TASK_JSON " FROM ins t ORDER BY t.id",
+                     2, params, out);
+}
+
+int
+cd_q_tasks_get(cd_db_t *db, int64_t id, char **out)
+{
+    char b1[24];
+    const char *params[] = {cd__q_i64(b1, id)};
+    return cd__q_one(db, "SELECT " TASK_JSON " FROM tasks t WHERE t.id = $1", 1, params, out);
+}
+
+int
+cd_q_tasks_list(cd_db_t *db, const cd_q_task_filter_t *f, cd_q_page_t *out)
+{
+    char b1[24], b2[24], b3[24];
+    const char *params[] = {
+        f->status, cd__q_i64(b1, f->project_id), f->agent,  cd__q_i64(b2, f->priority_min),
+        f->since,  cd__q_i64(b3, f->created_by), f->cursor, NULL};
+    return cd__q_page(db,
+                      "SELECT t.id, " TASK_JSON " FROM tasks t"
+                      " WHERE ($1::text IS NULL OR t.status = $1)"
+                      " AND ($2::bigint IS NULL OR t.project_id = $2)"
+                      " AND ($3::text IS NULL OR t.agent = $3 OR t.assignee ->> 'agent' = $3)"
+                      " AND ($4::int IS NULL OR t.priority >= $4)"
+                      " AND ($5::timestamptz IS NULL OR t.created_at >= $5)"
+                      " AND ($6::bigint IS NULL OR t.created_by = $6)"
+                      " AND ($7::bigint IS NULL OR t.id < $7)"
+                      " ORDER BY t.id DESC LIMIT $8",
+                      8, params, f->limit, out);
+}
+
+int
+cd_q_tasks_patch(cd_db_t *db, int64_t id, const char *json, char **out)
+{
+    char b1[24];
+    const char *params[] = {cd__q_i64(b1, id), json};
+    return cd__q_cas(db,
+                     "WITH u AS (UPDATE tasks t SET"
+                     " title = CASE WHEN $2::jsonb ? 'title' THEN $2::jsonb ->> 'title'"
+                     " ELSE t.title END,"
+                     " description = CASE WHEN $2::jsonb ? 'description'"
+                     " THEN $2::jsonb ->> 'description' ELSE t.description END,"
+                     " priority = CASE WHEN $2::jsonb ? 'priority'"
+                     " THEN ($2::jsonb ->> 'priority')::smallint ELSE t.priority END"
+                     " WHERE t.id = $1 AND t.status NOT IN " FINISHED " RETURNING " TASK_JSON
+                     " AS j)"
+                     " SELECT true, j FROM u UNION ALL SELECT false, " TASK_JSON
+                     " FROM tasks t WHERE t.id = $1 AND NOT EXISTS (SELECT FROM u)",
+                     2, params, out);
+}
+
+int
+cd_q_tasks_claim_next(cd_db_t *db, const cd_q_claim_t *c, char **out)
+{
+    *out = NULL;
+    if (!c->owner || c->lease_ms <= 0 || (!c->agent && !c->role && c->team == CD_Q_NULL)) {
+        return CD_EINVAL;
+    }
+    char b1[24], b2[24];
+    const char *params[] = {c->agent, c->role, cd__q_i64(b1, c->team), c->owner,
+                            cd__q_i64(b2, c->lease_ms)};
+    //  The outer status check is belt and braces: the locked sub-select
+    //  already re-checked the row after locking it.
+    return cd__q_one(db,
+                     "UPDATE tasks t SET status = 'in_progress', agent = coalesce($1, t.agent),"
+                     " lease_owner = $4,"
+                     " lease_expires_at = now() + $5::bigint * interval '1 millisecond',"
+                     " attempts = t.attempts + 1, started_at = now(), next_attempt_at = NULL"
+                     " WHERE t.status = 'todo' AND t.id = ("
+                     "  SELECT c.id FROM tasks c WHERE c.status = 'todo'"
+                     "  AND (c.next_attempt_at IS NULL OR c.next_attempt_at <= now())"
+                     "  AND (c.assignee ->> 'agent' = $1 OR c.assignee ->> 'role' = $2"
+                     "   OR c.assignee -> 'team' = to_jsonb($3::bigint))"
+                     "  ORDER BY c.priority DESC, c.created_at, c.id"
+                     "  LIMIT 1 FOR UPDATE SKIP LOCKED)"
+                     " RETURNING " TASK_JSON,
+                     5, params, out);
+}
+
+int
+cd_q_tasks_renew_leases(cd_db_t *db, const char *owner, int64_t lease_ms, int64_t *count)
+{
+    char b1[24];
+    const char *params[] = {owner, cd__q_i64(b1, lease_ms)};
+    return cd_db_exec_params(db,
+                             "UPDATE tasks SET lease_expires_at = now() + $2::bigint * "
+                             "interval '1 millisecond' WHERE lease_owner = $1",
+                             2, params, count);
+}
+
+int
+cd_q_tasks_update_status(cd_db_t *db, int64_t id, const cd_q_task_status_t *s, char **out)
+{
+    if (out) {
+        *out = NULL;
+    }
+    if (!s->to) {
+        return CD_EINVAL;
+    }
+    char b1[24], b2[24];
+    const char *params[] = {
+        cd__q_i64(b1, id), s->from,  s->to,
+        s->agent,          s->owner, cd__q_i64(b2, s->owner ? s->lease_ms : CD_Q_NULL),
+        s->output,         s->error};
+    //  The lease: kept when staying in progress without a new owner,
+    //  replaced with one, dropped when leaving in progress.
+    return cd__q_cas(
+        db,
+        "WITH u AS (UPDATE tasks t SET status = $3, agent = coalesce($4, t.agent),"
+        " lease_owner = CASE WHEN $3 <> 'in_progress' THEN NULL ELSE coalesce($5, t.lease_owner)"
+        " END,"
+        " lease_expires_at = CASE WHEN $3 <> 'in_progress' THEN NULL"
+        " WHEN $5::text IS NOT NULL THEN now() + $6::bigint * interval '1 millisecond'"
+        " ELSE t.lease_expires_at END,"
+        " started_at = CASE WHEN $3 = 'in_progress' THEN coalesce(t.started_at, now())"
+        " ELSE t.started_at END,"
+        " finished_at = CASE WHEN $3 IN " FINISHED " THEN now() ELSE NULL END,"
+        " output = coalesce($7::jsonb, t.output), error = coalesce($8::jsonb, t.error)"
+        " WHERE t.id = $1 AND CASE WHEN $2::text IS NULL THEN t.status NOT IN " FINISHED
+        " ELSE t.status = $2 END RETURNING " TASK_JSON " AS j)"
+        " SELECT true, j FROM u UNION ALL SELECT false, " TASK_JSON
+        " FROM tasks t WHERE t.id = $1 AND NOT EXISTS (SELECT FROM u)",
+        8, params, out);
+}
+
+int
+cd_q_tasks_fail_attempt(cd_db_t *db, int64_t id, const char *error, int64_t backoff_ms, char **out)
+{
+    char b1[24], b2[24];
+    const char *params[] = {cd__q_i64(b1, id), error,
+                            cd__q_i64(b2, backoff_ms < 0 ? 0 : backoff_ms)};
+    return cd__q_cas(
+        db,
+        "WITH u AS (UPDATE tasks t SET"
+        " status = CASE WHEN t.attempts >= t.max_attempts THEN 'failed' ELSE 'todo' END,"
+        " finished_at = CASE WHEN t.attempts >= t.max_attempts THEN now() END,"
+        " next_attempt_at = CASE WHEN t.attempts < t.max_attempts"
+        " THEN now() + $3::bigint * interval '1 millisecond' END,"
+        " lease_owner = NULL, lease_expires_at = NULL, error = coalesce($2::jsonb, t.error)"
+        " WHERE t.id = $1 AND t.status = 'in_progress' RETURNING " TASK_JSON " AS j)"
+        " SELECT true, j FROM u UNION ALL SELECT false, " TASK_JSON
+        " FROM tasks t WHERE t.id = $1 AND NOT EXISTS (SELECT FROM u)",
+        3, params, out);
+}
+
+int
+cd_q_tasks_cancel(cd_db_t *db, int64_t id, char **out)
+{
+    char b1[24];
+    const char *params[] = {cd__q_i64(b1, id)};
+    return cd__q_cas(db,
+                     "WITH u AS (UPDATE tasks t SET status = 'cancelled', finished_at = now(),"
+                     " lease_owner = NULL, lease_expires_at = NULL, next_attempt_at = NULL"
+                     " WHERE t.id = $1 AND t.status NOT IN " FINISHED " RETURNING " TASK_JSON
+                     " AS j)"
+                     " SELECT true, j FROM u UNION ALL SELECT false, " TASK_JSON
+                     " FROM tasks t WHERE t.id = $1 AND NOT EXISTS (SELECT FROM u)",
+                     1, params, out);
+}
+
+int
+cd_q_tasks_retry(cd_db_t *db, int64_t id, char **out)
+{
+    char b1[24];
+    const char *params[] = {cd__q_i64(b1, id)};
+    return cd__q_cas(db,
+                     "WITH u AS (UPDATE tasks t SET status = 'todo', finished_at = NULL,"
+                     " attempts = 0, output = NULL, error = NULL, next_attempt_at = NULL"
+                     " WHERE t.id = $1 AND t.status IN ('failed', 'cancelled') RETURNING " TASK_JSON
+                     " AS j)"
+                     " SELECT true, j FROM u UNION ALL SELECT false, " TASK_JSON
+                     " FROM tasks t WHERE t.id = $1 AND NOT EXISTS (SELECT FROM u)",
+                     1, params, out);
+}
+
+//  Requeues (or fails, when out of attempts) the in-progress tasks that
+//  match `which`, a condition on alias c with $1 available.
+#define REQUEUE(which)                                                                             \
+    "UPDATE tasks t SET"                                                                           \
+    " status = CASE WHEN t.attempts >= t.max_attempts THEN 'failed' ELSE 'todo' END,"              \
+    " finished_at = CASE WHEN t.attempts >= t.max_attempts THEN now() END,"                        \
+    " error = CASE WHEN t.attempts >= t.max_attempts"                                              \
+    " THEN jsonb_build_object('code', 'lease_expired', 'message',"                                 \
+    " 'the node running the task stopped', 'node', t.lease_owner) ELSE t.error END,"               \
+    " lease_owner = NULL, lease_expires_at = NULL, next_attempt_at = NULL"                         \
+    " WHERE t.id IN (SELECT c.id FROM tasks c WHERE c.status = 'in_progress' AND " which           \
+    " FOR UPDATE SKIP LOCKED) RETURNING " TASK_JSON
+
+int
+cd_q_tasks_requeue_expired(cd_db_t *db, cd_q_page_t *out)
+{
+    return cd__q_all(db, REQUEUE("c.lease_expires_at < now()"), 0, NULL, out);
+}
+
+int
+cd_q_tasks_requeue_owned(cd_db_t *db, const char *owner, cd_q_page_t *out)
+{
+    const char *params[] = {owner};
+    return cd__q_all(db, REQUEUE("c.lease_owner = $1"), 1, params, out);
+}
+
+int
+cd_q_tasks_counts(cd_db_t *db, int64_t project_id, char **out)
+{
+    char b1[24];
+    const char *params[] = {cd__q_i64(b1, project_id)};
+    return cd__q_one(db,
+                     "SELECT json_build_object("
+                     "'todo', count(*) FILTER (WHERE status = 'todo'),"
+                     " 'in_progress', count(*) FILTER (WHERE status = 'in_progress'),"
+                     " 'waiting_human', count(*) FILTER (WHERE status = 'waiting_human'),"
+                     " 'done', count(*) FILTER (WHERE status = 'done'),"
+                     " 'failed', count(*) FILTER (WHERE status = 'failed'),"
+                     " 'cancelled', count(*) FILTER (WHERE status = 'cancelled'))"
+                     " FROM tasks WHERE $1::bigint IS NULL OR project_id = $1",
+                     1, params, out);
+}
+
+int
+cd_q_tasks_archive(cd_db_t *db, int64_t id, int64_t archived_by, char **out)
+{
+    char b1[24], b2[24];
+    const char *params[] = {cd__q_i64(b1, id), cd__q_i64(b2, archived_by)};
+    //  Explicit column lists: the two tables need not keep their columns
+    //  in the same order as migrations add to them.
+    return cd__q_one(
+        db,
+        "WITH d AS (DELETE FROM tasks WHERE id = $1 RETURNING *)"
+        " INSERT INTO archived_tasks AS t (id, title, description, status, priority, project_id,"
+        " assignee, agent, input, output, error, attempts, max_attempts, timeout_ms, budget,"
+        " usage, created_by, created_at, started_at, finished_at, archived_by)"
+        " SELECT id, title, description, status, priority, project_id, assignee, agent, input,"
+        " output, error, attempts, max_attempts, timeout_ms, budget, usage, created_by,"
+        " created_at, started_at, finished_at, $2::bigint FROM d RETURNING " ARCHIVED_JSON,
+        2, params, out);
+}
+
+int
+cd_q_tasks_archived_get(cd_db_t *db, int64_t id, char **out)
+{
+    char b1[24];
+    const char *params[] = {cd__q_i64(b1, id)};
+    return cd__q_one(db, "SELECT " ARCHIVED_JSON " FROM archived_tasks t WHERE t.id = $1", 1,
+                     params, out);
+}
+
+int
+cd_q_tasks_archived_list(cd_db_t *db, int64_t project_id, int64_t created_by, const char *cursor,
+                         int limit, cd_q_page_t *out)
+{
+    char b1[24], b2[24];
+    const char *params[] = {cd__q_i64(b1, project_id), cd__q_i64(b2, created_by), cursor, NULL};
+    return cd__q_page(db,
+                      "SELECT t.id, " ARCHIVED_JSON " FROM archived_tasks t"
+                      " WHERE ($1::bigint IS NULL OR t.project_id = $1)"
+                      " AND ($2::bigint IS NULL OR t.created_by = $2)"
+                      " AND ($3::bigint IS NULL OR t.id < $3)"
+                      " ORDER BY t.id DESC LIMIT $4",
+                      4, params, limit, out);
+}
+
+int
+cd_q_task_events_append(cd_db_t *db, int64_t task_id, const char *kind, const char *from,
+                        const char *to, const char *status, const char *payload, char **out)
+{
+    char b1[24];
+    const char *params[] = {cd__q_i64(b1, task_id), kind, from, to, status, payload};
+    //  seq comes from the task_events_seq trigger.
+    return cd__q_one(db,
+                     "INSERT INTO task_events AS e (task_id, kind, from_agent, to_agent, status,"
+                     " payload) VALUES ($1, $2, $3, $4, $5, coalesce($6::jsonb, '{}'))"
+                     " RETURNING " EVENT_JSON,
+                     6, params, out);
+}
+
+int
+cd_q_task_events_list(cd_db_t *db, int64_t task_id, const char *cursor, int limit, cd_q_page_t *out)
+{
+    char b1[24];
+    const char *params[] = {cd__q_i64(b1, task_id), cursor, NULL};
+    return cd__q_page(db,
+                      "SELECT e.seq, " EVENT_JSON " FROM task_events e WHERE e.task_id = $1"
+                      " AND ($2::int IS NULL OR e.seq > $2) ORDER BY e.seq LIMIT $3",
+                      3, params, limit, out);
+}
