@@ -44,6 +44,7 @@
 #define CD_ENV_MAX_NAME 256           //  from / to / kind / header key+value lengths
 #define CD_ENV_MAX_HEADERS 16         //  entries in `headers`
 #define CD_ENV_MAX_ARTIFACTS 16       //  entries in `artifacts`
+#define CD_ENV_MAX_KEYS 64            //  keys of the top-level map and of one artifact
 #define CD_ENV_MAX_DEPTH 32           //  nesting inside a map payload
 #define CD_ENV_MAX_ELEMS 65536        //  entries of any one array or map in a payload
 #define CD_ENV_LARGE_PAYLOAD (64u << 10) //  above this, payloads travel as their own frame
@@ -154,10 +155,14 @@ cd_str_eq(cd_str_t view, const char *cstr);
 
 //  Encodes env into buf (replacing what buf held). If env->payload_in_frame
 //  is set the payload bytes are not written, only `pframe`: the caller sends
-//  them as the next frame. Returns 0, CD_EINVAL if a required field is
-//  missing or a value is out of range (kind, name lengths, header/artifact
-//  counts), or CD_ETOOBIG if the result would exceed CD_ENV_MAX_SIZE.
-//  Any thread; buf must not be shared between threads.
+//  them as the next frame. Optional fields that are zero are not written.
+//  Returns 0, CD_EINVAL if a required field is missing or a value is out of
+//  range (kind, empty from/to, name lengths, header/artifact counts, a view
+//  with len but no ptr, a map payload that is not one valid msgpack map), or
+//  CD_ETOOBIG if the result would exceed CD_ENV_MAX_SIZE (judged from an
+//  upper bound of the size, at most a few hundred bytes above it). On
+//  failure buf is left as it was. Any thread; buf must not be shared between
+//  threads.
 int
 cd_envelope_encode(const cd_envelope_t *env, cd_envbuf_t *buf);
 
@@ -166,8 +171,12 @@ cd_envelope_encode(const cd_envelope_t *env, cd_envbuf_t *buf);
 //  structure), CD_ETRUNC (input ends early), CD_ETOOBIG (a declared size or
 //  count over a limit), CD_EVERSION (v != 1), CD_EDEPTH (payload nesting) or
 //  CD_EINVAL (missing required key), and sets *why (if non-NULL) to a static
-//  string naming what was wrong. Never allocates. Unknown top-level keys are
-//  skipped (after validation) so newer peers can add optional fields.
+//  string naming what was wrong; *env is then unspecified. Never allocates.
+//  Unknown top-level keys are skipped (after validation) so newer peers can
+//  add optional fields. Integers may use any msgpack width or family if the
+//  value fits the field; ext values are accepted (length-checked, not
+//  interpreted) inside payloads and unknown values; payload map keys may be
+//  of any type. Any thread.
 int
 cd_envelope_decode(const uint8_t *data, size_t size, cd_envelope_t *env, const char **why);
 
@@ -181,7 +190,9 @@ cd_envelope_attach_payload(cd_envelope_t *env, const uint8_t *data, size_t size,
 
 //  Reads only what routing needs (kind and to) without validating the rest:
 //  a hop that only forwards uses this and passes the bytes on unchanged.
-//  Returns 0 or a decode error.
+//  It stops as soon as it has both; values before them are skipped (bounds-
+//  and limit-checked, not typed). *to is borrowed from data. Returns 0 or a
+//  decode error (CD_EINVAL if kind or to is missing).
 int
 cd_envelope_peek_route(const uint8_t *data, size_t size, cd_kind_t *kind, cd_str_t *to);
 
@@ -205,7 +216,9 @@ void
 cd_idgen_next(cd_idgen_t *gen, uint8_t out[CD_ENV_UUID_SIZE]);
 
 //  Small msgpack writer for payloads built by agents (so that no layer but
-//  ipc includes <msgpack.h>). Writes into a cd_envbuf_t, which it resets.
+//  ipc includes <msgpack.h>). Writes into its own reusable buffer, which
+//  cd_pack_reset clears. Aborts on out-of-memory; str/bin over 4 GiB and
+//  NULL pointers with a non-zero length are caller bugs (assert).
 typedef struct cd_pack cd_pack_t;
 
 //  Caller owns the result. Aborts on out-of-memory.
@@ -248,13 +261,16 @@ cd_bin_t
 cd_pack_bytes(const cd_pack_t *self);
 
 //  Minimal reader over a validated map payload: finds a top-level key.
-//  On success *value is a view of that key's encoded msgpack value. Returns 0,
-//  CD_ENOTFOUND, or CD_EPROTO if map is not a map.
+//  On success *value is a view of that key's encoded msgpack value, borrowed
+//  from map. Only str keys match. Returns 0, CD_ENOTFOUND, or CD_EPROTO if
+//  map is not a map (or is malformed up to the key).
 int
 cd_msgpack_map_find(cd_bin_t map, const char *key, cd_bin_t *value);
 
-//  Reads a msgpack value as a string / signed integer / bool.
-//  Return 0 or CD_EPROTO on a type mismatch.
+//  Reads a msgpack value as a string / signed integer / bool. value must
+//  hold exactly one value (as cd_msgpack_map_find gives). A string view is
+//  borrowed from value. Return 0, or CD_EPROTO on a type mismatch, an integer
+//  that does not fit int64, or malformed bytes.
 int
 cd_msgpack_read_str(cd_bin_t value, cd_str_t *out);
 int
