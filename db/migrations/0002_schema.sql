@@ -16,6 +16,8 @@
 --     mean something with their parent (a user's tokens), SET NULL for
 --     authorship (created_by), RESTRICT where deleting would silently
 --     destroy work (a project that still has tasks).
+--   * every foreign key column leads some index, so deleting a parent
+--     never scans its children (test_schema checks this).
 --   * Logs that outlive their subject (task_events, events, audit_logs,
 --     archived_tasks, llm_calls) hold plain ids without foreign keys: a
 --     task moves to archived_tasks and its history must stay readable, and
@@ -88,6 +90,7 @@ CREATE TABLE login_attempts (
 CREATE INDEX login_attempts_username_idx ON login_attempts (lower(username), ts);
 CREATE INDEX login_attempts_ip_idx ON login_attempts (ip, ts);
 CREATE INDEX login_attempts_ts_idx ON login_attempts (ts);
+CREATE INDEX login_attempts_user_idx ON login_attempts (user_id);
 
 -- An inet column holds a single address or a network (10.0.0.0/8); a
 -- request is banned if its address lies inside any live row.
@@ -101,6 +104,7 @@ CREATE TABLE banned_ips (
     UNIQUE (ip)
 );
 CREATE INDEX banned_ips_ip_gist ON banned_ips USING gist (ip inet_ops);
+CREATE INDEX banned_ips_created_by_idx ON banned_ips (created_by);
 
 -- Opaque refresh tokens, stored as a hash. A login starts a family; every
 -- refresh marks the presented token used and adds the next one to the
@@ -168,6 +172,7 @@ CREATE TABLE roles (
     created_at timestamptz NOT NULL DEFAULT now(),
     updated_at timestamptz NOT NULL DEFAULT now()
 );
+CREATE INDEX roles_default_template_idx ON roles (default_template_id);
 CREATE TRIGGER roles_touch BEFORE UPDATE ON roles
     FOR EACH ROW EXECUTE FUNCTION cd_touch_updated_at();
 
@@ -213,6 +218,7 @@ CREATE TABLE agents (
 );
 CREATE INDEX agents_role_idx ON agents (role, name);
 CREATE INDEX agents_node_idx ON agents (node_id);
+CREATE INDEX agents_template_idx ON agents (template_id);
 CREATE TRIGGER agents_touch BEFORE UPDATE ON agents
     FOR EACH ROW EXECUTE FUNCTION cd_touch_updated_at();
 
@@ -408,6 +414,7 @@ CREATE TABLE scheduled_tasks (
     CHECK (NOT enabled OR next_run_at IS NOT NULL)
 );
 CREATE INDEX scheduled_tasks_due_idx ON scheduled_tasks (enabled, next_run_at);
+CREATE INDEX scheduled_tasks_created_by_idx ON scheduled_tasks (created_by, id);
 CREATE TRIGGER scheduled_tasks_touch BEFORE UPDATE ON scheduled_tasks
     FOR EACH ROW EXECUTE FUNCTION cd_touch_updated_at();
 
@@ -452,6 +459,7 @@ CREATE TABLE artifacts (
 );
 CREATE INDEX artifacts_project_idx ON artifacts (project_id, id);
 CREATE INDEX artifacts_task_idx ON artifacts (task_id);
+CREATE INDEX artifacts_created_by_idx ON artifacts (created_by);
 
 -- External services (LLM providers ...). Values of secret fields are not
 -- in config: they are sealed together (crypto_secretbox, nonce first)
@@ -467,6 +475,7 @@ CREATE TABLE connections (
     created_at timestamptz NOT NULL DEFAULT now(),
     updated_at timestamptz NOT NULL DEFAULT now()
 );
+CREATE INDEX connections_created_by_idx ON connections (created_by);
 CREATE TRIGGER connections_touch BEFORE UPDATE ON connections
     FOR EACH ROW EXECUTE FUNCTION cd_touch_updated_at();
 

@@ -2,13 +2,8 @@
 /*  test_q_tasks: the task queries (cd_q_tasks) against a real PostgreSQL:
     every function, claim ordering and concurrency, leases, archiving and
     keyset paging under concurrent inserts. */
-#include "cd_db.h"
-#include "cd_error.h"
-#include "cd_migrate.h"
 #include "cd_q_tasks.h"
-#include "cd_testpg.h"
 
-#include <jansson.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -21,90 +16,7 @@
 
 #include <cmocka.h>
 
-typedef struct {
-    char *conninfo; // the test's own database, migrated
-    cd_db_t *db;    // a connection to it
-} fixture_t;
-
-static int
-s_setup(void **state)
-{
-    fixture_t *fx = calloc(1, sizeof *fx);
-    assert_non_null(fx);
-    assert_int_equal(cd_testpg_fresh_db(&fx->conninfo), 0);
-    assert_int_equal(cd_db_connect(fx->conninfo, &fx->db, NULL), 0);
-    assert_int_equal(cd_migrate_run(fx->db, NULL, NULL), 0);
-    *state = fx;
-    return 0;
-}
-
-static int
-s_teardown(void **state)
-{
-    fixture_t *fx = *state;
-    cd_db_close(&fx->db);
-    free(fx->conninfo);
-    free(fx);
-    return 0;
-}
-
-static void
-s_sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
-    nanosleep(&ts, NULL);
-}
-
-//  Parses JSON text (and frees it when take is set).
-static json_t *
-s_parse(char *text, bool take)
-{
-    assert_non_null(text);
-    json_error_t jerr;
-    json_t *j = json_loads(text, 0, &jerr);
-    if (!j) {
-        fail_msg("bad JSON (%s): %s", jerr.text, text);
-    }
-    if (take) {
-        free(text);
-    }
-    return j;
-}
-
-static int64_t
-s_int(const json_t *obj, const char *key)
-{
-    json_t *v = json_object_get(obj, key);
-    if (!json_is_integer(v)) {
-        fail_msg("%s is not an integer", key);
-    }
-    return json_integer_value(v);
-}
-
-static const char *
-s_str(const json_t *obj, const char *key)
-{
-    return json_string_value(json_object_get(obj, key));
-}
-
-static void
-s_sqlstate(cd_db_t *db, int rc, const char *sqlstate)
-{
-    assert_int_equal(rc, CD_EDB);
-    const cd_db_error_t *err = cd_db_error(db);
-    if (!cd_db_error_is(err, sqlstate)) {
-        fail_msg("want SQLSTATE %s, got %s (%s)", sqlstate, err ? err->sqlstate : "-",
-                 err ? err->message : "no error");
-    }
-}
-
-static int64_t
-s_count(cd_db_t *db, const char *sql)
-{
-    int64_t n = -1;
-    assert_int_equal(cd_db_query_int64(db, sql, 0, NULL, &n), 0);
-    return n;
-}
+#include "test_q_support.h"
 
 //  Inserts a task from a body and returns its id.
 static int64_t
@@ -118,29 +30,6 @@ s_task(cd_db_t *db, const char *body)
     json_t *t = s_parse(out, true);
     int64_t id = s_int(t, "id");
     json_decref(t);
-    return id;
-}
-
-static int64_t
-s_user(cd_db_t *db, const char *name)
-{
-    const char *params[] = {name};
-    int64_t id = 0;
-    assert_int_equal(cd_db_query_int64(db,
-                                       "INSERT INTO users (username, password_hash) VALUES ($1, "
-                                       "'x') RETURNING id",
-                                       1, params, &id),
-                     0);
-    return id;
-}
-
-static int64_t
-s_project(cd_db_t *db)
-{
-    int64_t id = 0;
-    assert_int_equal(cd_db_query_int64(db, "INSERT INTO projects (name) VALUES ('p') RETURNING id",
-                                       0, NULL, &id),
-                     0);
     return id;
 }
 
@@ -294,19 +183,6 @@ test_q_tasks_insert_batch(void **state)
     assert_int_equal(page.count, 0);
     assert_string_equal(page.items, "[]");
     cd_q_page_fini(&page);
-}
-
-//  Collects the ids of every page of a list into ids (returns how many).
-static int
-s_page_ids(cd_q_page_t *page, int64_t *ids, int max)
-{
-    json_t *items = s_parse(page->items, false);
-    int n = 0;
-    for (size_t i = 0; i < json_array_size(items) && n < max; i++) {
-        ids[n++] = s_int(json_array_get(items, i), "id");
-    }
-    json_decref(items);
-    return n;
 }
 
 static void
