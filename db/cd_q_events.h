@@ -1,0 +1,44 @@
+/*  cd_q_events: the persisted event stream (events table).
+
+    Conventions: cd_q.h. An event row is API.md's event: {id, ts, type,
+    project_id, task_id, agent, data}. Ids increase in commit order (the
+    schema's events_id trigger), so "every event after id N" read at any
+    moment never misses one that commits later with a smaller id: SSE and
+    WebSocket clients resume from the last id they saw. */
+#ifndef CD_DB_Q_EVENTS_H
+#define CD_DB_Q_EVENTS_H
+
+#include "cd_q.h"
+
+//  Records an event: type (one of API.md's event types), project_id and
+//  task_id (or CD_Q_NULL), agent (or NULL), data (JSON, or NULL for {}).
+//  Inside a caller's transaction, other event writers wait at this call
+//  until that transaction ends. Returns 0 and the event in *out (caller
+//  frees); CD_EDB 23514 for an unknown type.
+int cd_q_events_insert(cd_db_t *db, const char *type, int64_t project_id, int64_t task_id,
+                       const char *agent, const char *data, char **out);
+
+//  Filters of an event list; they combine with AND.
+typedef struct {
+    int64_t project_id; // or CD_Q_NULL
+    int64_t task_id;    // or CD_Q_NULL
+    const char *agent;  // or NULL
+    const char *types;  // comma-separated list of types ("task.created,task.failed"), or NULL
+    const char *after;  // events with a greater id (a cursor or Last-Event-ID); NULL or "0": all
+    int limit;          // page size (cd_q.h)
+} cd_q_event_filter_t;
+
+#define CD_Q_EVENT_FILTER_ALL ((cd_q_event_filter_t){.project_id = CD_Q_NULL, .task_id = CD_Q_NULL})
+
+//  Events in ascending id order; next_cursor is the last id of the page.
+int cd_q_events_list(cd_db_t *db, const cd_q_event_filter_t *filter, cd_q_page_t *out);
+
+//  The highest committed event id (0 if none), where a live stream
+//  starts.
+int cd_q_events_last_id(cd_db_t *db, int64_t *id);
+
+//  Deletes events older than before (RFC 3339). *count (if not NULL)
+//  receives how many.
+int cd_q_events_purge(cd_db_t *db, const char *before, int64_t *count);
+
+#endif

@@ -1,0 +1,206 @@
+/* label: db */
+/*  test_q_events: the event stream queries (cd_q_events) against a real
+    PostgreSQL, including ids that increase in commit order. */
+#include "cd_q_events.h"
+
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "test_q_support.h"
+
+static int64_t
+s_event(cd_db_t *db, const char *type, int64_t project, int64_t task, const char *agent)
+{
+    char *out = NULL;
+    s_ok(db, cd_q_events_insert(db, type, project, task, agent, NULL, &out));
+    json_t *e = s_parse(out, true);
+    int64_t id = s_int(e, "id");
+    json_decref(e);
+    return id;
+}
+
+static void
+test_q_events_insert_list(void **state)
+{
+    fixture_t *fx = *state;
+    int64_t last = -1;
+    s_ok(fx->db, cd_q_events_last_id(fx->db, &last));
+    assert_int_equal(last, 0);
+
+    char *out = NULL;
+    s_ok(fx->db,
+         cd_q_events_insert(fx->db, "task.created", 3, 9, "coder", "{\"title\":\"t\"}", &out));
+    json_t *e = s_parse(out, true);
+    assert_int_equal(s_int(e, "id"), 1);
+    assert_string_equal(s_str(e, "type"), "task.created");
+    assert_int_equal(s_int(e, "project_id"), 3);
+    assert_int_equal(s_int(e, "task_id"), 9);
+    assert_string_equal(s_str(e, "agent"), "coder");
+    assert_string_equal(s_str(json_object_get(e, "data"), "title"), "t");
+    assert_non_null(s_str(e, "ts"));
+    json_decref(e);
+    s_ok(fx->db,
+         cd_q_events_insert(fx->db, "agent.status", CD_Q_NULL, CD_Q_NULL, NULL, NULL, &out));
+    e = s_parse(out, true);
+    assert_true(s_null(e, "project_id") && s_null(e, "task_id") && s_null(e, "agent"));
+    assert_int_equal(json_object_size(json_object_get(e, "data")), 0);
+    json_decref(e);
+    s_sqlstate(fx->db,
+               cd_q_events_insert(fx->db, "task.exploded", CD_Q_NULL, CD_Q_NULL, NULL, NULL, &out),
+               "23514");
+    assert_null(out);
+
+    //  The failed insert used up a sequence value: ids have gaps, but
+    //  still increase.
+    int64_t e3 = s_event(fx->db, "task.started", 3, 9, "coder");
+    int64_t e4 = s_event(fx->db, "task.completed", 3, 10, "coder");
+    int64_t e5 = s_event(fx->db, "task.failed", 4, 11, "other");
+    assert_true(e3 > 2 && e4 > e3 && e5 > e4);
+    s_ok(fx->db, cd_q_events_last_id(fx->db, &last));
+    assert_int_equal(last, e5);
+
+    //  Ascending, filters combine.
+    int64_t ids[16];
+    cd_q_page_t page = {0};
+    cd_q_event_filter_t f = CD_Q_EVENT_FILTER_ALL;
+    s_ok(fx->db, cd_q_events_list(fx->db, &f, &page));
+    assert_int_equal(s_page_ids(&page, ids, 16), 5);
+    int64_t want[] = {1, 2, e3, e4, e5};
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(ids[i], want[i]);
+    }
+    cd_q_page_fini(&page);
+    f = CD_Q_EVENT_FILTER_ALL;
+    f.project_id = 3;
+    f.types = "task.started,task.completed";
+    s_ok(fx->db, cd_q_events_list(fx->db, &f, &page));
+    assert_int_equal(s_page_ids(&page, ids, 16), 2);
+    assert_int_equal(ids[0], e3);
+    assert_int_equal(ids[1], e4);
+    cd_q_page_fini(&page);
+    f = CD_Q_EVENT_FILTER_ALL;
+    f.task_id = 9;
+    f.agent = "coder";
+    s_ok(fx->db, cd_q_events_list(fx->db, &f, &page));
+    assert_int_equal(page.count, 2);
+    cd_q_page_fini(&page);
+    f = CD_Q_EVENT_FILTER_ALL;
+    f.agent = "other";
+    s_ok(fx->db, cd_q_events_list(fx->db, &f, &page));
+    assert_int_equal(s_page_ids(&page, ids, 16), 1);
+    assert_int_equal(ids[0], e5);
+    cd_q_page_fini(&page);
+
+    //  after = Last-Event-ID; pages continue from next_cursor.
+    f = CD_Q_EVENT_FILTER_ALL;
+    f.after = "0";
+    f.limit = 2;
+    s_ok(fx->db, cd_q_events_list(fx->db, &f, &page));
+    assert_int_equal(page.count, 2);
+    assert_string_equal(page.next_cursor, "2");
+    char *cursor = page.next_cursor;
+    page.next_cursor = NULL;
+    cd_q_page_fini(&page);
+    f.after = cursor;
+    s_ok(fx->db, cd_q_events_list(fx->db, &f, &page));
+    free(cursor);
+    assert_int_equal(s_page_ids(&page, ids, 16), 2);
+    assert_int_equal(ids[0], e3);
+    cd_q_page_fini(&page);
+    char lastb[24];
+    f.after = cd__q_i64(lastb, e5);
+    s_ok(fx->db, cd_q_events_list(fx->db, &f, &page));
+    assert_int_equal(page.count, 0);
+    assert_null(page.next_cursor);
+    cd_q_page_fini(&page);
+
+    //  Purge by age.
+    int64_t n = -1;
+    s_ok(fx->db, cd_q_events_purge(fx->db, "2000-01-01T00:00:00Z", &n));
+    assert_int_equal(n, 0);
+    s_ok(fx->db, cd_q_events_purge(fx->db, "2999-01-01T00:00:00Z", &n));
+    assert_int_equal(n, 5);
+}
+
+typedef struct {
+    const char *conninfo; // database
+    int64_t id;           // the id its event got
+    int64_t waited_ms;    // how long the insert took
+    int rc;               // its result
+} writer_t;
+
+static int64_t
+s_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void *
+s_writer(void *arg)
+{
+    writer_t *w = arg;
+    cd_db_t *db = NULL;
+    w->rc = cd_db_connect(w->conninfo, &db, NULL);
+    if (w->rc == 0) {
+        int64_t t0 = s_now_ms();
+        char *out = NULL;
+        w->rc = cd_q_events_insert(db, "task.token", CD_Q_NULL, CD_Q_NULL, NULL, NULL, &out);
+        w->waited_ms = s_now_ms() - t0;
+        if (w->rc == 0) {
+            json_t *e = json_loads(out, 0, NULL);
+            w->id = json_integer_value(json_object_get(e, "id"));
+            json_decref(e);
+        }
+        free(out);
+    }
+    cd_db_close(&db);
+    return NULL;
+}
+
+static void
+test_q_events_ids_in_commit_order(void **state)
+{
+    fixture_t *fx = *state;
+    //  A holds an event in an open transaction; B's insert must wait for
+    //  A's commit and get a larger id, so a reader that saw B's id cannot
+    //  later find A's below it.
+    s_ok(fx->db, cd_db_begin(fx->db));
+    int64_t a = s_event(fx->db, "task.created", CD_Q_NULL, CD_Q_NULL, NULL);
+    writer_t w = {fx->conninfo, 0, 0, 0};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, s_writer, &w), 0);
+    s_sleep_ms(300);
+
+    //  Meanwhile a reader sees neither.
+    cd_db_t *reader = NULL;
+    assert_int_equal(cd_db_connect(fx->conninfo, &reader, NULL), 0);
+    int64_t last = -1;
+    s_ok(reader, cd_q_events_last_id(reader, &last));
+    assert_int_equal(last, 0);
+
+    s_ok(fx->db, cd_db_commit(fx->db));
+    pthread_join(th, NULL);
+    assert_int_equal(w.rc, 0);
+    assert_true(w.id > a);
+    assert_true(w.waited_ms >= 200);
+    s_ok(reader, cd_q_events_last_id(reader, &last));
+    assert_int_equal(last, w.id);
+    cd_db_close(&reader);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_q_events_insert_list, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_q_events_ids_in_commit_order, s_setup, s_teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
