@@ -1,0 +1,103 @@
+/*  cd_q_hitl: queries on hitl_requests (see cd_q_hitl.h).
+
+    The expiry pass locks the due rows with SKIP LOCKED, so nodes running
+    it together split the work instead of expiring (and acting on) one
+    request twice, and a request being answered right now is left to
+    that answer.
+
+    Interface: cd_q_hitl_insert, cd_q_hitl_get, cd_q_hitl_list,
+    cd_q_hitl_respond, cd_q_hitl_expire_due, cd_q_hitl_cancel_task. */
+#include "cd_q_hitl.h"
+#include "cd_error.h"
+
+#include <stddef.h>
+
+#define HITL_JSON                                                                                  \
+    "json_build_object('id', h.id, 'task_id', h.task_id, 'project_id', h.project_id, 'agent', "    \
+    "h.agent, 'question', h.question, 'options', h.options, 'status', h.status, 'response', "      \
+    "h.response, 'approved', h.approved, 'deadline', cd_ts(h.deadline), 'on_timeout', "            \
+    "h.on_timeout, 'created_at', cd_ts(h.created_at), 'answered_at', cd_ts(h.answered_at))"
+
+int
+cd_q_hitl_insert(cd_db_t *db, int64_t task_id, const char *agent, const char *json, char **out)
+{
+    char b1[24];
+    const char *params[] = {cd__q_i64(b1, task_id), agent, json};
+    return cd__q_one(db,
+                     "INSERT INTO hitl_requests AS h (task_id, project_id, agent, question,"
+                     " options, deadline, on_timeout)"
+                     " SELECT t.id, t.project_id, $2, b.e ->> 'question',"
+                     " nullif(b.e -> 'options', 'null'),"
+                     " now() + (b.e ->> 'timeout_s')::double precision * interval '1 second',"
+                     " coalesce(b.e ->> 'on_timeout', 'deny')"
+                     " FROM tasks t, (SELECT $3::jsonb AS e) b WHERE t.id = $1"
+                     " RETURNING " HITL_JSON,
+                     3, params, out);
+}
+
+int
+cd_q_hitl_get(cd_db_t *db, int64_t id, char **out)
+{
+    char b1[24];
+    const char *params[] = {cd__q_i64(b1, id)};
+    return cd__q_one(db, "SELECT " HITL_JSON " FROM hitl_requests h WHERE h.id = $1", 1, params,
+                     out);
+}
+
+int
+cd_q_hitl_list(cd_db_t *db, const cd_q_hitl_filter_t *f, cd_q_page_t *out)
+{
+    char b1[24], b2[24], b3[24];
+    const char *params[] = {f->status,
+                            cd__q_i64(b1, f->project_id),
+                            cd__q_i64(b2, f->task_id),
+                            cd__q_i64(b3, f->created_by),
+                            f->cursor,
+                            NULL};
+    return cd__q_page(db,
+                      "SELECT h.id, " HITL_JSON " FROM hitl_requests h"
+                      " WHERE ($1::text IS NULL OR h.status = $1)"
+                      " AND ($2::bigint IS NULL OR h.project_id = $2)"
+                      " AND ($3::bigint IS NULL OR h.task_id = $3)"
+                      " AND ($4::bigint IS NULL OR EXISTS (SELECT FROM tasks t"
+                      "  WHERE t.id = h.task_id AND t.created_by = $4))"
+                      " AND ($5::bigint IS NULL OR h.id < $5)"
+                      " ORDER BY h.id DESC LIMIT $6",
+                      6, params, f->limit, out);
+}
+
+int
+cd_q_hitl_respond(cd_db_t *db, int64_t id, const char *response, int approved, char **out)
+{
+    char b1[24];
+    const char *params[] = {cd__q_i64(b1, id), response,
+                            approved < 0 ? NULL : (approved ? "true" : "false")};
+    return cd__q_cas(db,
+                     "WITH u AS (UPDATE hitl_requests h SET status = 'answered',"
+                     " response = $2::jsonb, approved = $3::boolean, answered_at = now()"
+                     " WHERE h.id = $1 AND h.status = 'pending' RETURNING " HITL_JSON " AS j)"
+                     " SELECT true, j FROM u UNION ALL SELECT false, " HITL_JSON
+                     " FROM hitl_requests h WHERE h.id = $1 AND NOT EXISTS (SELECT FROM u)",
+                     3, params, out);
+}
+
+int
+cd_q_hitl_expire_due(cd_db_t *db, cd_q_page_t *out)
+{
+    return cd__q_all(db,
+                     "UPDATE hitl_requests h SET status = 'expired' WHERE h.id IN ("
+                     " SELECT d.id FROM hitl_requests d WHERE d.status = 'pending'"
+                     " AND d.deadline <= now() FOR UPDATE SKIP LOCKED) RETURNING " HITL_JSON,
+                     0, NULL, out);
+}
+
+int
+cd_q_hitl_cancel_task(cd_db_t *db, int64_t task_id, int64_t *count)
+{
+    char b1[24];
+    const char *params[] = {cd__q_i64(b1, task_id)};
+    return cd_db_exec_params(db,
+                             "UPDATE hitl_requests SET status = 'cancelled'"
+                             " WHERE task_id = $1 AND status = 'pending'",
+                             1, params, count);
+}
