@@ -1,0 +1,342 @@
+/*  cd_q_system: queries on config, stats_history, audit_logs, nodes,
+    idempotency_keys and connections (see cd_q_system.h).
+
+    Claiming an idempotency key is one INSERT ... ON CONFLICT: the unique
+    (user_id, key) decides between concurrent first requests, and an
+    expired record is taken over in the same statement. When a concurrent
+    claim commits between our snapshot and our conflict check, the
+    statement sees neither its own row nor the other's; one retry (a new
+    statement, a new snapshot) then finds it.
+
+    Interface: cd_q_config_{get_all,get,set,delete},
+    cd_q_stats_{insert,list,purge}, cd_q_audit_{insert,list},
+    cd_q_nodes_{register,heartbeat,list,expired,delete},
+    cd_q_idem_{begin,finish,abandon,purge},
+    cd_q_connections_{insert,get,sealed,list,patch,delete}. */
+#include "cd_q_system.h"
+#include "cd_error.h"
+
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#define STATS_JSON                                                                                 \
+    "json_build_object('id', s.id, 'ts', cd_ts(s.ts), 'node_id', s.node_id, 'stats', s.stats)"
+
+#define AUDIT_JSON                                                                                 \
+    "json_build_object('id', a.id, 'ts', cd_ts(a.ts), 'user_id', a.user_id, 'action', a.action, "  \
+    "'target', a.target, 'details', a.details, 'ip', host(a.ip), 'prev_hash', "                    \
+    "encode(a.prev_hash, 'hex'), 'hash', encode(a.hash, 'hex'))"
+
+#define NODE_JSON                                                                                  \
+    "json_build_object('id', n.id, 'address', n.address, 'version', n.version, 'started_at', "     \
+    "cd_ts(n.started_at), 'heartbeat_at', cd_ts(n.heartbeat_at), 'lease_expires_at', "             \
+    "cd_ts(n.lease_expires_at), 'alive', n.lease_expires_at > now())"
+
+#define IDEM_JSON                                                                                  \
+    "json_build_object('key', k.key, 'user_id', k.user_id, 'request_hash', "                       \
+    "encode(k.request_hash, 'hex'), 'response_status', k.response_status, 'response_body', "       \
+    "k.response_body, 'created_at', cd_ts(k.created_at), 'expires_at', cd_ts(k.expires_at))"
+
+#define CONN_JSON                                                                                  \
+    "json_build_object('id', c.id, 'name', c.name, 'connector_type', c.connector_type, "           \
+    "'config', c.config, 'secret_fields', c.secret_fields, 'has_secrets', c.secrets IS NOT "       \
+    "NULL, 'created_by', c.created_by, 'created_at', cd_ts(c.created_at), 'updated_at', "          \
+    "cd_ts(c.updated_at))"
+
+//  --- config -----------------------------------------------------------
+
+static const char *const s_config_all =
+    "SELECT coalesce(jsonb_object_agg(key, value ORDER BY key), '{}') FROM config";
+
+int
+cd_q_config_get_all(cd_db_t *db, char **out)
+{
+    return cd__q_one(db, s_config_all, 0, NULL, out);
+}
+
+int
+cd_q_config_get(cd_db_t *db, const char *key, char **out)
+{
+    const char *params[] = {key};
+    return cd__q_one(db, "SELECT value FROM config WHERE key = $1", 1, params, out);
+}
+
+int
+cd_q_config_set(cd_db_t *db, const char *json, char **out)
+{
+    *out = NULL;
+    bool own = false;
+    int rc = cd__q_tx_begin(db, &own);
+    if (rc != 0) {
+        return rc;
+    }
+    const char *params[] = {json};
+    rc = cd_db_exec_params(db,
+                           "INSERT INTO config (key, value) SELECT key, value FROM jsonb_each($1)"
+                           " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value,"
+                           " updated_at = now()",
+                           1, params, NULL);
+    if (rc == 0) {
+        rc = cd__q_one(db, s_config_all, 0, NULL, out);
+    }
+    rc = cd__q_tx_end(db, own, rc);
+    if (rc != 0) {
+        free(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
+int
+cd_q_config_delete(cd_db_t *db, const char *key)
+{
+    const char *params[] = {key};
+    return cd__q_write(db, "DELETE FROM config WHERE key = $1", 1, params, NULL);
+}
+
+//  --- stats history ------------------------------------------------------
+
+int
+cd_q_stats_insert(cd_db_t *db, const char *node_id, const char *stats, char **out)
+{
+    const char *params[] = {node_id, stats};
+    return cd__q_one(db,
+                     "INSERT INTO stats_history AS s (node_id, stats) VALUES ($1, $2)"
+                     " RETURNING " STATS_JSON,
+                     2, params, out);
+}
+
+int
+cd_q_stats_list(cd_db_t *db, const char *since, const char *cursor, int limit, cd_q_page_t *out)
+{
+    const char *params[] = {since, cursor, NULL};
+    return cd__q_page(db,
+                      "SELECT s.id, " STATS_JSON " FROM stats_history s"
+                      " WHERE ($1::timestamptz IS NULL OR s.ts >= $1)"
+                      " AND ($2::bigint IS NULL OR s.id > $2) ORDER BY s.id LIMIT $3",
+                      3, params, limit, out);
+}
+
+int
+cd_q_stats_purge(cd_db_t *db, const char *before, int64_t *count)
+{
+    const char *params[] = {before};
+    return cd_db_exec_params(db, "DELETE FROM stats_history WHERE ts < $1::timestamptz", 1, params,
+                             count);
+}
+
+//  --- audit log ----------------------------------------------------------
+
+int
+cd_q_audit_insert(cd_db_t *db, int64_t user_id, const char *action, const char *target,
+                  const char *details, const char *ip, char **out)
+{
+    char b1[24];
+    const char *params[] = {cd__q_i64(b1, user_id), action, target, details, ip};
+    return cd__q_one(db,
+                     "INSERT INTO audit_logs AS a (user_id, action, target, details, ip)"
+                     " VALUES ($1, $2, $3, coalesce($4::jsonb, '{}'), $5::inet)"
+                     " RETURNING " AUDIT_JSON,
+                     5, params, out);
+}
+
+int
+cd_q_audit_list(cd_db_t *db, const cd_q_audit_filter_t *f, cd_q_page_t *out)
+{
+    char b1[24];
+    const char *params[] = {cd__q_i64(b1, f->user_id), f->action, f->since, f->cursor, NULL};
+    return cd__q_page(db,
+                      "SELECT a.id, " AUDIT_JSON " FROM audit_logs a"
+                      " WHERE ($1::bigint IS NULL OR a.user_id = $1)"
+                      " AND ($2::text IS NULL OR a.action = $2)"
+                      " AND ($3::timestamptz IS NULL OR a.ts >= $3)"
+                      " AND ($4::bigint IS NULL OR a.id < $4) ORDER BY a.id DESC LIMIT $5",
+                      5, params, f->limit, out);
+}
+
+//  --- nodes --------------------------------------------------------------
+
+int
+cd_q_nodes_register(cd_db_t *db, const char *id, const char *address, const char *version,
+                    int64_t lease_ms, char **out)
+{
+    char b1[24];
+    const char *params[] = {id, address, version, cd__q_i64(b1, lease_ms)};
+    return cd__q_one(db,
+                     "INSERT INTO nodes AS n (id, address, version, lease_expires_at)"
+                     " VALUES ($1, $2, $3, now() + $4::bigint * interval '1 millisecond')"
+                     " ON CONFLICT (id) DO UPDATE SET address = EXCLUDED.address,"
+                     " version = EXCLUDED.version, started_at = now(), heartbeat_at = now(),"
+                     " lease_expires_at = EXCLUDED.lease_expires_at RETURNING " NODE_JSON,
+                     4, params, out);
+}
+
+int
+cd_q_nodes_heartbeat(cd_db_t *db, const char *id, int64_t lease_ms, char **out)
+{
+    char b1[24];
+    const char *params[] = {id, cd__q_i64(b1, lease_ms)};
+    return cd__q_one(db,
+                     "UPDATE nodes n SET heartbeat_at = now(),"
+                     " lease_expires_at = now() + $2::bigint * interval '1 millisecond'"
+                     " WHERE n.id = $1 RETURNING " NODE_JSON,
+                     2, params, out);
+}
+
+int
+cd_q_nodes_list(cd_db_t *db, cd_q_page_t *out)
+{
+    return cd__q_all(db, "SELECT " NODE_JSON " FROM nodes n ORDER BY n.id", 0, NULL, out);
+}
+
+int
+cd_q_nodes_expired(cd_db_t *db, cd_q_page_t *out)
+{
+    return cd__q_all(db,
+                     "SELECT " NODE_JSON " FROM nodes n WHERE n.lease_expires_at <= now()"
+                     " ORDER BY n.id",
+                     0, NULL, out);
+}
+
+int
+cd_q_nodes_delete(cd_db_t *db, const char *id)
+{
+    const char *params[] = {id};
+    return cd__q_write(db, "DELETE FROM nodes WHERE id = $1", 1, params, NULL);
+}
+
+//  --- idempotency keys -----------------------------------------------------
+
+int
+cd_q_idem_begin(cd_db_t *db, const char *key, int64_t user_id, const char *hash_hex, int64_t ttl_s,
+                char **out)
+{
+    char b1[24], b2[24];
+    const char *params[] = {key, cd__q_i64(b1, user_id), hash_hex, cd__q_i64(b2, ttl_s)};
+    int rc = CD_ENOTFOUND;
+    for (int attempt = 0; attempt < 2 && rc == CD_ENOTFOUND; attempt++) {
+        rc = cd__q_cas(
+            db,
+            "WITH ins AS (INSERT INTO idempotency_keys AS k (key, user_id, request_hash,"
+            " expires_at) VALUES ($1, $2::bigint, decode($3, 'hex'),"
+            " now() + $4::bigint * interval '1 second')"
+            " ON CONFLICT (user_id, key) DO UPDATE SET request_hash = EXCLUDED.request_hash,"
+            " response_status = NULL, response_body = NULL, created_at = now(),"
+            " expires_at = EXCLUDED.expires_at WHERE k.expires_at <= now()"
+            " RETURNING " IDEM_JSON " AS j)"
+            " SELECT true, j FROM ins UNION ALL SELECT false, " IDEM_JSON
+            " FROM idempotency_keys k WHERE k.key = $1"
+            " AND k.user_id IS NOT DISTINCT FROM $2::bigint AND NOT EXISTS (SELECT FROM ins)",
+            4, params, out);
+    }
+    return rc == CD_ESTATE ? CD_EEXIST : rc;
+}
+
+int
+cd_q_idem_finish(cd_db_t *db, const char *key, int64_t user_id, int status, const char *body)
+{
+    char b1[24], b2[24];
+    const char *params[] = {key, cd__q_i64(b1, user_id), cd__q_i64(b2, status), body};
+    return cd__q_write(db,
+                       "UPDATE idempotency_keys SET response_status = $3, response_body = $4"
+                       " WHERE key = $1 AND user_id IS NOT DISTINCT FROM $2::bigint",
+                       4, params, NULL);
+}
+
+int
+cd_q_idem_abandon(cd_db_t *db, const char *key, int64_t user_id)
+{
+    char b1[24];
+    const char *params[] = {key, cd__q_i64(b1, user_id)};
+    return cd__q_write(db,
+                       "DELETE FROM idempotency_keys"
+                       " WHERE key = $1 AND user_id IS NOT DISTINCT FROM $2::bigint",
+                       2, params, NULL);
+}
+
+int
+cd_q_idem_purge(cd_db_t *db, int64_t *count)
+{
+    return cd_db_exec_params(db, "DELETE FROM idempotency_keys WHERE expires_at <= now()", 0, NULL,
+                             count);
+}
+
+//  --- connections ------------------------------------------------------
+
+int
+cd_q_connections_insert(cd_db_t *db, const char *json, const char *secrets_hex, int64_t created_by,
+                        char **out)
+{
+    char b1[24];
+    const char *params[] = {json, secrets_hex, cd__q_i64(b1, created_by)};
+    return cd__q_one(db,
+                     "INSERT INTO connections AS c (name, connector_type, config, secret_fields,"
+                     " secrets, created_by)"
+                     " SELECT b.e ->> 'name', b.e ->> 'connector_type',"
+                     " coalesce(nullif(b.e -> 'config', 'null'), '{}'),"
+                     " coalesce(nullif(b.e -> 'secret_fields', 'null'), '[]'),"
+                     " decode($2, 'hex'), $3::bigint"
+                     " FROM (SELECT $1::jsonb AS e) b RETURNING " CONN_JSON,
+                     3, params, out);
+}
+
+int
+cd_q_connections_get(cd_db_t *db, int64_t id, char **out)
+{
+    char b1[24];
+    const char *params[] = {cd__q_i64(b1, id)};
+    return cd__q_one(db, "SELECT " CONN_JSON " FROM connections c WHERE c.id = $1", 1, params, out);
+}
+
+int
+cd_q_connections_sealed(cd_db_t *db, int64_t id, const char *name, char **out)
+{
+    char b1[24];
+    const char *params[] = {cd__q_i64(b1, id), name};
+    return cd__q_one(db,
+                     "SELECT (" CONN_JSON "::jsonb || jsonb_build_object('secrets',"
+                     " encode(c.secrets, 'hex'))) FROM connections c"
+                     " WHERE CASE WHEN $1::bigint IS NULL THEN c.name = $2 ELSE c.id = $1 END",
+                     2, params, out);
+}
+
+int
+cd_q_connections_list(cd_db_t *db, const char *cursor, int limit, cd_q_page_t *out)
+{
+    const char *params[] = {cursor, NULL};
+    return cd__q_page(db,
+                      "SELECT c.id, " CONN_JSON " FROM connections c"
+                      " WHERE ($1::bigint IS NULL OR c.id < $1) ORDER BY c.id DESC LIMIT $2",
+                      2, params, limit, out);
+}
+
+int
+cd_q_connections_patch(cd_db_t *db, int64_t id, const char *json, const char *secrets_hex,
+                       char **out)
+{
+    char b1[24];
+    const char *params[] = {cd__q_i64(b1, id), json, secrets_hex};
+    return cd__q_one(
+        db,
+        "UPDATE connections c SET"
+        " name = CASE WHEN $2::jsonb ? 'name' THEN $2::jsonb ->> 'name' ELSE c.name END,"
+        " connector_type = CASE WHEN $2::jsonb ? 'connector_type'"
+        " THEN $2::jsonb ->> 'connector_type' ELSE c.connector_type END,"
+        " config = CASE WHEN $2::jsonb ? 'config'"
+        " THEN coalesce(nullif($2::jsonb -> 'config', 'null'), '{}') ELSE c.config END,"
+        " secret_fields = CASE WHEN $2::jsonb ? 'secret_fields'"
+        " THEN coalesce(nullif($2::jsonb -> 'secret_fields', 'null'), '[]')"
+        " ELSE c.secret_fields END,"
+        " secrets = CASE WHEN $3::text IS NULL THEN c.secrets ELSE decode($3, 'hex') END"
+        " WHERE c.id = $1 RETURNING " CONN_JSON,
+        3, params, out);
+}
+
+int
+cd_q_connections_delete(cd_db_t *db, int64_t id)
+{
+    char b1[24];
+    const char *params[] = {cd__q_i64(b1, id)};
+    return cd__q_write(db, "DELETE FROM connections WHERE id = $1", 1, params, NULL);
+}

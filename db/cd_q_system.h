@@ -1,0 +1,136 @@
+/*  cd_q_system: the node-wide tables: config, stats_history, audit_logs,
+    nodes, idempotency_keys, connections.
+
+    Conventions: cd_q.h. Rows:
+      stats snapshot  {id, ts, node_id, stats}
+      audit entry     {id, ts, user_id, action, target, details, ip, prev_hash, hash}
+                      (hashes as hex, null until the audit writer fills them)
+      node            {id, address, version, started_at, heartbeat_at, lease_expires_at,
+                       alive}
+      idempotency     {key, user_id, request_hash, response_status, response_body,
+                       created_at, expires_at} (request_hash as hex)
+      connection      {id, name, connector_type, config, secret_fields, has_secrets,
+                       created_by, created_at, updated_at}; cd_q_connections_sealed adds
+                      secrets (hex of the sealed box). Only sealed secrets are ever
+                      stored; masking them as "********" is the caller's job. */
+#ifndef CD_DB_Q_SYSTEM_H
+#define CD_DB_Q_SYSTEM_H
+
+#include "cd_q.h"
+
+//  --- config -----------------------------------------------------------
+
+//  Every key: {key: value, ...} ({} when empty) in *out (caller frees).
+int cd_q_config_get_all(cd_db_t *db, char **out);
+
+//  One key's JSON value, or CD_ENOTFOUND.
+int cd_q_config_get(cd_db_t *db, const char *key, char **out);
+
+//  Sets every key of the JSON object json to its value, in one
+//  transaction, and returns the whole config. CD_EDB 22023 if json is
+//  not an object.
+int cd_q_config_set(cd_db_t *db, const char *json, char **out);
+
+//  Deletes a key. Returns 0 or CD_ENOTFOUND.
+int cd_q_config_delete(cd_db_t *db, const char *key);
+
+//  --- stats history ------------------------------------------------------
+
+//  Stores a snapshot (a JSON object) from node_id (or NULL).
+int cd_q_stats_insert(cd_db_t *db, const char *node_id, const char *stats, char **out);
+
+//  Snapshots taken at or after since (RFC 3339, or NULL), oldest first.
+int cd_q_stats_list(cd_db_t *db, const char *since, const char *cursor, int limit,
+                    cd_q_page_t *out);
+
+//  Deletes snapshots older than before; *count gets how many.
+int cd_q_stats_purge(cd_db_t *db, const char *before, int64_t *count);
+
+//  --- audit log ----------------------------------------------------------
+
+//  Appends an entry: user_id (or CD_Q_NULL), action (e.g. "task.create"),
+//  target (or NULL), details (JSON or NULL for {}), ip (or NULL).
+int cd_q_audit_insert(cd_db_t *db, int64_t user_id, const char *action, const char *target,
+                      const char *details, const char *ip, char **out);
+
+//  Filters of the audit list; they combine with AND.
+typedef struct {
+    int64_t user_id;    // or CD_Q_NULL
+    const char *action; // or NULL
+    const char *since;  // ts >= this RFC 3339 time, or NULL
+    const char *cursor; // next_cursor of the previous page, or NULL
+    int limit;          // page size (cd_q.h)
+} cd_q_audit_filter_t;
+
+//  One page of entries, newest first.
+int cd_q_audit_list(cd_db_t *db, const cd_q_audit_filter_t *filter, cd_q_page_t *out);
+
+//  --- nodes --------------------------------------------------------------
+
+//  Registers (or re-registers) node id at start-up: address and version
+//  (or NULL), started now, lease until now + lease_ms.
+int cd_q_nodes_register(cd_db_t *db, const char *id, const char *address, const char *version,
+                        int64_t lease_ms, char **out);
+
+//  Renews node id's lease. Returns 0 and the row; CD_ENOTFOUND if the
+//  row is gone (another node declared it dead and removed it).
+int cd_q_nodes_heartbeat(cd_db_t *db, const char *id, int64_t lease_ms, char **out);
+
+//  Every node, by id; alive says whether its lease still runs.
+int cd_q_nodes_list(cd_db_t *db, cd_q_page_t *out);
+
+//  The nodes whose lease has expired, by id.
+int cd_q_nodes_expired(cd_db_t *db, cd_q_page_t *out);
+
+//  Removes a node's row. Returns 0 or CD_ENOTFOUND.
+int cd_q_nodes_delete(cd_db_t *db, const char *id);
+
+//  --- idempotency keys -----------------------------------------------------
+
+//  Claims Idempotency-Key key for user_id (CD_Q_NULL: anonymous) with
+//  the request's hash (hex), for ttl_s seconds. Returns 0 and the new
+//  record if the key was free (or its record expired); CD_EEXIST and the
+//  existing record if not: the caller compares request_hash (409 on a
+//  difference) and replays response_status/response_body, or, while
+//  response_status is null, the first request is still running.
+int cd_q_idem_begin(cd_db_t *db, const char *key, int64_t user_id, const char *hash_hex,
+                    int64_t ttl_s, char **out);
+
+//  Stores the first request's response. Returns 0 or CD_ENOTFOUND.
+int cd_q_idem_finish(cd_db_t *db, const char *key, int64_t user_id, int status, const char *body);
+
+//  Releases a key whose first request ended without a response worth
+//  replaying (so a retry runs again). Returns 0 or CD_ENOTFOUND.
+int cd_q_idem_abandon(cd_db_t *db, const char *key, int64_t user_id);
+
+//  Deletes expired records; *count gets how many.
+int cd_q_idem_purge(cd_db_t *db, int64_t *count);
+
+//  --- connections ------------------------------------------------------
+
+//  Creates a connection from {name, connector_type, config?,
+//  secret_fields?} (config without the secret values) and the sealed
+//  secrets (hex, or NULL). Returns 0 and the row; CD_EDB 23505 for a
+//  taken name.
+int cd_q_connections_insert(cd_db_t *db, const char *json, const char *secrets_hex,
+                            int64_t created_by, char **out);
+
+//  The connection, without secrets, or CD_ENOTFOUND.
+int cd_q_connections_get(cd_db_t *db, int64_t id, char **out);
+
+//  The connection with its sealed secrets, by id or (id CD_Q_NULL) by
+//  name, for the vault to open. Returns 0 or CD_ENOTFOUND.
+int cd_q_connections_sealed(cd_db_t *db, int64_t id, const char *name, char **out);
+
+//  One page of connections, newest first.
+int cd_q_connections_list(cd_db_t *db, const char *cursor, int limit, cd_q_page_t *out);
+
+//  Applies a PATCH body: name, connector_type, config, secret_fields;
+//  secrets_hex replaces the sealed secrets unless NULL.
+int cd_q_connections_patch(cd_db_t *db, int64_t id, const char *json, const char *secrets_hex,
+                           char **out);
+
+//  Deletes a connection. Returns 0 or CD_ENOTFOUND.
+int cd_q_connections_delete(cd_db_t *db, int64_t id);
+
+#endif
