@@ -1,13 +1,14 @@
 /*  test_q_support: what the db query tests share: a migrated database of
-    their own per test, JSON reading with jansson, SQLSTATE checks and a
-    few row makers. Header-only (static inline), included by
-    tests/db/test_q*.c after <cmocka.h>. */
+    their own per test (a copy of one migrated template), JSON reading with jansson, SQLSTATE checks
+   and a few row makers. Header-only (static inline), included by tests/db/test_q*.c after
+   <cmocka.h>. */
 #ifndef CD_TESTS_DB_Q_SUPPORT_H
 #define CD_TESTS_DB_Q_SUPPORT_H
 
 #include "cd_db.h"
 #include "cd_error.h"
 #include "cd_migrate.h"
+#include "cd_pgembed.h"
 #include "cd_q.h"
 #include "cd_testpg.h"
 
@@ -22,17 +23,61 @@ typedef struct {
     cd_db_t *db;    // a connection to it
 } fixture_t;
 
+//  The executable's migrated template database: made (and migrated) once,
+//  then every test gets a copy of it (CREATE DATABASE ... TEMPLATE),
+//  which is cheaper than migrating a fresh database per test.
+static inline const char *
+s_template_name(void)
+{
+    static char name[64];
+    if (name[0]) {
+        return name;
+    }
+    char *conninfo = NULL;
+    assert_int_equal(cd_testpg_fresh_db(&conninfo), 0);
+    cd_db_t *db = NULL;
+    assert_int_equal(cd_db_connect(conninfo, &db, NULL), 0);
+    free(conninfo);
+    char *err = NULL;
+    if (cd_migrate_run(db, NULL, &err) != 0) {
+        fail_msg("migrate: %s", err);
+    }
+    char *current = NULL;
+    assert_int_equal(cd_db_query_text(db, "SELECT current_database()", 0, NULL, &current), 0);
+    snprintf(name, sizeof name, "%s", current);
+    free(current);
+    cd_db_close(&db); // no session may be connected to a template being copied
+    return name;
+}
+
 static inline int
 s_setup(void **state)
 {
+    static unsigned counter;
     fixture_t *fx = calloc(1, sizeof *fx);
     assert_non_null(fx);
-    assert_int_equal(cd_testpg_fresh_db(&fx->conninfo), 0);
-    assert_int_equal(cd_db_connect(fx->conninfo, &fx->db, NULL), 0);
+    const char *tmpl = s_template_name();
+    cd_pgembed_t *pg = cd_testpg_cluster();
+    assert_non_null(pg);
+    char name[64];
+    snprintf(name, sizeof name, "%s_copy_%u", tmpl, ++counter);
+    char *admin_conninfo = cd_pgembed_conninfo_for(pg, "postgres");
+    cd_db_t *admin = NULL;
+    assert_int_equal(cd_db_connect(admin_conninfo, &admin, NULL), 0);
+    free(admin_conninfo);
+    char *qname = cd_db_quote_ident(admin, name);
+    char *qtmpl = cd_db_quote_ident(admin, tmpl);
+    char sql[256];
+    snprintf(sql, sizeof sql, "CREATE DATABASE %s TEMPLATE %s", qname, qtmpl);
+    free(qname);
+    free(qtmpl);
     char *err = NULL;
-    if (cd_migrate_run(fx->db, NULL, &err) != 0) {
-        fail_msg("migrate: %s", err);
+    if (cd_db_exec(admin, sql, &err) != 0) {
+        fail_msg("%s: %s", sql, err);
     }
+    cd_db_close(&admin);
+    fx->conninfo = cd_pgembed_conninfo_for(pg, name);
+    assert_int_equal(cd_db_connect(fx->conninfo, &fx->db, NULL), 0);
     *state = fx;
     return 0;
 }
