@@ -100,8 +100,10 @@ typedef struct {
 
 //  Moves task id from change->from (or from any unfinished status) to
 //  change->to. Entering a finished status sets finished_at; leaving
-//  in_progress drops the lease. Returns 0 and the task; CD_ESTATE (task
-//  as it is in *out) if its status does not match; CD_ENOTFOUND.
+//  in_progress drops the lease; entering it needs change->owner (every
+//  running task is leased: CD_EDB 23514 otherwise). Returns 0 and the
+//  task; CD_ESTATE (task as it is in *out) if its status does not match;
+//  CD_ENOTFOUND.
 int cd_q_tasks_update_status(cd_db_t *db, int64_t id, const cd_q_task_status_t *change, char **out);
 
 //  A failed attempt of a task in progress: back to todo, claimable again

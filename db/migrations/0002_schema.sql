@@ -69,7 +69,7 @@ CREATE TABLE users (
     password_changed_at timestamptz NOT NULL DEFAULT now(),
     created_at timestamptz NOT NULL DEFAULT now(),
     updated_at timestamptz NOT NULL DEFAULT now(),
-    CHECK (NOT mfa_enabled OR mfa_secret IS NOT NULL)
+    CONSTRAINT users_mfa_needs_secret CHECK (NOT mfa_enabled OR mfa_secret IS NOT NULL)
 );
 -- "Admin" and "admin" are one user.
 CREATE UNIQUE INDEX users_username_key ON users (lower(username));
@@ -119,7 +119,7 @@ CREATE TABLE refresh_tokens (
     used_at timestamptz,
     revoked_at timestamptz,
     ip inet,
-    CHECK (expires_at > created_at)
+    CONSTRAINT refresh_tokens_expiry CHECK (expires_at > created_at)
 );
 CREATE INDEX refresh_tokens_family_idx ON refresh_tokens (family);
 CREATE INDEX refresh_tokens_user_idx ON refresh_tokens (user_id);
@@ -299,8 +299,12 @@ CREATE TABLE tasks (
     started_at timestamptz,
     finished_at timestamptz,
     updated_at timestamptz NOT NULL DEFAULT now(),
-    CHECK ((lease_owner IS NULL) = (lease_expires_at IS NULL)),
-    CHECK ((finished_at IS NOT NULL) = (status IN ('done', 'failed', 'cancelled')))
+    CONSTRAINT tasks_lease_pair CHECK ((lease_owner IS NULL) = (lease_expires_at IS NULL)),
+    -- every running task is leased, so a crashed node's work is always
+    -- found again (cd_q_tasks_requeue_expired)
+    CONSTRAINT tasks_running_leased CHECK (status <> 'in_progress' OR lease_owner IS NOT NULL),
+    CONSTRAINT tasks_finished_at
+        CHECK ((finished_at IS NOT NULL) = (status IN ('done', 'failed', 'cancelled')))
 );
 -- Claiming: the best todo task, priority first, then oldest. Partial
 -- indexes stay as small as the backlog; the per-agent and per-role ones
@@ -375,6 +379,9 @@ CREATE TABLE task_events (
 -- task's counter is bumped under its row lock, so concurrent appends to
 -- one task queue up and never share or skip a number. A task that does
 -- not exist (or was archived) takes no new history: foreign_key_violation.
+-- The row lock is held to commit: a transaction appending to several tasks
+-- while another updates them in a different order can deadlock (40P01),
+-- which the loser retries; writers that can, touch tasks in id order.
 CREATE FUNCTION cd_task_events_seq() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
@@ -410,8 +417,8 @@ CREATE TABLE scheduled_tasks (
     created_by bigint REFERENCES users (id) ON DELETE SET NULL,
     created_at timestamptz NOT NULL DEFAULT now(),
     updated_at timestamptz NOT NULL DEFAULT now(),
-    CHECK (num_nonnulls(interval_s, cron) = 1),
-    CHECK (NOT enabled OR next_run_at IS NOT NULL)
+    CONSTRAINT scheduled_tasks_one_trigger CHECK (num_nonnulls(interval_s, cron) = 1),
+    CONSTRAINT scheduled_tasks_enabled_due CHECK (NOT enabled OR next_run_at IS NOT NULL)
 );
 CREATE INDEX scheduled_tasks_due_idx ON scheduled_tasks (enabled, next_run_at);
 CREATE INDEX scheduled_tasks_created_by_idx ON scheduled_tasks (created_by, id);
@@ -436,7 +443,7 @@ CREATE TABLE hitl_requests (
     on_timeout text NOT NULL DEFAULT 'deny' CHECK (on_timeout IN ('deny', 'approve', 'fail')),
     created_at timestamptz NOT NULL DEFAULT now(),
     answered_at timestamptz,
-    CHECK (status <> 'answered' OR answered_at IS NOT NULL)
+    CONSTRAINT hitl_requests_answered_at CHECK (status <> 'answered' OR answered_at IS NOT NULL)
 );
 CREATE INDEX hitl_requests_deadline_idx ON hitl_requests (status, deadline);
 CREATE INDEX hitl_requests_task_idx ON hitl_requests (task_id, id);

@@ -552,6 +552,11 @@ test_q_tasks_status_moves(void **state)
     s = (cd_q_task_status_t){.to = NULL};
     assert_int_equal(cd_q_tasks_update_status(fx->db, id, &s, &out), CD_EINVAL);
 
+    //  Running without a lease is refused.
+    s = (cd_q_task_status_t){.from = "todo", .to = "in_progress", .agent = "a"};
+    s_sqlstate(fx->db, cd_q_tasks_update_status(fx->db, id, &s, &out), "23514");
+    assert_null(out);
+
     //  todo -> in_progress with a lease, a handoff, waiting_human drops
     //  the lease, back in progress, done.
     s = (cd_q_task_status_t){

@@ -224,10 +224,13 @@ test_schema_task_constraints(void **state)
     s_refused(fx->db, "23514", "tasks_max_attempts_check",
               "INSERT INTO tasks (title, assignee, max_attempts) VALUES ('t', "
               "'{\"agent\":\"a\"}', 0)");
-    s_refused(fx->db, "23514", "tasks_check1",
+    s_refused(fx->db, "23514", "tasks_finished_at",
               "INSERT INTO tasks (title, assignee, status) VALUES ('t', '{\"agent\":\"a\"}', "
               "'done')");
-    s_refused(fx->db, "23514", "tasks_check",
+    s_refused(fx->db, "23514", "tasks_running_leased",
+              "INSERT INTO tasks (title, assignee, status) VALUES ('t', '{\"agent\":\"a\"}', "
+              "'in_progress')");
+    s_refused(fx->db, "23514", "tasks_lease_pair",
               "INSERT INTO tasks (title, assignee, lease_owner) VALUES ('t', '{\"agent\":\"a\"}', "
               "'n1')");
     s_refused(
@@ -288,7 +291,7 @@ test_schema_name_and_enum_constraints(void **state)
               "INSERT INTO users (username, password_hash, role) VALUES ('u', 'h', 'root')");
     s_refused(fx->db, "23514", "users_username_check",
               "INSERT INTO users (username, password_hash) VALUES ('a b', 'h')");
-    s_refused(fx->db, "23514", "users_check",
+    s_refused(fx->db, "23514", "users_mfa_needs_secret",
               "INSERT INTO users (username, password_hash, mfa_enabled) VALUES ('u', 'h', true)");
 
     //  Catalog names unique.
@@ -308,10 +311,10 @@ test_schema_name_and_enum_constraints(void **state)
              "INSERT INTO scheduled_tasks (name, interval_s, cron, task, next_run_at)"
              " VALUES ('s', 5, '* * * * *', %s, now())",
              task);
-    s_refused(fx->db, "23514", "scheduled_tasks_check", sql);
+    s_refused(fx->db, "23514", "scheduled_tasks_one_trigger", sql);
     snprintf(sql, sizeof sql,
              "INSERT INTO scheduled_tasks (name, task, next_run_at) VALUES ('s', %s, now())", task);
-    s_refused(fx->db, "23514", "scheduled_tasks_check", sql);
+    s_refused(fx->db, "23514", "scheduled_tasks_one_trigger", sql);
     snprintf(sql, sizeof sql,
              "INSERT INTO scheduled_tasks (name, cron, task, next_run_at)"
              " VALUES ('s', '* * *', %s, now())",
@@ -322,7 +325,7 @@ test_schema_name_and_enum_constraints(void **state)
               " VALUES ('s', 5, '{\"title\":\"t\"}', now())");
     snprintf(sql, sizeof sql,
              "INSERT INTO scheduled_tasks (name, interval_s, task) VALUES ('s', 5, %s)", task);
-    s_refused(fx->db, "23514", "scheduled_tasks_check1", sql);
+    s_refused(fx->db, "23514", "scheduled_tasks_enabled_due", sql);
     snprintf(sql, sizeof sql,
              "INSERT INTO scheduled_tasks (name, cron, task, next_run_at)"
              " VALUES ('s', '*/5 * * * 1-5', %s, now())",
