@@ -19,6 +19,8 @@ struct cd_mailer {
     cd_envbuf_t *envbuf;      //  reused encode buffer
     cd_idgen_t idgen;         //  message ids
     char qualified[CD_REGISTRY_MAX_NAME + 80]; //  node/<id>/<name>, for remote sends
+    char last_target[CD_REGISTRY_MAX_NAME];    //  destination of the last send
+    s_route_t *last_route;                     //  its route (owned by routes), or NULL
 };
 
 
@@ -72,13 +74,17 @@ s_route(cd_mailer_t *self, const char *target, s_route_t **route_p)
 {
     const cd_runtime_t *rt = self->rt;
     uint64_t gen = cd_registry_generation(rt->registry);
-    s_route_t *route = (s_route_t *)zhashx_lookup(self->routes, target);
+    //  Most senders talk to one destination at a time: remember the last.
+    s_route_t *route = self->last_route && streq(self->last_target, target)
+                           ? self->last_route
+                           : (s_route_t *)zhashx_lookup(self->routes, target);
     if (!route || route->gen != gen) {
         uint32_t incarnation = 0;
         cd_actor_status_t status = cd_registry_lookup(rt->registry, target, &incarnation);
         if (route && route->incarnation != incarnation) {
             //  The destination got a new inbox: the old connection is dead.
             zhashx_delete(self->routes, target);
+            self->last_route = NULL;
             route = NULL;
         }
         if (!route) {
@@ -109,6 +115,10 @@ s_route(cd_mailer_t *self, const char *target, s_route_t **route_p)
         route->status = status;
     }
     *route_p = route;
+    if (route != self->last_route) {
+        snprintf(self->last_target, sizeof self->last_target, "%s", target);
+        self->last_route = route;
+    }
     return cd_registry_status_deliverable(route->status)
                ? 0
                : (route->status == CD_ACTOR_ABSENT ? CD_ENOTFOUND : CD_EDEAD);
