@@ -102,7 +102,7 @@ static const s_option_t s_options[] = {
      .metavar = "HOST:PORT",
      .def = "127.0.0.1:8080",
      .offset = S_AT(http_addr),
-     .help = "Where the HTTP/2 frontend listens; IPv6 as [::1]:8080."},
+     .help = "Where the HTTP/2 frontend listens; IPv6 as [::1]:8080; port 0: any free port."},
     {.flag = "--database-url",
      .env = "DATABASE_URL",
      .key = "database/url",
@@ -260,6 +260,66 @@ static const s_option_t s_options[] = {
      .max = 600000,
      .offset = S_AT(stop_timeout_ms),
      .help = "How long an actor may take to stop before it is abandoned."},
+    {.flag = "--http-max-body-bytes",
+     .env = "CADRE_HTTP_MAX_BODY_BYTES",
+     .key = "http/max_body_bytes",
+     .type = S_INT,
+     .metavar = "BYTES",
+     .def = "1048576",
+     .min = 1,
+     .max = 1073741824,
+     .offset = S_AT(http_max_body_bytes),
+     .help = "Largest request body; larger ones get 413 payload_too_large."},
+    {.flag = "--http-max-header-bytes",
+     .env = "CADRE_HTTP_MAX_HEADER_BYTES",
+     .key = "http/max_header_bytes",
+     .type = S_INT,
+     .metavar = "BYTES",
+     .def = "16384",
+     .min = 1024,
+     .max = 1048576,
+     .offset = S_AT(http_max_header_bytes),
+     .help = "Largest request head (headers and path); larger ones get 431."},
+    {.flag = "--http-max-streams",
+     .env = "CADRE_HTTP_MAX_STREAMS",
+     .key = "http/max_streams",
+     .type = S_INT,
+     .metavar = "N",
+     .def = "100",
+     .min = 1,
+     .max = 100,
+     .offset = S_AT(http_max_streams),
+     .help = "Requests in progress at once per connection; more wait their turn."},
+    {.flag = "--http-request-timeout-ms",
+     .env = "CADRE_HTTP_REQUEST_TIMEOUT_MS",
+     .key = "http/request_timeout_ms",
+     .type = S_INT,
+     .metavar = "MS",
+     .def = "10000",
+     .min = 1,
+     .max = 600000,
+     .offset = S_AT(http_request_timeout_ms),
+     .help = "Time to receive a request head, and for an actor to answer (then 504)."},
+    {.flag = "--http-idle-timeout-ms",
+     .env = "CADRE_HTTP_IDLE_TIMEOUT_MS",
+     .key = "http/idle_timeout_ms",
+     .type = S_INT,
+     .metavar = "MS",
+     .def = "30000",
+     .min = 1,
+     .max = 3600000,
+     .offset = S_AT(http_idle_timeout_ms),
+     .help = "An HTTP/2 connection idle this long is closed."},
+    {.flag = "--http-max-requests-per-conn-s",
+     .env = "CADRE_HTTP_MAX_REQUESTS_PER_CONN_S",
+     .key = "http/max_requests_per_conn_s",
+     .type = S_INT,
+     .metavar = "N",
+     .def = "0",
+     .min = 0,
+     .max = 1000000,
+     .offset = S_AT(http_max_requests_per_conn_s),
+     .help = "Requests per second per connection before 429 (0: unlimited)."},
     {.flag = "--agent",
      .env = "CADRE_AGENTS",
      .key = "agents",
@@ -480,11 +540,13 @@ s_parse_int(const char *text, long min, long max, int *out)
     return 0;
 }
 
+//  A port 1..65535, or 0 ("any free port") where a listener allows it.
 static bool
-s_valid_port(const char *text)
+s_valid_port(const char *text, bool any)
 {
     int port = 0;
-    return strlen(text) <= 5 && s_parse_int(text, 1, 65535, &port) == 0 && text[0] != '-';
+    return strlen(text) <= 5 && s_parse_int(text, any ? 0 : 1, 65535, &port) == 0 &&
+           text[0] != '-' && text[0] != '+';
 }
 
 //  A host: a name or IPv4 address of [A-Za-z0-9._-], a bracketed IPv6
@@ -519,18 +581,19 @@ s_valid_host(const char *host, size_t len, bool wildcard)
 }
 
 static bool
-s_valid_hostport(const char *text, bool wildcard)
+s_valid_hostport(const char *text, bool wildcard, bool any_port)
 {
     //  The port follows the last colon; an unbracketed IPv6 host then still
     //  holds a colon and is rejected by s_valid_host.
     const char *colon = strrchr(text, ':');
-    return colon && s_valid_host(text, (size_t)(colon - text), wildcard) && s_valid_port(colon + 1);
+    return colon && s_valid_host(text, (size_t)(colon - text), wildcard) &&
+           s_valid_port(colon + 1, any_port);
 }
 
 static bool
 s_valid_endpoint(const char *text, bool wildcard)
 {
-    return strncmp(text, "tcp://", 6) == 0 && s_valid_hostport(text + 6, wildcard);
+    return strncmp(text, "tcp://", 6) == 0 && s_valid_hostport(text + 6, wildcard, false);
 }
 
 //  ---------------------------------------------------------------------------
@@ -783,8 +846,10 @@ s_apply(s_loader_t *self, size_t i, const char *value, s_where_t where)
         value = s_level_canonical[level];
         break;
     case S_HOSTPORT:
-        if (!s_valid_hostport(value, false)) {
-            return s_fail(self, where, "'%s' is not HOST:PORT (port 1..65535; IPv6 as [::1]:8080)",
+        //  Port 0 asks the kernel for a free port (the node logs the one it
+        //  got): tests and several nodes on one host use it.
+        if (!s_valid_hostport(value, false, true)) {
+            return s_fail(self, where, "'%s' is not HOST:PORT (port 0..65535; IPv6 as [::1]:8080)",
                           value);
         }
         break;

@@ -16,6 +16,7 @@
             log_level = info
         http
             addr = 0.0.0.0:8080
+            max_body_bytes = 1048576
         cluster
             addr = tcp://0.0.0.0:7000
             peers
@@ -84,7 +85,7 @@ typedef struct {
 //  Strings are NULL when unset. Everything is owned by the config.
 typedef struct cd_config {
     char *data_dir;            //  embedded PostgreSQL, keys, admin-password; "./var"
-    char *http_addr;           //  host:port or [v6]:port; "127.0.0.1:8080"
+    char *http_addr;           //  host:port or [v6]:port (port 0: any); "127.0.0.1:8080"
     char *database_url;        //  NULL: run the embedded PostgreSQL
     char *admin_password;      //  secret
     char *log_level;           //  debug, info, warn, error or off (canonical); "info"
@@ -104,6 +105,12 @@ typedef struct cd_config {
     int restart_max;           //  restart intensity R, 0..1000
     int restart_window_s;      //  restart period T, 1..86400
     int stop_timeout_ms;       //  100..600000
+    int http_max_body_bytes;   //  request body limit, 1..1 GiB; 1 MiB
+    int http_max_header_bytes; //  request head limit, 1024..1 MiB; 16 KiB
+    int http_max_streams;      //  requests in progress per connection, 1..100; 100
+    int http_request_timeout_ms; //  request head, and an actor's answer, 1..600000; 10000
+    int http_idle_timeout_ms;  //  idle HTTP/2 connections, 1..3600000; 30000
+    int http_max_requests_per_conn_s; //  before 429, 0 (unlimited)..1000000; 0
     cd_config_agent_t *agents; //  at least one after a successful load
     size_t n_agents;           //  entries in agents
     char *config_path;         //  the file that was read, NULL if none

@@ -154,6 +154,12 @@ test_config_defaults(void **state)
     assert_int_equal(cfg->restart_max, 5);
     assert_int_equal(cfg->restart_window_s, 10);
     assert_int_equal(cfg->stop_timeout_ms, 5000);
+    assert_int_equal(cfg->http_max_body_bytes, 1048576);
+    assert_int_equal(cfg->http_max_header_bytes, 16384);
+    assert_int_equal(cfg->http_max_streams, 100);
+    assert_int_equal(cfg->http_request_timeout_ms, 10000);
+    assert_int_equal(cfg->http_idle_timeout_ms, 30000);
+    assert_int_equal(cfg->http_max_requests_per_conn_s, 0);
     assert_null(cfg->config_path);
     assert_false(cfg->help);
     assert_false(cfg->version);
@@ -368,6 +374,12 @@ static const s_int_option_t s_int_options[] = {
     {"--restart-max", "CADRE_RESTART_MAX", 0, 1000},
     {"--restart-window-s", "CADRE_RESTART_WINDOW_S", 1, 86400},
     {"--stop-timeout-ms", "CADRE_STOP_TIMEOUT_MS", 100, 600000},
+    {"--http-max-body-bytes", "CADRE_HTTP_MAX_BODY_BYTES", 1, 1073741824},
+    {"--http-max-header-bytes", "CADRE_HTTP_MAX_HEADER_BYTES", 1024, 1048576},
+    {"--http-max-streams", "CADRE_HTTP_MAX_STREAMS", 1, 100},
+    {"--http-request-timeout-ms", "CADRE_HTTP_REQUEST_TIMEOUT_MS", 1, 600000},
+    {"--http-idle-timeout-ms", "CADRE_HTTP_IDLE_TIMEOUT_MS", 1, 3600000},
+    {"--http-max-requests-per-conn-s", "CADRE_HTTP_MAX_REQUESTS_PER_CONN_S", 0, 1000000},
 };
 
 static void
@@ -423,7 +435,8 @@ static const s_bad_t s_bad_values[] = {
     {"--http-addr", "localhost", "is not HOST:PORT"},
     {"--http-addr", "localhost:", "is not HOST:PORT"},
     {"--http-addr", ":8080", "is not HOST:PORT"},
-    {"--http-addr", "localhost:0", "is not HOST:PORT"},
+    {"--http-addr", "localhost:-0", "is not HOST:PORT"},
+    {"--http-addr", "localhost:+80", "is not HOST:PORT"},
     {"--http-addr", "localhost:65536", "is not HOST:PORT"},
     {"--http-addr", "localhost:http", "is not HOST:PORT"},
     {"--http-addr", "::1:8080", "IPv6 as [::1]:8080"},
@@ -943,6 +956,19 @@ test_config_help_lists_every_option(void **state)
         "CADRE_RESTART_WINDOW_S",
         "--stop-timeout-ms",
         "CADRE_STOP_TIMEOUT_MS",
+        "--http-max-body-bytes",
+        "CADRE_HTTP_MAX_BODY_BYTES",
+        "--http-max-header-bytes",
+        "CADRE_HTTP_MAX_HEADER_BYTES",
+        "--http-max-streams",
+        "CADRE_HTTP_MAX_STREAMS",
+        "--http-request-timeout-ms",
+        "CADRE_HTTP_REQUEST_TIMEOUT_MS",
+        "--http-idle-timeout-ms",
+        "CADRE_HTTP_IDLE_TIMEOUT_MS",
+        "--http-max-requests-per-conn-s",
+        "CADRE_HTTP_MAX_REQUESTS_PER_CONN_S",
+        "http/max_body_bytes",
         "--agent",
         "CADRE_AGENTS",
         "default ./var",
@@ -981,6 +1007,59 @@ test_config_help_lists_every_option(void **state)
     fclose(f);
     assert_non_null(strstr(text, "Usage: cadred"));
     free(text);
+}
+
+//  The HTTP limits, each from a flag, the environment and the file; and
+//  port 0 for the HTTP address (any free port) but not for tcp endpoints.
+static void
+test_config_http_limits(void **state)
+{
+    cd_config_t *cfg = s_load_ok(
+        ARGV("--http-max-body-bytes", "2048", "--http-max-header-bytes=4096", "--http-max-streams",
+             "8", "--http-request-timeout-ms", "250", "--http-idle-timeout-ms", "500",
+             "--http-max-requests-per-conn-s", "50", "--http-addr", "127.0.0.1:0"),
+        NOENV);
+    assert_int_equal(cfg->http_max_body_bytes, 2048);
+    assert_int_equal(cfg->http_max_header_bytes, 4096);
+    assert_int_equal(cfg->http_max_streams, 8);
+    assert_int_equal(cfg->http_request_timeout_ms, 250);
+    assert_int_equal(cfg->http_idle_timeout_ms, 500);
+    assert_int_equal(cfg->http_max_requests_per_conn_s, 50);
+    assert_string_equal(cfg->http_addr, "127.0.0.1:0");
+    cd_config_destroy(&cfg);
+
+    cfg = s_load_ok(NOARGS, ENV("CADRE_HTTP_MAX_BODY_BYTES=3", "CADRE_HTTP_MAX_HEADER_BYTES=1024",
+                                "CADRE_HTTP_MAX_STREAMS=1", "CADRE_HTTP_REQUEST_TIMEOUT_MS=7",
+                                "CADRE_HTTP_IDLE_TIMEOUT_MS=9",
+                                "CADRE_HTTP_MAX_REQUESTS_PER_CONN_S=1", "CADRE_HTTP_ADDR=[::1]:0"));
+    assert_int_equal(cfg->http_max_body_bytes, 3);
+    assert_int_equal(cfg->http_max_header_bytes, 1024);
+    assert_int_equal(cfg->http_max_streams, 1);
+    assert_int_equal(cfg->http_request_timeout_ms, 7);
+    assert_int_equal(cfg->http_idle_timeout_ms, 9);
+    assert_int_equal(cfg->http_max_requests_per_conn_s, 1);
+    assert_string_equal(cfg->http_addr, "[::1]:0");
+    cd_config_destroy(&cfg);
+
+    const char *path = s_write("http.cfg", "http\n"
+                                           "    addr = localhost:0\n"
+                                           "    max_body_bytes = 11\n"
+                                           "    max_header_bytes = 2000\n"
+                                           "    max_streams = 12\n"
+                                           "    request_timeout_ms = 13\n"
+                                           "    idle_timeout_ms = 14\n"
+                                           "    max_requests_per_conn_s = 15\n");
+    cfg = s_load_ok(ARGV("--config", (char *)path, "--http-max-streams", "99"), NOENV);
+    assert_int_equal(cfg->http_max_body_bytes, 11);
+    assert_int_equal(cfg->http_max_header_bytes, 2000);
+    assert_int_equal(cfg->http_max_streams, 99); //  the flag wins
+    assert_int_equal(cfg->http_request_timeout_ms, 13);
+    assert_int_equal(cfg->http_idle_timeout_ms, 14);
+    assert_int_equal(cfg->http_max_requests_per_conn_s, 15);
+    assert_string_equal(cfg->http_addr, "localhost:0");
+    cd_config_destroy(&cfg);
+
+    s_expect_err(ARGV("--worker-addr", "tcp://h:0"), NOENV, "is not a tcp endpoint", NULL);
 }
 
 static void
@@ -1031,6 +1110,7 @@ main(void)
         cmocka_unit_test(test_config_agents_from_flags_replace_file),
         cmocka_unit_test(test_config_peers),
         cmocka_unit_test(test_config_help_lists_every_option),
+        cmocka_unit_test(test_config_http_limits),
         cmocka_unit_test(test_config_destroy_twice),
         cmocka_unit_test(test_config_errmsg_optional),
     };
