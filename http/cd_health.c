@@ -1,0 +1,257 @@
+/*  cd_health: health, readiness, status, metrics, OpenAPI (see cd_health.h).
+
+    Readiness has two kinds of checks. The registry ones are immediate:
+    every core actor named in the options is running, and no actor is
+    restarting or dead. The persist one is a question: a `control`
+    envelope with header op=stats to the actor named `persist`, answered
+    through the HTTP port within ready_timeout_ms; its answer's db_ok says
+    whether the database is reachable. When there is no actor named
+    `persist`, the check fails without asking (a message to nobody would
+    only make a dead letter). /health/detailed asks the same question and
+    shows the figures. */
+#include "cd_health.h"
+#include "http_internal.h"
+
+#include "cd_error.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+typedef enum { S_READY, S_DETAILED } s_mode_t;
+
+static const char s_ok_body[] = "{\"status\":\"ok\"}";
+
+int
+cd_health_live(cd_http_rctx_t *rctx)
+{
+    cd__http_send(rctx, 200, "application/json; charset=utf-8", s_ok_body, sizeof s_ok_body - 1,
+                  true);
+    return 0;
+}
+
+static json_t *
+s_check(const char *name, bool ok, const char *reason)
+{
+    json_t *check = json_pack("{s:s, s:b}", "name", name, "ok", ok);
+    if (reason) {
+        json_object_set_new(check, "reason", json_string(reason));
+    }
+    return check;
+}
+
+//  Registry entries, sorted by name. Caller frees *entries_p.
+static size_t
+s_entries(cd_registry_t *registry, cd_registry_entry_t **entries_p)
+{
+    cd_registry_entry_t probe;
+    size_t cap = cd_registry_list(registry, &probe, 0) + 8;
+    cd_registry_entry_t *entries = (cd_registry_entry_t *)calloc(cap, sizeof *entries);
+    if (!entries) {
+        abort();
+    }
+    size_t n = cd_registry_list(registry, entries, cap);
+    *entries_p = entries;
+    return n < cap ? n : cap;
+}
+
+//  The registry check: appends it to checks; returns whether it passed.
+//  When actors is not NULL, also lists every actor into it.
+static bool
+s_actor_check(cd_http_t *http, json_t *checks, json_t *actors)
+{
+    cd_registry_entry_t *entries = NULL;
+    size_t n = s_entries(http->rt.registry, &entries);
+    char problems[512] = "";
+    size_t used = 0;
+    for (const char *const *core = http->opts.core_actors; core && *core; core++) {
+        const char *status = "absent";
+        for (size_t i = 0; i < n; i++) {
+            if (strcmp(entries[i].name, *core) == 0) {
+                status = entries[i].status == CD_ACTOR_RUNNING
+                             ? NULL
+                             : cd_actor_status_name(entries[i].status);
+            }
+        }
+        if (status && used < sizeof problems) {
+            used += (size_t)snprintf(problems + used, sizeof problems - used, "%s%s is %s",
+                                     used ? "; " : "", *core, status);
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        const cd_registry_entry_t *entry = &entries[i];
+        if ((entry->status == CD_ACTOR_RESTARTING || entry->status == CD_ACTOR_DEAD) &&
+            used < sizeof problems) {
+            used += (size_t)snprintf(problems + used, sizeof problems - used, "%s%s is %s",
+                                     used ? "; " : "", entry->name,
+                                     cd_actor_status_name(entry->status));
+        }
+        if (actors) {
+            //  Queue depths are not tracked by the runtime: null, not 0.
+            json_array_append_new(actors,
+                                  json_pack("{s:s, s:s, s:i, s:n}", "name", entry->name, "status",
+                                            cd_actor_status_name(entry->status), "restarts",
+                                            (int)entry->restarts, "queue_depth"));
+        }
+    }
+    free(entries);
+    bool ok = used == 0;
+    json_array_append_new(checks, s_check("actors", ok, ok ? NULL : problems));
+    return ok;
+}
+
+static json_t *
+s_get_or_null(json_t *obj, const char *key)
+{
+    json_t *value = json_object_get(obj, key);
+    return value ? json_incref(value) : json_null();
+}
+
+//  Answers from the checks and (for the detailed page) the figures.
+//  stats is persist's answer as JSON, or NULL; takes ownership of checks
+//  and stats.
+static void
+s_answer(cd_http_rctx_t *rctx, s_mode_t mode, json_t *checks, json_t *stats, bool ok)
+{
+    cd_http_t *http = rctx->http;
+    if (mode == S_READY) {
+        json_decref(stats);
+        if (ok) {
+            json_decref(checks);
+            cd__http_send_json(rctx, 200, json_pack("{s:s}", "status", "ready"));
+            return;
+        }
+        json_t *failing = json_array();
+        size_t i;
+        json_t *check;
+        json_array_foreach(checks, i, check)
+        {
+            if (!json_is_true(json_object_get(check, "ok"))) {
+                json_array_append(failing, json_object_get(check, "name"));
+            }
+        }
+        cd__http_send_error(rctx, 503, "not_ready", "the node is not ready",
+                            json_pack("{s:o, s:o}", "failing", failing, "checks", checks));
+        return;
+    }
+    json_t *actors = json_array();
+    //  Re-read the registry: the page shows it as it is when answered.
+    json_t *scratch = json_array();
+    s_actor_check(http, scratch, actors);
+    json_decref(scratch);
+    json_t *persist = json_null();
+    json_t *db = json_pack("{s:n, s:n}", "ok", "latency_ms");
+    if (stats) {
+        persist =
+            json_pack("{s:o, s:o, s:o, s:o}", "pending", s_get_or_null(stats, "pending"), "batches",
+                      s_get_or_null(stats, "batches"), "rows", s_get_or_null(stats, "rows"),
+                      "last_batch_ms", s_get_or_null(stats, "last_batch_ms"));
+        json_object_set_new(db, "ok", s_get_or_null(stats, "db_ok"));
+        json_decref(stats);
+    }
+    double uptime = (double)(cd__http_now_us() - http->started_us) / 1e6;
+    cd__http_send_json(rctx, 200,
+                       json_pack("{s:s, s:s, s:s, s:f, s:o, s:o, s:o, s:o}", "status",
+                                 ok ? "ok" : "degraded", "version", http->version, "node_id",
+                                 cd_registry_node_id(http->rt.registry), "uptime_s", uptime, "db",
+                                 db, "actors", actors, "persist", persist, "checks", checks));
+}
+
+static void
+s_on_stats(cd_http_rctx_t *rctx, const cd_envelope_t *reply, int rc, void *arg)
+{
+    s_mode_t mode = (s_mode_t)(intptr_t)arg;
+    json_t *checks = json_array();
+    bool ok = s_actor_check(rctx->http, checks, NULL);
+    json_t *stats = NULL;
+    const char *why = NULL;
+    if (rc == CD_ETIMEDOUT) {
+        json_array_append_new(checks, s_check(CD_HEALTH_PERSIST, false,
+                                              "persist did not answer the stats request in time"));
+        ok = false;
+    } else if (rc != 0) {
+        const char *reason = rc == CD_EBUSY     ? "persist's queue is full"
+                             : rc == CD_ECLOSED ? "the node is stopping"
+                                                : "persist is not running";
+        json_array_append_new(checks, s_check(CD_HEALTH_PERSIST, false, reason));
+        ok = false;
+    } else if (reply->kind != CD_KIND_RESULT ||
+               cd_json_from_msgpack(reply->payload, &stats, &why) != 0 || !json_is_object(stats)) {
+        json_decref(stats);
+        stats = NULL;
+        json_array_append_new(checks, s_check(CD_HEALTH_PERSIST, false,
+                                              "persist answered the stats request with an error"));
+        ok = false;
+    } else {
+        json_array_append_new(checks, s_check(CD_HEALTH_PERSIST, true, NULL));
+        bool db_ok = json_is_true(json_object_get(stats, "db_ok"));
+        json_t *error = json_object_get(stats, "last_error");
+        const char *text = json_is_string(error) && json_string_length(error)
+                               ? json_string_value(error)
+                               : "persist reports the database unreachable";
+        json_array_append_new(checks, s_check("database", db_ok, db_ok ? NULL : text));
+        ok = ok && db_ok;
+    }
+    s_answer(rctx, mode, checks, stats, ok);
+}
+
+static int
+s_health(cd_http_rctx_t *rctx, s_mode_t mode)
+{
+    cd_http_t *http = rctx->http;
+    cd_actor_status_t status = cd_registry_status(http->rt.registry, CD_HEALTH_PERSIST);
+    if (!cd_registry_status_deliverable(status)) {
+        json_t *checks = json_array();
+        s_actor_check(http, checks, NULL);
+        char reason[96];
+        snprintf(reason, sizeof reason,
+                 status == CD_ACTOR_ABSENT ? "no actor named %s" : "%s is not running",
+                 CD_HEALTH_PERSIST);
+        json_array_append_new(checks, s_check(CD_HEALTH_PERSIST, false, reason));
+        s_answer(rctx, mode, checks, NULL, false);
+        return 0;
+    }
+    cd_envelope_t env;
+    cd__http_envelope_init(http, &env, CD_KIND_CONTROL, CD_HEALTH_PERSIST);
+    env.headers[0] = (cd_env_header_t){cd_str("op"), cd_str("stats")};
+    env.n_headers = 1;
+    int rc =
+        cd__http_call(rctx, &env, http->opts.ready_timeout_ms, s_on_stats, (void *)(intptr_t)mode);
+    if (rc != 0) {
+        //  Gone or full between the look and the send: a failing check.
+        s_on_stats(rctx, NULL, rc, (void *)(intptr_t)mode);
+    }
+    return 0;
+}
+
+int
+cd_health_ready(cd_http_rctx_t *rctx)
+{
+    return s_health(rctx, S_READY);
+}
+
+int
+cd_health_detailed(cd_http_rctx_t *rctx)
+{
+    return s_health(rctx, S_DETAILED);
+}
+
+int
+cd_health_metrics(cd_http_rctx_t *rctx)
+{
+    cd_http_t *http = rctx->http;
+    double uptime = (double)(cd__http_now_us() - http->started_us) / 1e6;
+    size_t len = 0;
+    char *text = cd_metrics_render(http->metrics, http->router, http->rt.registry, uptime, &len);
+    cd__http_send(rctx, 200, "text/plain; version=0.0.4; charset=utf-8", text, len, false);
+    free(text);
+    return 0;
+}
+
+int
+cd_health_openapi(cd_http_rctx_t *rctx)
+{
+    cd_http_t *http = rctx->http;
+    cd__http_send(rctx, 200, "application/json; charset=utf-8", http->openapi, http->openapi_len,
+                  true);
+    return 0;
+}

@@ -1,0 +1,585 @@
+/*  cd_json: strict request bodies, schema checks, error bodies, and the
+    JSON <-> msgpack bridge (see cd_json.h).
+
+    Nesting is measured by a scan of the raw bytes before jansson runs
+    (jansson's parser recurses, and its own depth limit is 2048): a flat
+    pass that tracks whether it is inside a string, so brackets inside
+    strings do not count. Jansson then does the rest of the strictness:
+    UTF-8, NUL escapes, duplicate keys (JSON_REJECT_DUPLICATES), trailing
+    bytes and 64-bit integer overflow all fail the parse.
+
+    The msgpack reader walks one value recursively, bounded by
+    CD_JSON_MAX_DEPTH; every declared length and count is checked against
+    the bytes left before anything is built, as ipc's decoder does. */
+#include "cd_json.h"
+#include "cd_error.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+bool
+cd_json_content_type_ok(const char *value, size_t len)
+{
+    static const char type[] = "application/json";
+    size_t n = sizeof type - 1;
+    if (!value || len < n || strncasecmp(value, type, n) != 0) {
+        return false;
+    }
+    //  Only parameters may follow: "application/jsonx" is another type.
+    for (size_t i = n; i < len; i++) {
+        if (value[i] == ';') {
+            return true;
+        }
+        if (value[i] != ' ' && value[i] != '\t') {
+            return false;
+        }
+    }
+    return true;
+}
+
+static void
+s_problem(cd_json_problem_t *problem, const char *code, const char *field, const char *reason)
+{
+    problem->code = code;
+    problem->field = field;
+    problem->reason = reason;
+    problem->text[0] = '\0';
+}
+
+//  Deepest nesting of arrays and objects in data, stopping once past limit.
+static int
+s_depth(const char *data, size_t size, int limit)
+{
+    int depth = 0, deepest = 0;
+    bool in_string = false;
+    for (size_t i = 0; i < size && deepest <= limit; i++) {
+        char c = data[i];
+        if (in_string) {
+            if (c == '\\') {
+                i++; //  the escaped character cannot end the string
+            } else if (c == '"') {
+                in_string = false;
+            }
+        } else if (c == '"') {
+            in_string = true;
+        } else if (c == '[' || c == '{') {
+            if (++depth > deepest) {
+                deepest = depth;
+            }
+        } else if (c == ']' || c == '}') {
+            depth--;
+        }
+    }
+    return deepest;
+}
+
+int
+cd_json_parse_body(const char *data, size_t size, json_t **out, cd_json_problem_t *problem)
+{
+    *out = NULL;
+    if (size == 0) {
+        s_problem(problem, "invalid_json", NULL, "empty body");
+        return CD_EPROTO;
+    }
+    if (s_depth(data, size, CD_JSON_MAX_DEPTH) > CD_JSON_MAX_DEPTH) {
+        s_problem(problem, "invalid_json", NULL, "nesting too deep");
+        snprintf(problem->text, sizeof problem->text, "nesting deeper than %d levels",
+                 CD_JSON_MAX_DEPTH);
+        return CD_EPROTO;
+    }
+    json_error_t error;
+    json_t *value = json_loadb(data, size, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &error);
+    if (!value) {
+        s_problem(problem, "invalid_json", NULL, "not valid JSON");
+        snprintf(problem->text, sizeof problem->text, "line %d, column %d: %s", error.line,
+                 error.column, error.text);
+        return CD_EPROTO;
+    }
+    if (!json_is_object(value)) {
+        json_decref(value);
+        s_problem(problem, "validation_failed", NULL, "the body must be a JSON object");
+        return CD_EPROTO;
+    }
+    *out = value;
+    return 0;
+}
+
+const char *
+cd_json_type_name(cd_json_type_t type)
+{
+    switch (type) {
+    case CD_JSON_STRING:
+        return "string";
+    case CD_JSON_INTEGER:
+        return "integer";
+    case CD_JSON_NUMBER:
+        return "number";
+    case CD_JSON_BOOLEAN:
+        return "boolean";
+    case CD_JSON_OBJECT:
+        return "object";
+    case CD_JSON_ARRAY:
+        return "array";
+    default:
+        return "any";
+    }
+}
+
+static bool
+s_type_ok(const json_t *value, cd_json_type_t type)
+{
+    switch (type) {
+    case CD_JSON_STRING:
+        return json_is_string(value);
+    case CD_JSON_INTEGER:
+        return json_is_integer(value);
+    case CD_JSON_NUMBER:
+        return json_is_number(value);
+    case CD_JSON_BOOLEAN:
+        return json_is_boolean(value);
+    case CD_JSON_OBJECT:
+        return json_is_object(value);
+    case CD_JSON_ARRAY:
+        return json_is_array(value);
+    default:
+        return true;
+    }
+}
+
+static const char *
+s_expected(cd_json_type_t type)
+{
+    switch (type) {
+    case CD_JSON_STRING:
+        return "must be a string";
+    case CD_JSON_INTEGER:
+        return "must be an integer";
+    case CD_JSON_NUMBER:
+        return "must be a number";
+    case CD_JSON_BOOLEAN:
+        return "must be a boolean";
+    case CD_JSON_OBJECT:
+        return "must be an object";
+    case CD_JSON_ARRAY:
+        return "must be an array";
+    default:
+        return "invalid value";
+    }
+}
+
+//  Checks one present value against its field. NULL when fine.
+static const char *
+s_check_field(const cd_json_field_t *field, const json_t *value)
+{
+    if (json_is_null(value)) {
+        return field->nullable ? NULL : "must not be null";
+    }
+    if (!s_type_ok(value, field->type)) {
+        return s_expected(field->type);
+    }
+    if (field->type == CD_JSON_INTEGER && field->max > field->min) {
+        json_int_t n = json_integer_value(value);
+        if (n < field->min || n > field->max) {
+            return "out of range";
+        }
+    }
+    if (field->type == CD_JSON_STRING && field->max > 0) {
+        size_t len = json_string_length(value);
+        if ((int64_t)len < field->min || (int64_t)len > field->max) {
+            return "length out of range";
+        }
+    }
+    return NULL;
+}
+
+int
+cd_json_validate(const json_t *obj, const cd_json_schema_t *schema, cd_json_problem_t *problem)
+{
+    const char *key;
+    const json_t *value;
+    json_object_foreach((json_t *)obj, key, value)
+    {
+        const cd_json_field_t *field = NULL;
+        for (size_t i = 0; i < schema->n_fields && !field; i++) {
+            if (strcmp(schema->fields[i].name, key) == 0) {
+                field = &schema->fields[i];
+            }
+        }
+        if (!field) {
+            //  The key is borrowed from obj; the caller reports it before
+            //  releasing obj.
+            s_problem(problem, "validation_failed", key, "unknown field");
+            return CD_EINVAL;
+        }
+        const char *wrong = s_check_field(field, value);
+        if (wrong) {
+            s_problem(problem, "validation_failed", field->name, wrong);
+            return CD_EINVAL;
+        }
+    }
+    for (size_t i = 0; i < schema->n_fields; i++) {
+        if (schema->fields[i].required && !json_object_get(obj, schema->fields[i].name)) {
+            s_problem(problem, "validation_failed", schema->fields[i].name, "required");
+            return CD_EINVAL;
+        }
+    }
+    return 0;
+}
+
+static void *
+s_need(void *ptr)
+{
+    if (!ptr) {
+        fprintf(stderr, "%s:%d: out of memory\n", __FILE__, __LINE__);
+        abort();
+    }
+    return ptr;
+}
+
+char *
+cd_json_error_body(const char *code, const char *message, json_t *details, size_t *size)
+{
+    json_t *body = s_need(json_pack("{s:{s:s, s:s, s:o}}", "error", "code", code, "message",
+                                    message, "details", details ? details : json_object()));
+    char *text = s_need(json_dumps(body, JSON_COMPACT));
+    json_decref(body);
+    *size = strlen(text);
+    return text;
+}
+
+json_t *
+cd_json_problem_details(const cd_json_problem_t *problem)
+{
+    json_t *details = s_need(json_object());
+    if (problem->field) {
+        json_object_set_new(details, "field", json_string(problem->field));
+    }
+    if (problem->reason) {
+        json_object_set_new(details, "reason", json_string(problem->reason));
+    }
+    if (problem->text[0]) {
+        json_object_set_new(details, "detail", json_string(problem->text));
+    }
+    return details;
+}
+
+json_t *
+cd_json_schema_doc(const cd_json_schema_t *schema)
+{
+    json_t *properties = s_need(json_object());
+    json_t *required = s_need(json_array());
+    for (size_t i = 0; i < schema->n_fields; i++) {
+        const cd_json_field_t *field = &schema->fields[i];
+        json_t *prop = s_need(json_object());
+        if (field->type != CD_JSON_ANY) {
+            json_object_set_new(prop, "type", json_string(cd_json_type_name(field->type)));
+        }
+        if (field->nullable) {
+            json_object_set_new(prop, "nullable", json_true());
+        }
+        if (field->type == CD_JSON_INTEGER && field->max > field->min) {
+            json_object_set_new(prop, "minimum", json_integer(field->min));
+            json_object_set_new(prop, "maximum", json_integer(field->max));
+        }
+        if (field->type == CD_JSON_STRING && field->max > 0) {
+            json_object_set_new(prop, "minLength", json_integer(field->min));
+            json_object_set_new(prop, "maxLength", json_integer(field->max));
+        }
+        if (field->description) {
+            json_object_set_new(prop, "description", json_string(field->description));
+        }
+        json_object_set_new(properties, field->name, prop);
+        if (field->required) {
+            json_array_append_new(required, json_string(field->name));
+        }
+    }
+    json_t *doc = s_need(json_pack("{s:s, s:o, s:b}", "type", "object", "properties", properties,
+                                   "additionalProperties", 0));
+    if (json_array_size(required)) {
+        json_object_set_new(doc, "required", required);
+    } else {
+        json_decref(required);
+    }
+    return doc;
+}
+
+//  --- JSON -> msgpack ----------------------------------------------------------
+
+static int
+s_to_msgpack(const json_t *value, cd_pack_t *pack, int depth)
+{
+    if (depth > CD_JSON_MAX_DEPTH) {
+        return CD_EDEPTH;
+    }
+    switch (json_typeof(value)) {
+    case JSON_OBJECT: {
+        cd_pack_map(pack, (uint32_t)json_object_size(value));
+        const char *key;
+        json_t *item;
+        json_object_foreach((json_t *)value, key, item)
+        {
+            cd_pack_cstr(pack, key);
+            int rc = s_to_msgpack(item, pack, depth + 1);
+            if (rc != 0) {
+                return rc;
+            }
+        }
+        return 0;
+    }
+    case JSON_ARRAY: {
+        cd_pack_array(pack, (uint32_t)json_array_size(value));
+        size_t i;
+        json_t *item;
+        json_array_foreach(value, i, item)
+        {
+            int rc = s_to_msgpack(item, pack, depth + 1);
+            if (rc != 0) {
+                return rc;
+            }
+        }
+        return 0;
+    }
+    case JSON_STRING:
+        cd_pack_str(pack, json_string_value(value), json_string_length(value));
+        return 0;
+    case JSON_INTEGER:
+        cd_pack_int(pack, json_integer_value(value));
+        return 0;
+    case JSON_REAL:
+        cd_pack_double(pack, json_real_value(value));
+        return 0;
+    case JSON_TRUE:
+        cd_pack_bool(pack, true);
+        return 0;
+    case JSON_FALSE:
+        cd_pack_bool(pack, false);
+        return 0;
+    default:
+        cd_pack_nil(pack);
+        return 0;
+    }
+}
+
+int
+cd_json_to_msgpack(const json_t *value, cd_pack_t *pack)
+{
+    return s_to_msgpack(value, pack, 0);
+}
+
+//  --- msgpack -> JSON ----------------------------------------------------------
+
+typedef struct {
+    const uint8_t *at;  //  next byte
+    const uint8_t *end; //  one past the last byte
+    const char *why;    //  what was wrong
+} s_reader_t;
+
+//  Reads an n-byte big-endian unsigned integer. False if the bytes run out.
+static bool
+s_uint(s_reader_t *r, int n, uint64_t *out)
+{
+    if (r->end - r->at < n) {
+        r->why = "truncated";
+        return false;
+    }
+    uint64_t v = 0;
+    for (int i = 0; i < n; i++) {
+        v = v << 8 | r->at[i];
+    }
+    r->at += n;
+    *out = v;
+    return true;
+}
+
+static int s_from_msgpack(s_reader_t *r, json_t **out, int depth);
+
+static int
+s_text(s_reader_t *r, uint64_t len, json_t **out)
+{
+    if ((uint64_t)(r->end - r->at) < len) {
+        r->why = "truncated";
+        return CD_EPROTO;
+    }
+    //  json_stringn checks UTF-8 (and refuses nothing else: NUL is fine).
+    json_t *text = json_stringn((const char *)r->at, (size_t)len);
+    if (!text) {
+        r->why = "text is not UTF-8";
+        return CD_EPROTO;
+    }
+    r->at += len;
+    *out = text;
+    return 0;
+}
+
+static int
+s_container(s_reader_t *r, uint64_t count, bool map, json_t **out, int depth)
+{
+    if (depth >= CD_JSON_MAX_DEPTH) {
+        r->why = "nesting too deep";
+        return CD_EDEPTH;
+    }
+    //  Each entry needs at least one byte (two for a map entry).
+    if (count > CD_ENV_MAX_ELEMS || count * (map ? 2 : 1) > (uint64_t)(r->end - r->at)) {
+        r->why = count > CD_ENV_MAX_ELEMS ? "too many elements" : "truncated";
+        return count > CD_ENV_MAX_ELEMS ? CD_ETOOBIG : CD_EPROTO;
+    }
+    json_t *container = s_need(map ? json_object() : json_array());
+    for (uint64_t i = 0; i < count; i++) {
+        json_t *key = NULL;
+        json_t *item = NULL;
+        int rc = 0;
+        if (map) {
+            rc = s_from_msgpack(r, &key, depth + 1);
+            if (rc == 0 && !json_is_string(key)) {
+                r->why = "map key is not a string";
+                rc = CD_EPROTO;
+            }
+        }
+        if (rc == 0) {
+            rc = s_from_msgpack(r, &item, depth + 1);
+        }
+        if (rc == 0 && map) {
+            json_object_set_new(container, json_string_value(key), item);
+        } else if (rc == 0) {
+            json_array_append_new(container, item);
+        }
+        json_decref(key);
+        if (rc != 0) {
+            json_decref(item);
+            json_decref(container);
+            return rc;
+        }
+    }
+    *out = container;
+    return 0;
+}
+
+static int
+s_from_msgpack(s_reader_t *r, json_t **out, int depth)
+{
+    if (r->at >= r->end) {
+        r->why = "truncated";
+        return CD_EPROTO;
+    }
+    uint8_t b = *r->at++;
+    uint64_t n = 0;
+    if (b <= 0x7f) {
+        *out = json_integer(b);
+        return 0;
+    }
+    if (b >= 0xe0) {
+        *out = json_integer((int8_t)b);
+        return 0;
+    }
+    if (b >= 0x80 && b <= 0x8f) {
+        return s_container(r, b & 0x0f, true, out, depth);
+    }
+    if (b >= 0x90 && b <= 0x9f) {
+        return s_container(r, b & 0x0f, false, out, depth);
+    }
+    if (b >= 0xa0 && b <= 0xbf) {
+        return s_text(r, b & 0x1f, out);
+    }
+    switch (b) {
+    case 0xc0:
+        *out = json_null();
+        return 0;
+    case 0xc2:
+        *out = json_false();
+        return 0;
+    case 0xc3:
+        *out = json_true();
+        return 0;
+    case 0xc4: //  bin 8/16/32: text when it is UTF-8
+    case 0xd9: //  str 8
+        return s_uint(r, 1, &n) ? s_text(r, n, out) : CD_EPROTO;
+    case 0xc5:
+    case 0xda:
+        return s_uint(r, 2, &n) ? s_text(r, n, out) : CD_EPROTO;
+    case 0xc6:
+    case 0xdb:
+        return s_uint(r, 4, &n) ? s_text(r, n, out) : CD_EPROTO;
+    case 0xca: { //  float 32
+        if (!s_uint(r, 4, &n)) {
+            return CD_EPROTO;
+        }
+        uint32_t bits = (uint32_t)n;
+        float f;
+        memcpy(&f, &bits, sizeof f);
+        *out = json_real(f); //  NULL for NaN and infinities, which JSON lacks
+        r->why = *out ? NULL : "not a finite number";
+        return *out ? 0 : CD_EPROTO;
+    }
+    case 0xcb: { //  float 64
+        if (!s_uint(r, 8, &n)) {
+            return CD_EPROTO;
+        }
+        double d;
+        memcpy(&d, &n, sizeof d);
+        *out = json_real(d);
+        r->why = *out ? NULL : "not a finite number";
+        return *out ? 0 : CD_EPROTO;
+    }
+    case 0xcc:
+    case 0xcd:
+    case 0xce:
+    case 0xcf:
+        if (!s_uint(r, 1 << (b - 0xcc), &n)) {
+            return CD_EPROTO;
+        }
+        if (n > INT64_MAX) {
+            r->why = "integer beyond 64-bit signed range";
+            return CD_EPROTO;
+        }
+        *out = json_integer((json_int_t)n);
+        return 0;
+    case 0xd0:
+    case 0xd1:
+    case 0xd2:
+    case 0xd3: {
+        int width = 1 << (b - 0xd0);
+        if (!s_uint(r, width, &n)) {
+            return CD_EPROTO;
+        }
+        //  Sign-extend from the encoded width.
+        int shift = 64 - 8 * width;
+        *out = json_integer((json_int_t)((int64_t)(n << shift) >> shift));
+        return 0;
+    }
+    case 0xdc:
+        return s_uint(r, 2, &n) ? s_container(r, n, false, out, depth) : CD_EPROTO;
+    case 0xdd:
+        return s_uint(r, 4, &n) ? s_container(r, n, false, out, depth) : CD_EPROTO;
+    case 0xde:
+        return s_uint(r, 2, &n) ? s_container(r, n, true, out, depth) : CD_EPROTO;
+    case 0xdf:
+        return s_uint(r, 4, &n) ? s_container(r, n, true, out, depth) : CD_EPROTO;
+    default: //  ext types and the never-used 0xc1
+        r->why = "a value JSON cannot hold (ext)";
+        return CD_EPROTO;
+    }
+}
+
+int
+cd_json_from_msgpack(cd_bin_t value, json_t **out, const char **why)
+{
+    *out = NULL;
+    s_reader_t r = {value.ptr, value.ptr + value.len, NULL};
+    json_t *result = NULL;
+    int rc = value.ptr ? s_from_msgpack(&r, &result, 0) : CD_EPROTO;
+    if (rc == 0 && r.at != r.end) {
+        r.why = "trailing bytes";
+        rc = CD_EPROTO;
+    }
+    if (rc != 0 || !result) {
+        json_decref(result);
+        if (why) {
+            *why = r.why ? r.why : "empty";
+        }
+        return rc ? rc : CD_EPROTO;
+    }
+    *out = result;
+    return 0;
+}
