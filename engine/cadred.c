@@ -3,7 +3,7 @@
     Start-up, in order: configuration (flags > CADRE_* > config file), the
     data directory and its lock (one cadred per data dir), the node id, the
     database (DATABASE_URL, or the embedded PostgreSQL in <data dir>/pg),
-    migrations, then the supervisor tree:
+    migrations, then the supervisor tree, then the HTTP frontend:
 
       root (one_for_one)
         deadletter
@@ -13,7 +13,8 @@
 
     SIGINT and SIGTERM are blocked in every thread and read from a signalfd
     by the main thread, so no ZeroMQ call anywhere is interrupted and the
-    shutdown happens in one place: the tree stops in reverse start order,
+    shutdown happens in one place: the HTTP frontend first (no new requests
+    reach actors that are stopping), then the tree in reverse start order,
     then the database, then the embedded PostgreSQL, then the lock. Exit
     codes: 0 after a clean stop, 1 when the tree gave up (restart intensity
     exceeded at the root) or start-up failed, 2 for bad configuration. */
@@ -24,6 +25,7 @@
 #include "cd_deadletter.h"
 #include "cd_echo.h"
 #include "cd_error.h"
+#include "cd_http.h"
 #include "cd_log.h"
 #include "cd_migrate.h"
 #include "cd_pgembed.h"
@@ -61,6 +63,7 @@ typedef struct {
     cd_supervisor_spec_t root_spec;   //  the root supervisor
     char **agent_names;               //  "agent/<name>" (owned)
     cd_root_t *root;                  //  the running tree
+    cd_http_t *http;                  //  the HTTP frontend
 } s_node_t;
 
 //  Reads <data dir>/node-id, or creates it with a fresh id.
@@ -195,10 +198,34 @@ s_start_tree(s_node_t *node, char **errmsg)
     return 0;
 }
 
+//  Starts the HTTP frontend on the running tree.
+static int
+s_start_http(s_node_t *node, char **errmsg)
+{
+    static const char *const core[] = {"root", "deadletter", "agents", NULL};
+    const cd_config_t *config = node->config;
+    cd_http_opts_t opts;
+    cd_http_opts_defaults(&opts);
+    opts.addr = config->http_addr;
+    opts.tls_cert = config->tls_cert;
+    opts.tls_key = config->tls_key;
+    opts.max_body_bytes = (size_t)config->http_max_body_bytes;
+    opts.max_header_bytes = (size_t)config->http_max_header_bytes;
+    opts.max_streams = config->http_max_streams;
+    opts.request_timeout_ms = config->http_request_timeout_ms;
+    opts.idle_timeout_ms = config->http_idle_timeout_ms;
+    opts.max_requests_per_conn_s = config->http_max_requests_per_conn_s;
+    opts.core_actors = core;
+    return cd_http_start(&opts, &node->rt, &node->http, errmsg);
+}
+
 //  Releases what the node holds, in reverse order of acquisition.
 static void
 s_node_close(s_node_t *node)
 {
+    if (node->http && cd_http_stop(&node->http) != 0) {
+        cd_log_error("node", "the HTTP frontend did not stop in time", NULL);
+    }
     if (node->root && cd_root_destroy(&node->root) != 0) {
         cd_log_error("node", "some actors did not stop in time", NULL);
     }
@@ -320,15 +347,18 @@ main(int argc, char **argv)
     if (s_start_tree(&node, &errmsg) != 0) {
         goto fail;
     }
-    cd_log_info("node", "node up", "{s:s, s:s, s:i, s:s}", "node_id", node.node_id, "data_dir",
+    if (s_start_http(&node, &errmsg) != 0) {
+        goto fail;
+    }
+    cd_log_info("node", "node up", "{s:s, s:s, s:i, s:s, s:s}", "node_id", node.node_id, "data_dir",
                 node.config->data_dir, "agents", (int)node.config->n_agents, "supervisor",
-                "running");
+                "running", "http", cd_http_addr(node.http));
     printf("cadred %s: node %s up (data dir %s); supervisor running with %zu agent(s): ",
            CADRE_VERSION, node.node_id, node.config->data_dir, node.config->n_agents);
     for (size_t i = 0; i < node.config->n_agents; i++) {
         printf("%s%s", i ? ", " : "", node.config->agents[i].name);
     }
-    printf(". Ctrl-C stops it.\n");
+    printf(". HTTP on %s. Ctrl-C stops it.\n", cd_http_addr(node.http));
     fflush(stdout);
 
     code = s_run(&node, signal_fd);
