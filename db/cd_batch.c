@@ -1,22 +1,24 @@
 /*  cd_batch: the write engine under the persist actor (see cd_batch.h).
 
     A run is one or more *attempts*; an attempt is one transaction made of
-    *rounds*. A round is either a pipeline (enter pipeline mode, queue
-    statements, one Sync, read every result in order, leave pipeline mode)
-    or a COPY (which libpq does not allow in pipeline mode). Rounds of the
-    fast attempt:
+    *rounds* (one round trip each). A pipeline round enters pipeline mode,
+    queues prepared statements, sends one Sync, reads every result in order
+    and leaves pipeline mode. The final round is one query string in the
+    simple protocol, because libpq allows no COPY in pipeline mode:
 
-      1  BEGIN; SELECT pg_current_xact_id();            the txid, for doubt
-         [lookup of ids; Sync]                          only when in doubt
-         INSERT records of table requests;              ids only, no results
-         each statement request (prepared); Sync
-      2  COPY <table> FROM STDIN, one per table target
-      3  INSERT records of statement requests (with results); COMMIT; Sync
+        [BEGIN; SELECT pg_current_xact_id();]     the txid, for doubt
+        COPY persist_requests (id, result, rows) FROM STDIN;
+        COPY <table> (<columns>) FROM STDIN; ...  one per table with rows
+        COMMIT
 
-    So a batch of table rows costs three round trips and one fsync however
-    many rows it holds. The records go in with one INSERT ... SELECT FROM
-    unnest($1::uuid[], $2::text[], $3::bigint[]) each: one statement, not
-    one per row.
+    The server asks for each COPY's data when it reaches it, so the whole
+    transaction is one round trip however many rows it holds; the string
+    holds no values (they travel as COPY data). The fast attempt:
+
+      table rows only        the final round alone: one round trip
+      with statements        a pipeline round (BEGIN, txid, every statement
+                             request), then the final round, whose records
+                             carry the statements' results: two
 
     If a statement or COPY of the fast attempt fails, the transaction is
     rolled back and the slow attempt runs: ids looked up first, then each
@@ -25,9 +27,10 @@
     aborts the rest of its window (the server skips to the Sync); the next
     window starts with ROLLBACK TO SAVEPOINT and resumes after the failed
     request, so good requests run once and each bad one costs one round
-    trip. If a record INSERT meets an id already recorded (a replay that
-    was not known to be one, or a concurrent writer), the attempt is rolled
-    back and repeated with the lookup, which then answers it from its record.
+    trip; its final round copies the records of everything applied. If the
+    records' COPY meets an id already recorded (a replay that was not known
+    to be one, or a concurrent writer), the attempt is rolled back and
+    repeated with the lookup, which then answers it from its record.
 
     Every wait polls the socket with the run's deadline, and libpq is fed
     with PQconsumeInput while sending (the server stops reading if its
@@ -56,10 +59,14 @@
 #define S_FLUSH_EVERY 256  //  queued statements between flushes
 #define S_COPY_CHUNK 65536 //  bytes per PQputCopyData
 #define S_MAX_ATTEMPTS 4   //  attempts of one run before failing what is left
+#define S_SMALL 8          //  table rows up to which a batch uses INSERTs, not COPY
 
 //  Internal statements, prepared on every connection.
+#define S_BEGIN "cd_begin"
+#define S_TXID "cd_txid"
+#define S_COMMIT "cd_commit"
 #define S_LOOKUP "cd_lookup"
-#define S_RECORDS "cd_records"
+#define S_RECORD "cd_record"
 #define S_XACT "cd_xact"
 #define S_PRUNE "cd_prune"
 
@@ -92,6 +99,7 @@ typedef struct {
     cd_batch_req_t *req; //  the caller's request
     int dup_of;          //  index of the first request with the same id, or -1
     bool final;          //  outcome settled for the whole run
+    bool fast_failed;    //  its statement failed in the fast attempt (error in req->out)
     s_state_t state;     //  within the current attempt
 } s_item_t;
 
@@ -99,11 +107,11 @@ typedef enum {
     Q_BEGIN,
     Q_TXID,
     Q_LOOKUP,
-    Q_RECORDS,
     Q_STMT,
     Q_SAVEPOINT,
     Q_RELEASE,
     Q_ROLLBACK_TO,
+    Q_RECORD,
     Q_COMMIT
 } s_qkind_t;
 
@@ -138,8 +146,8 @@ struct cd_batch {
     size_t *order;          //  item indices sorted by id
     s_buf_t copy;           //  COPY data
     s_buf_t arr_ids;        //  uuid[] literal
-    s_buf_t arr_results;    //  text[] literal
-    s_buf_t arr_rows;       //  bigint[] literal
+    s_buf_t sql;            //  query string of the final round
+    s_buf_t idtext;         //  small path: the ids as text, 37 bytes each
     int64_t deadline_us;    //  of the current operation, monotonic
     int64_t txid;           //  of the current transaction, 0 if unknown
     bool commit_sent;       //  COMMIT queued in the current attempt
@@ -150,7 +158,7 @@ struct cd_batch {
     cd_batch_stats_t stats; //  counters
 };
 
-//  --- small helpers -------------------------------------------------------------------------
+//  --- small helpers ----------------------------------------------------------------------
 
 static int64_t
 s_mono_us(void)
@@ -200,54 +208,27 @@ s_buf_reset(s_buf_t *buf)
 }
 
 //  Appends a value escaped for COPY's text format: backslash, newline,
-//  carriage return and tab are the only bytes it gives meaning to.
+//  carriage return and tab are the only bytes it gives meaning to. value
+//  holds no NUL before len and one at len (cd_batch_run checked), so
+//  strcspn finds the runs to copy as they are.
 static void
 s_buf_add_copy_value(s_buf_t *buf, const char *value, size_t len)
 {
     s_buf_reserve(buf, 2 * len);
     char *out = buf->data + buf->len;
-    for (size_t i = 0; i < len; i++) {
-        char c = value[i];
-        switch (c) {
-        case '\\':
-            *out++ = '\\';
-            *out++ = '\\';
+    const char *end = value + len;
+    while (value < end) {
+        size_t run = strcspn(value, "\\\n\r\t");
+        memcpy(out, value, run);
+        out += run;
+        value += run;
+        if (value >= end) {
             break;
-        case '\n':
-            *out++ = '\\';
-            *out++ = 'n';
-            break;
-        case '\r':
-            *out++ = '\\';
-            *out++ = 'r';
-            break;
-        case '\t':
-            *out++ = '\\';
-            *out++ = 't';
-            break;
-        default:
-            *out++ = c;
         }
+        *out++ = '\\';
+        *out++ = *value == '\n' ? 'n' : *value == '\r' ? 'r' : *value == '\t' ? 't' : '\\';
+        value++;
     }
-    buf->len = (size_t)(out - buf->data);
-    buf->data[buf->len] = '\0';
-}
-
-//  Appends an element of an array literal: quoted, with " and \ escaped.
-static void
-s_buf_add_array_text(s_buf_t *buf, const char *value)
-{
-    size_t len = strlen(value);
-    s_buf_reserve(buf, 2 * len + 2);
-    char *out = buf->data + buf->len;
-    *out++ = '"';
-    for (size_t i = 0; i < len; i++) {
-        if (value[i] == '"' || value[i] == '\\') {
-            *out++ = '\\';
-        }
-        *out++ = value[i];
-    }
-    *out++ = '"';
     buf->len = (size_t)(out - buf->data);
     buf->data[buf->len] = '\0';
 }
@@ -308,6 +289,17 @@ s_utf8_check(const uint8_t *s, size_t n)
 {
     size_t i = 0;
     while (i < n) {
+        //  Eight ASCII bytes at a time (no high bit, no zero byte): most text.
+        if (i + 8 <= n) {
+            uint64_t w;
+            memcpy(&w, s + i, sizeof w);
+            if (((w | ((w & 0x7f7f7f7f7f7f7f7fULL) + 0x7f7f7f7f7f7f7f7fULL)) &
+                 0x8080808080808080ULL) == 0x8080808080808080ULL &&
+                (w & 0x8080808080808080ULL) == 0) {
+                i += 8;
+                continue;
+            }
+        }
         uint8_t c = s[i];
         if (c >= 0x01 && c < 0x80) {
             i++;
@@ -396,7 +388,7 @@ s_ident_ok(const char *name, bool allow_schema)
     return !start;
 }
 
-//  --- outcomes ------------------------------------------------------------------------------
+//  --- outcomes ---------------------------------------------------------------------------
 
 void
 cd_batch_outcome_clear(cd_batch_outcome_t *out)
@@ -445,7 +437,7 @@ s_result_error(const PGresult *res, PGconn *conn, char sqlstate[6], char **messa
     }
 }
 
-//  --- connection-level I/O -----------------------------------------------------------------
+//  --- connection-level I/O ---------------------------------------------------------------
 
 static void
 s_close(cd_batch_t *self)
@@ -631,7 +623,7 @@ s_rollback(cd_batch_t *self)
     return ok ? R_OK : s_lost(self, "ROLLBACK failed");
 }
 
-//  --- pipeline rounds -----------------------------------------------------------------------
+//  --- pipeline rounds --------------------------------------------------------------------
 
 static void
 s_queue_add(cd_batch_t *self, s_qkind_t kind, int arg)
@@ -725,7 +717,7 @@ s_pipe_end(cd_batch_t *self)
     return outcome;
 }
 
-//  --- the run's items -----------------------------------------------------------------------
+//  --- the run's items --------------------------------------------------------------------
 
 static bool
 s_live(const s_item_t *item)
@@ -785,6 +777,9 @@ s_on_result(cd_batch_t *self, const s_query_t *q, PGresult *res)
                 //  Answered from the record: final whatever this attempt does.
                 cd_batch_outcome_t *out = &item->req->out;
                 free(out->value);
+                free(out->message);
+                out->message = NULL;
+                out->sqlstate[0] = '\0';
                 out->value = PQgetisnull(res, r, 1) ? NULL : cd__db_strdup(PQgetvalue(res, r, 1));
                 out->rows = strtoll(PQgetvalue(res, r, 2), NULL, 10);
                 out->rc = 0;
@@ -815,15 +810,7 @@ s_on_result(cd_batch_t *self, const s_query_t *q, PGresult *res)
         self->first_error_item = q->arg;
         return R_FAILED;
     }
-    case Q_SAVEPOINT:
-    case Q_RELEASE:
-        if (!ok) {
-            s_set_round_error(self, res);
-            self->first_error_item = q->arg;
-            return R_FAILED;
-        }
-        return R_OK;
-    case Q_RECORDS:
+    case Q_RECORD:
         if (!ok) {
             s_set_round_error(self, res);
             return strcmp(self->err_sqlstate, "23505") == 0 ? R_CONFLICT : R_FATAL;
@@ -838,6 +825,14 @@ s_on_result(cd_batch_t *self, const s_query_t *q, PGresult *res)
             return R_FATAL;
         }
         return R_OK;
+    case Q_SAVEPOINT:
+    case Q_RELEASE:
+        if (!ok) {
+            s_set_round_error(self, res);
+            self->first_error_item = q->arg;
+            return R_FAILED;
+        }
+        return R_OK;
     default:
         break;
     }
@@ -846,75 +841,6 @@ s_on_result(cd_batch_t *self, const s_query_t *q, PGresult *res)
         return R_FATAL;
     }
     return R_OK;
-}
-
-typedef enum {
-    REC_TABLES_PENDING, //  table rows about to be copied (fast attempt, round 1)
-    REC_STMTS_OK,       //  applied statements, with their results
-    REC_ALL_OK          //  every applied request (slow attempt)
-} s_rec_t;
-
-static bool
-s_rec_wanted(const cd_batch_t *self, const s_item_t *item, s_rec_t which)
-{
-    bool is_table = self->targets[item->req->target].is_table;
-    switch (which) {
-    case REC_TABLES_PENDING:
-        return is_table && item->state == S_PENDING;
-    case REC_STMTS_OK:
-        return !is_table && item->state == S_OK;
-    default:
-        return item->state == S_OK;
-    }
-}
-
-//  Builds the array literals (ids, results, rows) of the records `which`
-//  selects among the live items. Returns how many.
-static size_t
-s_build_records(cd_batch_t *self, size_t n, s_rec_t which)
-{
-    s_buf_reset(&self->arr_ids);
-    s_buf_reset(&self->arr_results);
-    s_buf_reset(&self->arr_rows);
-    s_buf_addc(&self->arr_ids, '{');
-    s_buf_addc(&self->arr_results, '{');
-    s_buf_addc(&self->arr_rows, '{');
-    size_t count = 0;
-    for (size_t i = 0; i < n; i++) {
-        s_item_t *item = &self->items[i];
-        if (!s_live(item)) {
-            continue;
-        }
-        if (!s_rec_wanted(self, item, which)) {
-            continue;
-        }
-        if (count++ > 0) {
-            s_buf_addc(&self->arr_ids, ',');
-            s_buf_addc(&self->arr_results, ',');
-            s_buf_addc(&self->arr_rows, ',');
-        }
-        s_buf_add_uuid(&self->arr_ids, item->req->id);
-        if (item->req->out.value && which != REC_TABLES_PENDING) {
-            s_buf_add_array_text(&self->arr_results, item->req->out.value);
-        } else {
-            s_buf_add(&self->arr_results, "NULL", 4);
-        }
-        char rows[24];
-        int len = snprintf(rows, sizeof rows, "%lld",
-                           (long long)(which == REC_TABLES_PENDING ? 1 : item->req->out.rows));
-        s_buf_add(&self->arr_rows, rows, (size_t)len);
-    }
-    s_buf_addc(&self->arr_ids, '}');
-    s_buf_addc(&self->arr_results, '}');
-    s_buf_addc(&self->arr_rows, '}');
-    return count;
-}
-
-static s_round_t
-s_send_records(cd_batch_t *self)
-{
-    const char *params[3] = {self->arr_ids.data, self->arr_results.data, self->arr_rows.data};
-    return s_pipe_send(self, Q_RECORDS, 0, NULL, S_RECORDS, 3, params);
 }
 
 //  Queues the lookup of every live item's id.
@@ -938,17 +864,17 @@ s_send_lookup(cd_batch_t *self, size_t n)
 }
 
 //  Queues BEGIN and the txid capture. With lookup, the ids are looked up
-//  in a round of their own, so that replays are known before any statement
-//  is sent. Leaves a pipeline open (with BEGIN queued, or empty after a
-//  lookup round).
+//  in the same round, ended here, so that replays are known before any
+//  statement is sent. Leaves a pipeline open: with BEGIN queued, or empty
+//  after a lookup round.
 static s_round_t
 s_send_begin(cd_batch_t *self, size_t n, bool lookup)
 {
     self->txid = 0;
     self->commit_sent = false;
     if (s_pipe_begin(self) != R_OK ||
-        s_pipe_send(self, Q_BEGIN, 0, "BEGIN", NULL, 0, NULL) != R_OK ||
-        s_pipe_send(self, Q_TXID, 0, "SELECT pg_current_xact_id()", NULL, 0, NULL) != R_OK) {
+        s_pipe_send(self, Q_BEGIN, 0, NULL, S_BEGIN, 0, NULL) != R_OK ||
+        s_pipe_send(self, Q_TXID, 0, NULL, S_TXID, 0, NULL) != R_OK) {
         return R_LOST;
     }
     if (!lookup) {
@@ -964,15 +890,52 @@ s_send_begin(cd_batch_t *self, size_t n, bool lookup)
     return s_pipe_begin(self);
 }
 
-//  COPY of every pending row of one table target.
-static s_round_t
-s_copy_table(cd_batch_t *self, size_t n, int target)
+//  Requests the last round records: those applied (statements, and table
+//  rows of the slow attempt) and the table rows the round itself copies.
+static bool
+s_recorded(const cd_batch_t *self, const s_item_t *item)
 {
-    s_target_t *t = &self->targets[target];
+    return s_live(item) && (item->state == S_OK || (item->state == S_PENDING &&
+                                                    self->targets[item->req->target].is_table));
+}
+
+//  COPY data of the records: id, result, rows.
+static size_t
+s_build_copy_records(cd_batch_t *self, size_t n)
+{
+    s_buf_reset(&self->copy);
+    size_t count = 0;
+    for (size_t i = 0; i < n; i++) {
+        const s_item_t *item = &self->items[i];
+        if (!s_recorded(self, item)) {
+            continue;
+        }
+        s_buf_add_uuid(&self->copy, item->req->id);
+        s_buf_addc(&self->copy, '\t');
+        const char *value = item->state == S_OK ? item->req->out.value : NULL;
+        if (value) {
+            s_buf_add_copy_value(&self->copy, value, strlen(value));
+        } else {
+            s_buf_add(&self->copy, "\\N", 2);
+        }
+        char rows[32];
+        int len = snprintf(rows, sizeof rows, "\t%lld\n",
+                           (long long)(item->state == S_OK ? item->req->out.rows : 1));
+        s_buf_add(&self->copy, rows, (size_t)len);
+        count++;
+    }
+    return count;
+}
+
+//  COPY data of the pending rows of one table target.
+static size_t
+s_build_copy_rows(cd_batch_t *self, size_t n, int target)
+{
+    const s_target_t *t = &self->targets[target];
     s_buf_reset(&self->copy);
     size_t rows = 0;
     for (size_t i = 0; i < n; i++) {
-        s_item_t *item = &self->items[i];
+        const s_item_t *item = &self->items[i];
         if (!s_live(item) || item->state != S_PENDING || item->req->target != target) {
             continue;
         }
@@ -982,7 +945,8 @@ s_copy_table(cd_batch_t *self, size_t n, int target)
             }
             const char *v = item->req->values[c];
             if (v) {
-                s_buf_add_copy_value(&self->copy, v, item->req->lengths[c]);
+                s_buf_add_copy_value(&self->copy, v,
+                                     item->req->lengths ? item->req->lengths[c] : strlen(v));
             } else {
                 s_buf_add(&self->copy, "\\N", 2);
             }
@@ -990,26 +954,13 @@ s_copy_table(cd_batch_t *self, size_t n, int target)
         s_buf_addc(&self->copy, '\n');
         rows++;
     }
-    if (rows == 0) {
-        return R_OK;
-    }
-    if (!PQsendQueryParams(self->conn, t->copy_sql, 0, NULL, NULL, NULL, NULL, 0)) {
-        return s_lost(self, PQerrorMessage(self->conn));
-    }
-    PGresult *res = NULL;
-    if (s_next(self, &res) != R_OK) {
-        return R_LOST;
-    }
-    if (PQresultStatus(res) != PGRES_COPY_IN) {
-        bool lost = s_is_conn_error(self, res);
-        s_set_round_error(self, res);
-        PQclear(res);
-        if (lost) {
-            return s_lost(self, self->err_message);
-        }
-        return s_end(self) == R_OK ? R_FAILED : R_LOST;
-    }
-    PQclear(res);
+    return rows;
+}
+
+//  Sends the COPY data in self->copy and ends it.
+static s_round_t
+s_put_copy(cd_batch_t *self)
+{
     for (size_t off = 0; off < self->copy.len;) {
         size_t chunk = self->copy.len - off < S_COPY_CHUNK ? self->copy.len - off : S_COPY_CHUNK;
         int put = PQputCopyData(self->conn, self->copy.data + off, (int)chunk);
@@ -1017,6 +968,7 @@ s_copy_table(cd_batch_t *self, size_t n, int target)
             return s_lost(self, PQerrorMessage(self->conn));
         }
         if (put == 0) {
+            //  libpq's buffer is full: let the server drain it.
             if (s_wait(self, true) != R_OK || s_flush(self) != R_OK) {
                 return R_LOST;
             }
@@ -1027,83 +979,225 @@ s_copy_table(cd_batch_t *self, size_t n, int target)
     while (true) {
         int end = PQputCopyEnd(self->conn, NULL);
         if (end > 0) {
-            break;
+            return s_flush(self);
         }
-        if (end < 0 || s_wait(self, true) != R_OK) {
-            return end < 0 ? s_lost(self, PQerrorMessage(self->conn)) : R_LOST;
+        if (end < 0) {
+            return s_lost(self, PQerrorMessage(self->conn));
+        }
+        if (s_wait(self, true) != R_OK) {
+            return R_LOST;
         }
     }
-    if (s_next(self, &res) != R_OK) {
+}
+
+//  Waits for the next result of a simple query; *res is NULL when the
+//  query string is done.
+static s_round_t
+s_get(cd_batch_t *self, PGresult **res)
+{
+    *res = NULL;
+    if (s_flush(self) != R_OK) {
         return R_LOST;
     }
-    s_round_t outcome = R_OK;
-    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-        bool lost = s_is_conn_error(self, res);
-        s_set_round_error(self, res);
-        PQclear(res);
-        if (lost) {
-            return s_lost(self, self->err_message);
+    while (PQisBusy(self->conn)) {
+        if (s_wait(self, false) != R_OK) {
+            return R_LOST;
         }
-        outcome = R_FAILED;
-    } else {
+    }
+    *res = PQgetResult(self->conn);
+    return R_OK;
+}
+
+//  The last round of an attempt, one query string in the simple protocol:
+//
+//      [BEGIN; SELECT pg_current_xact_id();]          unless already begun
+//      COPY persist_requests (id, result, rows) FROM STDIN;
+//      COPY <table> (<columns>) FROM STDIN; ...        each table with rows
+//      COMMIT
+//
+//  The server runs the statements in order and asks for each COPY's data
+//  when it gets there, so the round costs one round trip whatever it holds.
+//  The string holds no values (they travel as COPY data). An error skips the
+//  rest of the string (COMMIT included) and leaves the transaction failed.
+static s_round_t
+s_final_round(cd_batch_t *self, size_t n, bool begun)
+{
+    int copies[CD_BATCH_MAX_TARGETS + 1]; //  -1: the records, else a table target
+    int n_copies = 0;
+    s_buf_t *sql = &self->sql;
+    s_buf_reset(sql);
+    if (!begun) {
+        self->txid = 0;
+        s_buf_add(sql, "BEGIN; SELECT pg_current_xact_id(); ", 36);
+    }
+    size_t records = 0;
+    for (size_t i = 0; i < n; i++) {
+        records += s_recorded(self, &self->items[i]);
+    }
+    if (records > 0) {
+        const char *copy = "COPY persist_requests (id, result, rows) FROM STDIN; ";
+        s_buf_add(sql, copy, strlen(copy));
+        copies[n_copies++] = -1;
+    }
+    for (size_t t = 0; t < self->n_targets; t++) {
+        if (!self->targets[t].is_table) {
+            continue;
+        }
+        bool any = false;
+        for (size_t i = 0; i < n && !any; i++) {
+            const s_item_t *item = &self->items[i];
+            any = s_live(item) && item->state == S_PENDING && item->req->target == (int)t;
+        }
+        if (any) {
+            s_buf_add(sql, self->targets[t].copy_sql, strlen(self->targets[t].copy_sql));
+            s_buf_add(sql, "; ", 2);
+            copies[n_copies++] = (int)t;
+        }
+    }
+    s_buf_add(sql, "COMMIT", 6);
+    //  The server reaches COMMIT only after the last COPY's data: until that
+    //  is sent, a lost connection means nothing was committed.
+    self->commit_sent = n_copies == 0;
+    if (!PQsendQuery(self->conn, sql->data)) {
+        return s_lost(self, PQerrorMessage(self->conn));
+    }
+    s_round_t outcome = R_OK;
+    int next_copy = 0, in_copy = -2; //  -2: not in a COPY
+    bool committed = false;
+    while (true) {
+        PGresult *res = NULL;
+        if (s_get(self, &res) != R_OK) {
+            return R_LOST;
+        }
+        if (!res) {
+            break;
+        }
+        ExecStatusType st = PQresultStatus(res);
+        if (st == PGRES_COPY_IN) {
+            PQclear(res);
+            if (next_copy >= n_copies) {
+                return s_lost(self, "unexpected COPY");
+            }
+            in_copy = copies[next_copy++];
+            if (in_copy == -1) {
+                s_build_copy_records(self, n);
+            } else {
+                s_build_copy_rows(self, n, in_copy);
+            }
+            self->commit_sent = self->commit_sent || next_copy == n_copies;
+            if (s_put_copy(self) != R_OK) {
+                return R_LOST;
+            }
+            continue;
+        }
+        if (st == PGRES_TUPLES_OK && PQntuples(res) == 1 && PQnfields(res) == 1) {
+            self->txid = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+        } else if (st == PGRES_COMMAND_OK) {
+            const char *tag = PQcmdStatus(res);
+            committed = committed || strcmp(tag, "COMMIT") == 0;
+            if (strncmp(tag, "COPY", 4) == 0) {
+                in_copy = -2;
+            }
+        } else if (outcome == R_OK) {
+            bool lost = s_is_conn_error(self, res);
+            s_set_round_error(self, res);
+            if (lost) {
+                PQclear(res);
+                return s_lost(self, self->err_message);
+            }
+            outcome = in_copy == -1
+                          ? (strcmp(self->err_sqlstate, "23505") == 0 ? R_CONFLICT : R_FATAL)
+                      : in_copy >= 0 ? R_FAILED
+                                     : R_FATAL;
+        }
         PQclear(res);
+    }
+    if (outcome == R_OK && !committed) {
+        free(self->err_message);
+        self->err_message = cd__db_strdup("COMMIT did not complete");
+        self->err_sqlstate[0] = '\0';
+        outcome = R_FATAL;
+    }
+    if (outcome == R_OK) {
         for (size_t i = 0; i < n; i++) {
             s_item_t *item = &self->items[i];
-            if (s_live(item) && item->state == S_PENDING && item->req->target == target) {
+            if (s_live(item) && item->state == S_PENDING &&
+                self->targets[item->req->target].is_table) {
                 item->state = S_OK;
                 item->req->out.rows = 1;
             }
         }
     }
-    return s_end(self) == R_OK ? outcome : R_LOST;
+    return outcome;
 }
 
-//  Queues the records of applied statement requests, then COMMIT, and
-//  reads them.
+//  A few table rows and nothing else: one pipeline round of prepared
+//  statements, [BEGIN, txid, (INSERT row, INSERT record) per row, COMMIT],
+//  cheaper than the final round's two COPY set-ups for a lone writer.
+//  COMMIT is queued with the rest, so a connection lost anywhere in the
+//  round leaves the rows in doubt (resolved by the lookup, as always).
 static s_round_t
-s_commit(cd_batch_t *self, size_t n, bool all_records)
+s_attempt_small(cd_batch_t *self, size_t n)
 {
-    if (s_pipe_begin(self) != R_OK) {
+    if (s_send_begin(self, n, false) != R_OK) {
         return R_LOST;
     }
-    //  The slow attempt records every applied request here; the fast one
-    //  recorded its table rows in round 1.
-    if (s_build_records(self, n, all_records ? REC_ALL_OK : REC_STMTS_OK) > 0 &&
-        s_send_records(self) != R_OK) {
-        return R_LOST;
-    }
-    self->commit_sent = true;
-    if (s_pipe_send(self, Q_COMMIT, 0, "COMMIT", NULL, 0, NULL) != R_OK) {
-        return R_LOST;
-    }
-    return s_pipe_end(self);
-}
-
-//  The fast attempt: no savepoints.
-static s_round_t
-s_attempt_fast(cd_batch_t *self, size_t n, bool lookup)
-{
-    s_round_t r = s_send_begin(self, n, lookup);
-    if (r != R_OK) {
-        return r;
-    }
-    //  Table rows are recorded up front: their records need no results.
-    if (s_build_records(self, n, REC_TABLES_PENDING) > 0 && s_send_records(self) != R_OK) {
-        return R_LOST;
-    }
-    bool any_table = false;
+    s_buf_reset(&self->idtext);
+    s_buf_reserve(&self->idtext, n * 37);
     for (size_t i = 0; i < n; i++) {
         s_item_t *item = &self->items[i];
         if (!s_live(item)) {
             continue;
         }
+        //  Reserved above: the buffer does not move while texts are taken.
+        const char *id = self->idtext.data + self->idtext.len;
+        s_buf_add_uuid(&self->idtext, item->req->id);
+        s_buf_addc(&self->idtext, '\0');
         const s_target_t *t = &self->targets[item->req->target];
-        if (t->is_table) {
-            any_table = true;
+        if (s_pipe_send(self, Q_STMT, (int)i, NULL, t->stmt, item->req->nparams,
+                        item->req->values) != R_OK ||
+            s_pipe_send(self, Q_RECORD, (int)i, NULL, S_RECORD, 1, &id) != R_OK) {
+            return R_LOST;
+        }
+    }
+    self->commit_sent = true;
+    if (s_pipe_send(self, Q_COMMIT, 0, NULL, S_COMMIT, 0, NULL) != R_OK) {
+        return R_LOST;
+    }
+    return s_pipe_end(self);
+}
+
+//  The fast attempt: no savepoints. Statements (if any) go in one pipeline
+//  round, then everything else in the final round.
+static s_round_t
+s_attempt_fast(cd_batch_t *self, size_t n, bool lookup)
+{
+    bool any_stmt = false;
+    size_t rows = 0;
+    for (size_t i = 0; i < n; i++) {
+        const s_item_t *item = &self->items[i];
+        any_stmt = any_stmt || (s_live(item) && !self->targets[item->req->target].is_table);
+        rows += s_live(item);
+    }
+    self->commit_sent = false;
+    if (!any_stmt && !lookup && rows <= S_SMALL) {
+        return s_attempt_small(self, n);
+    }
+    if (!any_stmt && !lookup) {
+        return s_final_round(self, n, false);
+    }
+    s_round_t r = s_send_begin(self, n, lookup);
+    if (r != R_OK) {
+        return r;
+    }
+    for (size_t i = 0; i < n; i++) {
+        s_item_t *item = &self->items[i];
+        if (!s_live(item) || item->state != S_PENDING) {
             continue;
         }
-        if (s_pipe_send(self, Q_STMT, (int)i, NULL, t->stmt, item->req->nparams,
-                        item->req->values) != R_OK) {
+        const s_target_t *t = &self->targets[item->req->target];
+        if (!t->is_table && s_pipe_send(self, Q_STMT, (int)i, NULL, t->stmt, item->req->nparams,
+                                        item->req->values) != R_OK) {
             return R_LOST;
         }
     }
@@ -1111,15 +1205,7 @@ s_attempt_fast(cd_batch_t *self, size_t n, bool lookup)
     if (r != R_OK) {
         return r;
     }
-    for (size_t t = 0; any_table && t < self->n_targets; t++) {
-        if (self->targets[t].is_table) {
-            r = s_copy_table(self, n, (int)t);
-            if (r != R_OK) {
-                return r;
-            }
-        }
-    }
-    return s_commit(self, n, false);
+    return s_final_round(self, n, true);
 }
 
 //  The slow attempt: lookup, then a savepoint around each request.
@@ -1197,10 +1283,10 @@ s_attempt_slow(cd_batch_t *self, size_t n)
             return r;
         }
     }
-    return s_commit(self, n, true);
+    return s_final_round(self, n, true);
 }
 
-//  --- the run -------------------------------------------------------------------------------
+//  --- the run ----------------------------------------------------------------------------
 
 static int
 s_cmp_order(const void *a, const void *b, void *arg)
@@ -1281,6 +1367,13 @@ s_validate(cd_batch_t *self, s_item_t *item)
 //  Asks what became of the in-doubt transactions of the live items. Returns
 //  R_OK with *lookup set unless every one of them is known aborted (then
 //  their doubt is cleared: nothing of theirs was committed).
+//
+//  The txid is only a hint; the ids decide. A transaction whose COMMIT
+//  record reached the disk has its xid durably assigned, so "aborted" is
+//  the truth for it. But when a crash loses the WAL of an uncommitted
+//  transaction, the server may not know the xid at all ("in the future":
+//  unknown) or may even hand it to a new transaction later ("committed",
+//  but someone else's). Both only trigger the lookup by id, which is exact.
 static s_round_t
 s_resolve_doubt(cd_batch_t *self, size_t n, bool *lookup)
 {
@@ -1312,12 +1405,13 @@ s_resolve_doubt(cd_batch_t *self, size_t n, bool *lookup)
         if (s_exec(self, NULL, S_XACT, 1, params, &res) != R_OK) {
             return R_LOST;
         }
-        const char *status =
-            PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 && !PQgetisnull(res, 0, 0)
-                ? PQgetvalue(res, 0, 0)
-                : "unknown";
-        cd_log_info("persist", "in-doubt commit resolved", "{s:I, s:s}", "txid", (long long)txid,
-                    "status", status);
+        bool answered = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
+                        !PQgetisnull(res, 0, 0);
+        const char *status = answered ? PQgetvalue(res, 0, 0) : "unknown";
+        char *why = answered ? NULL : s_oneline(PQresultErrorMessage(res));
+        cd_log_info("persist", "in-doubt commit: looked up its transaction", "{s:I, s:s, s:s}",
+                    "txid", (long long)txid, "status", status, "why", why ? why : "");
+        free(why);
         if (strcmp(status, "aborted") != 0) {
             *lookup = true;
         }
@@ -1388,7 +1482,7 @@ s_prepare_items(cd_batch_t *self, cd_batch_req_t *reqs, size_t n)
         int64_t doubt = reqs[i].out.doubt_txid;
         cd_batch_outcome_clear(&reqs[i].out);
         reqs[i].out.doubt_txid = doubt;
-        self->items[i] = (s_item_t){&reqs[i], -1, false, S_PENDING};
+        self->items[i] = (s_item_t){&reqs[i], -1, false, false, S_PENDING};
         self->order[i] = i;
     }
     for (size_t i = 0; i < n; i++) {
@@ -1433,7 +1527,11 @@ cd_batch_run(cd_batch_t *self, cd_batch_req_t *reqs, size_t n)
     for (int attempt = 0; attempt < S_MAX_ATTEMPTS; attempt++) {
         for (size_t i = 0; i < n; i++) {
             s_item_t *item = &self->items[i];
-            if (s_live(item)) {
+            if (s_live(item) && item->fast_failed) {
+                //  Keeps its error; not run again (unless the lookup finds
+                //  it was a replay all along).
+                item->state = S_FAILED;
+            } else if (s_live(item)) {
                 int64_t doubt = item->req->out.doubt_txid;
                 cd_batch_outcome_clear(&item->req->out);
                 item->req->out.doubt_txid = doubt;
@@ -1475,14 +1573,15 @@ cd_batch_run(cd_batch_t *self, cd_batch_req_t *reqs, size_t n)
             cd_log_debug("persist", "statement failed, batch runs again with savepoints",
                          "{s:s, s:s}", "sqlstate", self->err_sqlstate, "error",
                          self->err_message ? self->err_message : "");
-            //  The first failure of the fast attempt ran after exactly what
-            //  the slow attempt will run before it: it would fail the same
-            //  way, so it is final now and not run (and waited for) again.
+            //  The first failure of the fast attempt ran after what the
+            //  slow attempt runs before it, so it would fail the same way:
+            //  it keeps its error and is not run (and waited for) again.
+            //  Not final yet: the slow attempt's lookup may find that it
+            //  is a replay of a committed request (which is why it failed).
             if (!slow && self->first_error_item >= 0) {
                 s_item_t *bad = &self->items[self->first_error_item];
                 s_fail_item(bad, CD_EDB, self->err_sqlstate, self->err_message);
-                bad->final = true;
-                self->stats.failed++;
+                bad->fast_failed = true;
             }
             if (!slow) {
                 self->stats.slow_batches++;
@@ -1533,18 +1632,19 @@ done:
     return rc;
 }
 
-//  --- connection ----------------------------------------------------------------------------
+//  --- connection -------------------------------------------------------------------------
 
 static const struct {
     const char *name;
     const char *sql;
     int nparams;
 } s_internal[] = {
+    //  Prepared too, so a small transaction is parsed and planned never.
+    {S_BEGIN, "BEGIN", 0},
+    {S_TXID, "SELECT pg_current_xact_id()", 0},
+    {S_COMMIT, "COMMIT", 0},
     {S_LOOKUP, "SELECT id::text, result, rows FROM persist_requests WHERE id = ANY($1::uuid[])", 1},
-    {S_RECORDS,
-     "INSERT INTO persist_requests (id, result, rows) "
-     "SELECT * FROM unnest($1::uuid[], $2::text[], $3::bigint[])",
-     3},
+    {S_RECORD, "INSERT INTO persist_requests (id, rows) VALUES ($1::uuid, 1)", 1},
     {S_XACT, "SELECT pg_xact_status($1::xid8)::text", 1},
     {S_PRUNE,
      "DELETE FROM persist_requests WHERE ctid = ANY(ARRAY("
@@ -1745,7 +1845,7 @@ cd_batch_prune(cd_batch_t *self, int max_age_s, int limit, int64_t *deleted)
     return rc;
 }
 
-//  --- lifecycle and targets -----------------------------------------------------------------
+//  --- lifecycle and targets --------------------------------------------------------------
 
 cd_batch_t *
 cd_batch_new(const cd_batch_opts_t *opts)
@@ -1784,8 +1884,8 @@ cd_batch_destroy(cd_batch_t **self_p)
     free(self->order);
     free(self->copy.data);
     free(self->arr_ids.data);
-    free(self->arr_results.data);
-    free(self->arr_rows.data);
+    free(self->sql.data);
+    free(self->idtext.data);
     free(self->err_message);
     free(self->conninfo);
     free(self);

@@ -36,10 +36,11 @@
     limit fail their own request before anything is sent.
 
     Synchronous by design: cd_batch_run returns when the batch committed or
-    the connection failed. All its I/O is non-blocking and bounded by
-    io_timeout_ms, so the caller's thread is never held longer than that
-    (plus connect_timeout_ms for a connect). The persist actor calls it from
-    its own loop (see cd_persist.h for why that is the right trade here).
+    the connection failed. All its I/O is non-blocking (a PQflush /
+    PQconsumeInput loop over poll) and bounded by io_timeout_ms, so the
+    caller's thread is never held longer than that (plus connect_timeout_ms
+    for a connect). The persist actor runs it on a writer thread of its own
+    (see cd_persist.h), so its loop never waits on the database.
 
     A cd_batch_t belongs to one thread. */
 #ifndef CD_DB_BATCH_H
