@@ -807,6 +807,67 @@ s_on_stop_fd(h2o_socket_t *sock, const char *err)
     s_begin_stop(http);
 }
 
+//  --- h2o's own errors, in our shape ---------------------------------------------------
+
+//  The body replacing one of h2o's own error bodies.
+typedef struct {
+    h2o_ostream_t super; //  h2o's output stream
+    h2o_iovec_t body;    //  the JSON body, in the request's pool
+} s_error_ostream_t;
+
+static void
+s_error_ostream_send(h2o_ostream_t *self, h2o_req_t *req, h2o_iovec_t *bufs, size_t bufcnt,
+                     h2o_send_state_t state)
+{
+    s_error_ostream_t *os = (s_error_ostream_t *)self;
+    if (h2o_send_state_is_in_progress(state)) {
+        h2o_ostream_send_next(self, req, NULL, 0, state); //  h2o's text: dropped
+        return;
+    }
+    h2o_ostream_send_next(self, req, &os->body, 1, state);
+}
+
+static const char *
+s_error_code(int status)
+{
+    switch (status) {
+    case 404:
+        return "not_found";
+    case 405:
+        return "method_not_allowed";
+    case 413:
+        return "payload_too_large";
+    case 431:
+        return "headers_too_large";
+    case 503:
+        return "not_ready";
+    default:
+        return status >= 500 ? "internal" : "bad_request";
+    }
+}
+
+//  A filter on the fallback path, where h2o answers what never reached a
+//  handler (a body far over the limit, malformed headers): the status
+//  stays, the body becomes {"error": {...}} like every other error.
+static void
+s_error_filter(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t **slot)
+{
+    if (req->res.status >= 400) {
+        size_t len = 0;
+        char *text = cd_json_error_body(s_error_code(req->res.status),
+                                        req->res.reason ? req->res.reason : "error", NULL, &len);
+        s_error_ostream_t *os = (s_error_ostream_t *)h2o_add_ostream(req, sizeof *os, slot);
+        os->super.do_send = s_error_ostream_send;
+        os->body = h2o_strdup(&req->pool, text, len);
+        free(text);
+        req->res.content_length = len;
+        h2o_set_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE,
+                       H2O_STRLIT("application/json; charset=utf-8"), 1);
+        slot = &os->super.next;
+    }
+    h2o_setup_next_ostream(req, slot);
+}
+
 static void
 s_config(cd_http_t *http)
 {
@@ -814,9 +875,9 @@ s_config(cd_http_t *http)
     h2o_config_init(&http->config);
     http->config.server_name = h2o_iovec_init(H2O_STRLIT("cadre"));
     //  Bodies between the limit and twice the limit reach the handler and
-    //  are answered 413 in JSON; beyond that h2o stops reading them (413
-    //  text on HTTP/1.1, RST_STREAM on HTTP/2), so a huge body is never
-    //  buffered whole.
+    //  are answered 413 by it; beyond that h2o stops reading them (its own
+    //  413 on HTTP/1.1, given our JSON body by s_error_filter; RST_STREAM
+    //  REFUSED_STREAM on HTTP/2), so a huge body is never buffered whole.
     http->config.max_request_entity_size = opts->max_body_bytes * 2 + 1;
     http->config.handshake_timeout = (uint64_t)opts->request_timeout_ms;
     http->config.http1.req_timeout = (uint64_t)opts->request_timeout_ms;
@@ -829,6 +890,8 @@ s_config(cd_http_t *http)
     s_handler_t *handler = (s_handler_t *)h2o_create_handler(path, sizeof *handler);
     handler->super.on_req = s_on_req;
     handler->http = http;
+    h2o_filter_t *filter = h2o_create_filter(&host->fallback_path, sizeof *filter);
+    filter->on_setup_ostream = s_error_filter;
 }
 
 //  Sets up everything h2o in the HTTP thread. Returns 0 or an error with
@@ -1151,7 +1214,7 @@ cd_http_start(const cd_http_opts_t *opts, const cd_runtime_t *rt, cd_http_t **ht
     http->rt.send_timeout_ms = 0; //  the event loop never waits on a full queue
     http->listen_fd = -1;
     http->stop_fd = -1;
-    http->started_us = cd__http_now_us();
+    http->started_us = opts->started_us > 0 ? opts->started_us : cd__http_now_us();
     http->guard_limits = (cd_h2guard_limits_t){
         .max_header_block = (uint32_t)opts->max_header_bytes + S_GUARD_SLACK,
         .max_continuations = (uint32_t)opts->max_continuations,

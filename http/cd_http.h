@@ -56,6 +56,7 @@ typedef struct {
     int max_continuations;          //  CONTINUATION frames in one header block
     int stop_timeout_ms;            //  cd_http_stop waits this long for clients to finish
     int ready_timeout_ms;           //  how long /health/ready waits for persist's stats
+    int64_t started_us;             //  node start, monotonic µs (zclock_usecs); 0: now
     const char *const *core_actors; //  NULL-terminated names that must run to be ready
     const cd_route_t *extra_routes; //  routes served beside the table (tests, embedding)
     size_t n_extra_routes;          //  entries in extra_routes

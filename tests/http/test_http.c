@@ -494,6 +494,31 @@ test_http_body_limit_is_413(void **state)
         ht_response_free(&r);
         free(huge);
     }
+    //  HTTP/1.1 announcing a body far over the limit: h2o refuses it before
+    //  reading it, and the answer is still our JSON error.
+    int fd = ht_connect(cd_http_port(node->http));
+    const char *head = "POST /test/agents/plain HTTP/1.1\r\nHost: x\r\n"
+                       "Content-Type: application/json\r\nContent-Length: 100000000\r\n\r\n";
+    assert_true(ht_send_all(fd, head, strlen(head), 1000));
+    char reply[2048] = "";
+    size_t got = 0;
+    int64_t deadline = ht_now_ms() + 3000;
+    while (got < sizeof reply - 1 && ht_now_ms() < deadline) {
+        struct pollfd p = {fd, POLLIN, 0};
+        if (poll(&p, 1, 100) <= 0) {
+            continue;
+        }
+        ssize_t n = recv(fd, reply + got, sizeof reply - 1 - got, 0);
+        if (n <= 0) {
+            break;
+        }
+        got += (size_t)n;
+        reply[got] = '\0';
+    }
+    close(fd);
+    assert_non_null(strstr(reply, "HTTP/1.1 413"));
+    assert_non_null(strstr(reply, "application/json"));
+    assert_non_null(strstr(reply, "{\"error\":{\"code\":\"payload_too_large\""));
     ht_response_t r;
     assert_int_equal(ht_get(node, "/health", HT_H2C, &r), CURLE_OK);
     assert_int_equal(r.status, 200);
