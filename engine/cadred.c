@@ -64,6 +64,7 @@ typedef struct {
     char **agent_names;               //  "agent/<name>" (owned)
     cd_root_t *root;                  //  the running tree
     cd_http_t *http;                  //  the HTTP frontend
+    int64_t started_us;               //  when main started (zclock_usecs), for uptime
 } s_node_t;
 
 //  Reads <data dir>/node-id, or creates it with a fresh id.
@@ -215,6 +216,7 @@ s_start_http(s_node_t *node, char **errmsg)
     opts.request_timeout_ms = config->http_request_timeout_ms;
     opts.idle_timeout_ms = config->http_idle_timeout_ms;
     opts.max_requests_per_conn_s = config->http_max_requests_per_conn_s;
+    opts.started_us = node->started_us;
     opts.core_actors = core;
     return cd_http_start(&opts, &node->rt, &node->http, errmsg);
 }
@@ -292,7 +294,7 @@ main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &signals, NULL);
     int signal_fd = signalfd(-1, &signals, SFD_CLOEXEC);
 
-    s_node_t node = {0};
+    s_node_t node = {.started_us = zclock_usecs()};
     char *errmsg = NULL;
     if (cd_config_load(argc, argv, environ, &node.config, &errmsg) != 0) {
         fprintf(stderr, "cadred: %s\nTry 'cadred --help'.\n", errmsg ? errmsg : "bad configuration");
