@@ -21,7 +21,8 @@
                  quiet), when a batch is full, or when the oldest request has
                  waited batch_wait_ms
       reconnect  one-shot with exponential backoff while the database is away
-      sweep      while the database is away: fails requests past their time
+      sweep      every wait_timeout_ms / 4 (10-250 ms): fails requests past
+                 their time (db_unavailable, or busy if the database is up)
       prune      every prune_interval_s: deletes old request records
 
     A pending request is one allocation: the record, its parameter pointers
@@ -618,7 +619,10 @@ s_writer_main(zsock_t *pipe, void *args)
         char command[16];
         s_job_t *job = s_job_msg_recv(pipe, command, sizeof command);
         if (!job) {
-            if (streq(command, "$TERM") || zsys_interrupted || !command[0]) {
+            //  A signal landing on this thread (a child's SIGCHLD) interrupts
+            //  the wait: that is not the end. $TERM or a closed pipe is.
+            bool interrupted = !command[0] && zmq_errno() == EINTR && !zsys_interrupted;
+            if (!interrupted) {
                 break;
             }
             continue;
@@ -898,6 +902,9 @@ s_on_writer(cd_actor_t *self, void *socket, void *arg)
     s_persist_t *persist = (s_persist_t *)arg;
     char command[16];
     s_job_t *job = s_job_msg_recv(socket, command, sizeof command);
+    if (!job && !command[0]) {
+        return 0; //  nothing after all (interrupted)
+    }
     if (!job || !streq(command, "DONE") || job != persist->busy) {
         //  The writer thread ended or spoke out of turn: a bug; restart.
         return CD_ESTATE;

@@ -81,7 +81,10 @@
     looked up first (cd_batch.h), so none is applied twice. A request that
     is acknowledged is committed; one that failed with in_doubt=false was
     not applied; in_doubt=true means either, and a retry with the same id
-    settles it.
+    settles it. If the actor itself crashes, the requests it had taken from
+    its inbox are lost unanswered (those still in the inbox survive the
+    restart); their requesters retry with the same ids after their own
+    timeout, and the records make that safe.
 
     Records of committed request ids older than prune_age_s are pruned every
     prune_interval_s; a replay older than that would be applied again. */
@@ -92,9 +95,16 @@
 
 #include <stddef.h>
 
-//  Defaults (chosen by bench/bench_persist: see the closing note of the
-//  persist issue and the comments in cd_persist.c).
-#define CD_PERSIST_BATCH_MAX 1000
+//  Defaults, chosen with bench/bench_persist (2-core VM, fsync on):
+//  - batch_max 500: throughput is flat from 250 to 1,000 rows per
+//    transaction (PostgreSQL's per-row work is the limit there); 500 costs
+//    half the commits (fsyncs) of 250 under saturation and keeps a full
+//    batch's transaction near 10 ms, so queued requests do not wait long.
+//  - batch_wait_ms 5: a cap only. The quiet-inbox rule sends a batch as
+//    soon as no more requests are coming, so 1, 5 and 20 ms measured the
+//    same with writers that wait for their acks; under a continuous trickle
+//    it bounds what batching adds to a request's latency.
+#define CD_PERSIST_BATCH_MAX 500
 #define CD_PERSIST_BATCH_WAIT_MS 5
 #define CD_PERSIST_QUEUE_LIMIT 20000
 #define CD_PERSIST_WAIT_TIMEOUT_MS 10000
