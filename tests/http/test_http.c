@@ -291,7 +291,7 @@ test_http_call_timeout_is_504(void **state)
 {
     cd_http_opts_t opts;
     ht_opts(&opts);
-    opts.request_timeout_ms = 100;
+    opts.request_timeout_ms = 50; //  well before the agent's 300 ms, even on a busy machine
     ht_node_t *node = ht_node_start(&opts, NULL);
     ht_response_t r;
     char code[64];
@@ -301,7 +301,7 @@ test_http_call_timeout_is_504(void **state)
     int64_t took = ht_now_ms() - started;
     assert_int_equal(r.status, 504);
     assert_string_equal(ht_error_code(&r, code, sizeof code), "timeout");
-    assert_true(took >= 90 && took < 290);
+    assert_true(took >= 45 && took < 2000);
     ht_response_free(&r);
     //  The late reply arrives at 300 ms and finds nobody: dropped quietly.
     usleep(400 * 1000);
@@ -695,16 +695,17 @@ test_http_requests_in_progress_per_connection_are_bounded(void **state)
     char cert[256], key[256];
     ht_node_t *node = s_tls_node(&opts, dir, cert, key, sizeof cert);
     //  Six 300 ms calls, two at a time: three rounds.
-    int64_t took = s_multiplexed_slow_calls(node, 6);
-    assert_true(took >= 850);
+    int64_t bounded = s_multiplexed_slow_calls(node, 6);
+    assert_true(bounded >= 850);
     ht_node_stop(&node);
     ht_tls_remove(dir, cert, key);
 
     ht_opts(&opts);
     char dir2[] = "/tmp/test_http_streams.XXXXXX";
     node = s_tls_node(&opts, dir2, cert, key, sizeof cert);
-    took = s_multiplexed_slow_calls(node, 6);
-    assert_true(took < 850);
+    //  All six at once: one round.
+    int64_t unbounded = s_multiplexed_slow_calls(node, 6);
+    assert_true(unbounded < bounded - 300);
     ht_node_stop(&node);
     ht_tls_remove(dir2, cert, key);
 }
