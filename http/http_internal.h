@@ -51,7 +51,7 @@ struct cd_http {
     cd_router_t *router;         //  routes
     char *openapi;               //  the OpenAPI document, generated once
     size_t openapi_len;          //  its length
-    int64_t started_us;          //  monotonic start time
+    int64_t started_us;          //  node start, monotonic µs (for uptime_s)
     pthread_t thread;            //  the HTTP thread
     sem_t ready;                 //  posted once the thread is set up (or failed)
     int start_rc;                //  the thread's set-up result
@@ -117,7 +117,7 @@ void cd__http_add_header(cd_http_rctx_t *rctx, const char *name, const char *val
 //  Borrowed from the request.
 const char *cd__http_header(cd_http_rctx_t *rctx, const char *name, size_t *len);
 
-//  Monotonic microseconds.
+//  Monotonic microseconds (CLOCK_MONOTONIC, as zclock_usecs).
 int64_t cd__http_now_us(void);
 
 //  --- calling actors (cd_http_call.c) ------------------------------------------
