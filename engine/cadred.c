@@ -7,6 +7,7 @@
 
       root (one_for_one)
         deadletter
+        persist          the batching writer every durable write goes through
         cluster          when a cluster endpoint or peers are configured
         agents (one_for_one)
           agent/<name>   one per configured agent
@@ -28,6 +29,7 @@
 #include "cd_http.h"
 #include "cd_log.h"
 #include "cd_migrate.h"
+#include "cd_persist.h"
 #include "cd_pgembed.h"
 #include "cd_supervisor.h"
 
@@ -59,7 +61,9 @@ typedef struct {
     cd_echo_args_t **echo_args;       //  per agent, parallel to config->agents
     cd_child_spec_t *agent_specs;     //  children of `agents`
     cd_supervisor_spec_t agents_spec; //  the agents supervisor
-    cd_child_spec_t root_children[3]; //  deadletter, [cluster], agents
+    const char *conninfo;             //  the database (borrowed from config or pg)
+    cd_persist_args_t persist;        //  persist actor settings
+    cd_child_spec_t root_children[4]; //  deadletter, persist, [cluster], agents
     cd_supervisor_spec_t root_spec;   //  the root supervisor
     char **agent_names;               //  "agent/<name>" (owned)
     cd_root_t *root;                  //  the running tree
@@ -148,6 +152,7 @@ s_database(s_node_t *node, char **errmsg)
         }
         conninfo = cd_pgembed_conninfo(node->pg);
     }
+    node->conninfo = conninfo;
     int rc = cd_db_connect(conninfo, &node->db, errmsg);
     if (rc != 0) {
         return rc;
@@ -162,6 +167,15 @@ s_database(s_node_t *node, char **errmsg)
                 "schema_version", cd_migrate_latest());
     return 0;
 }
+
+//  What the persist actor may write: the append-only histories, by COPY.
+static const char *const s_task_event_columns[] = {"task_id", "kind",   "from_agent",
+                                                   "to_agent", "status", "payload"};
+static const char *const s_event_columns[] = {"type", "project_id", "task_id", "agent", "data"};
+static const cd_persist_table_t s_persist_tables[] = {
+    {"task_events", "task_events", s_task_event_columns, 6},
+    {"events", "events", s_event_columns, 5},
+};
 
 static int
 s_start_tree(s_node_t *node, char **errmsg)
@@ -181,6 +195,12 @@ s_start_tree(s_node_t *node, char **errmsg)
     size_t n = 0;
     node->root_children[n++] =
         (cd_child_spec_t){"deadletter", &cd_deadletter_ops, NULL, CD_RESTART_PERMANENT};
+    node->persist = (cd_persist_args_t){.conninfo = node->conninfo,
+                                        .tables = s_persist_tables,
+                                        .n_tables = sizeof s_persist_tables /
+                                                    sizeof s_persist_tables[0]};
+    node->root_children[n++] =
+        (cd_child_spec_t){"persist", &cd_persist_ops, &node->persist, CD_RESTART_PERMANENT};
     if (config->cluster_addr || config->n_peers) {
         node->cluster = (cd_cluster_args_t){config->cluster_addr, config->peers, config->n_peers,
                                             config->heartbeat_ivl_ms, config->heartbeat_timeout_ms};
@@ -203,7 +223,7 @@ s_start_tree(s_node_t *node, char **errmsg)
 static int
 s_start_http(s_node_t *node, char **errmsg)
 {
-    static const char *const core[] = {"root", "deadletter", "agents", NULL};
+    static const char *const core[] = {"root", "deadletter", "persist", "agents", NULL};
     const cd_config_t *config = node->config;
     cd_http_opts_t opts;
     cd_http_opts_defaults(&opts);
