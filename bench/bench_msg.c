@@ -666,7 +666,7 @@ main(int argc, char **argv)
     zsys_set_linger(0);
     zsys_init();
 
-    double enc[MAX_RUNS], dec[MAX_RUNS];
+    double enc[MAX_RUNS] = {0}, dec[MAX_RUNS] = {0};
     size_t wire64 = 0;
     for (int r = 0; r < opt.runs; r++) {
         enc[r] = dec[r] = 0;
@@ -725,7 +725,7 @@ main(int argc, char **argv)
         fprintf(stderr, "\r%-40s\r", "");
     }
 
-    double spawn_s[MAX_RUNS], rss[MAX_RUNS];
+    double spawn_s[MAX_RUNS] = {0}, rss[MAX_RUNS] = {0};
     for (int r = 0; r < opt.runs; r++) {
         spawn_s[r] = rss[r] = 0;
         if (opt.only && !streq(opt.only, "spawn")) {
