@@ -59,7 +59,7 @@ s_setup(void **state)
     const char *tmpl = s_template_name();
     cd_pgembed_t *pg = cd_testpg_cluster();
     assert_non_null(pg);
-    char name[64];
+    char name[160];
     snprintf(name, sizeof name, "%s_copy_%u", tmpl, ++counter);
     char *admin_conninfo = cd_pgembed_conninfo_for(pg, "postgres");
     cd_db_t *admin = NULL;
@@ -67,7 +67,7 @@ s_setup(void **state)
     free(admin_conninfo);
     char *qname = cd_db_quote_ident(admin, name);
     char *qtmpl = cd_db_quote_ident(admin, tmpl);
-    char sql[256];
+    char sql[512];
     snprintf(sql, sizeof sql, "CREATE DATABASE %s TEMPLATE %s", qname, qtmpl);
     free(qname);
     free(qtmpl);
