@@ -18,6 +18,7 @@
     `make run`) instead of the in-process one.
 
     Output: a table on stderr and one JSON object on stdout. */
+#include "bench_stats.h"
 #include "cd_deadletter.h"
 #include "cd_echo.h"
 #include "cd_error.h"
@@ -57,26 +58,6 @@ typedef struct {
     long failed;   //  requests that did not succeed
 } run_t;
 
-static int
-s_cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double
-s_median(double *values, int n)
-{
-    qsort(values, (size_t)n, sizeof *values, s_cmp_double);
-    return n % 2 ? values[n / 2] : (values[n / 2 - 1] + values[n / 2]) / 2;
-}
-
-static double
-s_percentile(const double *sorted, long n, double p)
-{
-    long index = (long)ceil(p / 100.0 * (double)n) - 1;
-    return sorted[index < 0 ? 0 : index >= n ? n - 1 : index];
-}
 
 //  --- the ceiling: a bare h2o server ----------------------------------------------------
 
@@ -270,9 +251,9 @@ s_h2load(const options_t *opt, const char *url, long requests, run_t *run)
     unlink(log_path);
     run->p50_ms = run->p99_ms = 0;
     if (n > 0) {
-        qsort(lat, (size_t)n, sizeof *lat, s_cmp_double);
-        run->p50_ms = s_percentile(lat, n, 50);
-        run->p99_ms = s_percentile(lat, n, 99);
+        qsort(lat, (size_t)n, sizeof *lat, bench_cmp_double);
+        run->p50_ms = bench_percentile(lat, n, 50);
+        run->p99_ms = bench_percentile(lat, n, 99);
     }
     free(lat);
     return status == 0 && run->rps > 0 ? 0 : -1;
@@ -381,15 +362,15 @@ main(int argc, char **argv)
             v[r] = runs[r].rps;
             failed[s] += runs[r].failed;
         }
-        med[s][0] = s_median(v, opt.runs);
+        med[s][0] = bench_median(v, opt.runs);
         for (int r = 0; r < opt.runs; r++) {
             v[r] = runs[r].p50_ms;
         }
-        med[s][1] = s_median(v, opt.runs);
+        med[s][1] = bench_median(v, opt.runs);
         for (int r = 0; r < opt.runs; r++) {
             v[r] = runs[r].p99_ms;
         }
-        med[s][2] = s_median(v, opt.runs);
+        med[s][2] = bench_median(v, opt.runs);
     }
     double ratio = med[0][0] / med[1][0];
 

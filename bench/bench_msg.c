@@ -14,6 +14,7 @@
                      resident memory per idle agent
 
     Output: a table on stderr and one JSON object on stdout. */
+#include "bench_stats.h"
 #include "cd_cluster.h"
 #include "cd_echo.h"
 #include "cd_error.h"
@@ -36,41 +37,12 @@
 #define MAX_RUNS 15
 
 typedef struct {
-    int runs;        //  repetitions per scenario
-    long messages;   //  messages per throughput run
-    long roundtrips; //  round trips per latency run
-    int agents;      //  agents for the spawn scenario
+    int runs;         //  repetitions per scenario
+    long messages;    //  messages per throughput run
+    long roundtrips;  //  round trips per latency run
+    int agents;       //  agents for the spawn scenario
     const char *only; //  run only this scenario (codec, inproc, tcp, spawn), or NULL
 } options_t;
-
-static int64_t
-s_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-static int
-s_cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double
-s_median(double *values, int n)
-{
-    qsort(values, (size_t)n, sizeof *values, s_cmp_double);
-    return n % 2 ? values[n / 2] : (values[n / 2 - 1] + values[n / 2]) / 2;
-}
-
-static double
-s_percentile(double *sorted, long n, double p)
-{
-    long index = (long)ceil(p / 100.0 * (double)n) - 1;
-    return sorted[index < 0 ? 0 : index >= n ? n - 1 : index];
-}
 
 static int
 s_free_port(void)
@@ -119,8 +91,7 @@ s_header_str(const cd_envelope_t *env, const char *key, char *out, size_t size)
     out[0] = '\0';
     for (uint32_t i = 0; i < env->n_headers; i++) {
         if (cd_str_eq(env->headers[i].key, key)) {
-            snprintf(out, size, "%.*s", (int)env->headers[i].value.len,
-                     env->headers[i].value.ptr);
+            snprintf(out, size, "%.*s", (int)env->headers[i].value.len, env->headers[i].value.ptr);
         }
     }
 }
@@ -201,7 +172,7 @@ s_ping(cd_actor_t *self, s_pinger_t *pinger)
     out.task_id = pinger->done + 1;
     out.payload_type = CD_PAYLOAD_BIN;
     out.payload = (cd_bin_t){pinger->payload, (uint32_t)pinger->size};
-    pinger->sent_ns = s_now_ns();
+    pinger->sent_ns = bench_now_ns();
     cd_actor_send(self, &out);
 }
 
@@ -244,7 +215,7 @@ s_pinger_handle(cd_actor_t *self, void *state, const cd_envelope_t *env)
     if (env->kind != CD_KIND_RESULT) {
         return 0;
     }
-    pinger->samples[pinger->done++] = (double)(s_now_ns() - pinger->sent_ns) / 1000.0;
+    pinger->samples[pinger->done++] = (double)(bench_now_ns() - pinger->sent_ns) / 1000.0;
     if (pinger->done < pinger->n) {
         s_ping(self, pinger);
         return 0;
@@ -252,8 +223,8 @@ s_pinger_handle(cd_actor_t *self, void *state, const cd_envelope_t *env)
     cd_envelope_t out;
     cd_actor_envelope_init(self, &out, CD_KIND_RESULT, pinger->reply);
     out.payload_type = CD_PAYLOAD_BIN;
-    out.payload = (cd_bin_t){(const uint8_t *)pinger->samples,
-                             (uint32_t)(pinger->n * (long)sizeof(double))};
+    out.payload =
+        (cd_bin_t){(const uint8_t *)pinger->samples, (uint32_t)(pinger->n * (long)sizeof(double))};
     cd_actor_send(self, &out);
     return 0;
 }
@@ -288,15 +259,13 @@ s_node_start(node_t *node, const char *id, int port, const char *peer_id, int pe
     size_t n = 0;
     if (port) {
         snprintf(node->bind, sizeof node->bind, "tcp://127.0.0.1:%d", port);
-        snprintf(node->peer_endpoint, sizeof node->peer_endpoint, "tcp://127.0.0.1:%d",
-                 peer_port);
+        snprintf(node->peer_endpoint, sizeof node->peer_endpoint, "tcp://127.0.0.1:%d", peer_port);
         node->peer = (cd_config_peer_t){(char *)peer_id, node->peer_endpoint};
         node->cluster = (cd_cluster_args_t){node->bind, &node->peer, 1, 1000, 60000};
         node->children[n++] =
             (cd_child_spec_t){"cluster", &cd_cluster_ops, &node->cluster, CD_RESTART_PERMANENT};
     }
-    node->children[n++] =
-        (cd_child_spec_t){"agent/sink", &s_sink_ops, NULL, CD_RESTART_PERMANENT};
+    node->children[n++] = (cd_child_spec_t){"agent/sink", &s_sink_ops, NULL, CD_RESTART_PERMANENT};
     node->children[n++] =
         (cd_child_spec_t){"agent/source", &s_source_ops, NULL, CD_RESTART_PERMANENT};
     node->children[n++] =
@@ -358,11 +327,11 @@ s_ours_throughput(node_t *from, node_t *to_node, const char *sink, long n, long 
     snprintf(sizetext, sizeof sizetext, "%ld", size);
     s_command(to_node, CD_KIND_CONTROL, "agent/sink", "n", text, NULL, NULL, NULL, NULL);
     zclock_sleep(20);
-    int64_t started = s_now_ns();
+    int64_t started = bench_now_ns();
     s_command(from, CD_KIND_TASK, "agent/source", "n", text, "size", sizetext, "to", sink);
     cd_envelope_t env;
     s_wait_answer(to_node, &env);
-    return (double)n / ((double)(s_now_ns() - started) / 1e9);
+    return (double)n / ((double)(bench_now_ns() - started) / 1e9);
 }
 
 static void
@@ -377,9 +346,9 @@ s_ours_latency(node_t *node, const char *echo, long n, long size, double *p50, d
     long count = (long)(env.payload.len / sizeof(double));
     double *samples = malloc((size_t)count * sizeof(double));
     memcpy(samples, env.payload.ptr, (size_t)count * sizeof(double));
-    qsort(samples, (size_t)count, sizeof(double), s_cmp_double);
-    *p50 = s_percentile(samples, count, 50);
-    *p99 = s_percentile(samples, count, 99);
+    qsort(samples, (size_t)count, sizeof(double), bench_cmp_double);
+    *p50 = bench_percentile(samples, count, 50);
+    *p99 = bench_percentile(samples, count, 99);
     free(samples);
 }
 
@@ -426,7 +395,7 @@ s_raw_throughput(const char *endpoint, long n, long size)
     void *socket = zmq_socket(zsys_init(), ZMQ_PAIR);
     zmq_connect(socket, endpoint);
     uint8_t *bytes = calloc(1, (size_t)size);
-    int64_t started = s_now_ns();
+    int64_t started = bench_now_ns();
     for (long i = 0; i < n; i++) {
         zmq_msg_t msg;
         zmq_msg_init_size(&msg, (size_t)size);
@@ -434,7 +403,7 @@ s_raw_throughput(const char *endpoint, long n, long size)
         zmq_msg_send(&msg, socket, 0);
     }
     zsock_wait(receiver);
-    double rate = (double)n / ((double)(s_now_ns() - started) / 1e9);
+    double rate = (double)n / ((double)(bench_now_ns() - started) / 1e9);
     free(bytes);
     int linger = 0;
     zmq_setsockopt(socket, ZMQ_LINGER, &linger, sizeof linger);
@@ -456,16 +425,16 @@ s_raw_latency(const char *endpoint, long n, long size, double *p50, double *p99)
     zmq_msg_t msg;
     zmq_msg_init(&msg);
     for (long i = 0; i < n; i++) {
-        int64_t started = s_now_ns();
+        int64_t started = bench_now_ns();
         zmq_send(socket, bytes, (size_t)size, 0);
         zmq_msg_recv(&msg, socket, 0);
-        samples[i] = (double)(s_now_ns() - started) / 1000.0;
+        samples[i] = (double)(bench_now_ns() - started) / 1000.0;
     }
     zmq_msg_close(&msg);
     zsock_wait(receiver);
-    qsort(samples, (size_t)n, sizeof(double), s_cmp_double);
-    *p50 = s_percentile(samples, n, 50);
-    *p99 = s_percentile(samples, n, 99);
+    qsort(samples, (size_t)n, sizeof(double), bench_cmp_double);
+    *p50 = bench_percentile(samples, n, 50);
+    *p99 = bench_percentile(samples, n, 99);
     free(samples);
     free(bytes);
     int linger = 0;
@@ -502,20 +471,20 @@ s_codec(long n, double *encode_ns, double *decode_ns, size_t *encoded_size)
     cd_envelope_t env;
     s_sample_envelope(&env, payload, sizeof payload, &gen);
     cd_envbuf_t *buf = cd_envbuf_new();
-    int64_t started = s_now_ns();
+    int64_t started = bench_now_ns();
     for (long i = 0; i < n; i++) {
         env.task_id = i;
         cd_envelope_encode(&env, buf);
     }
-    *encode_ns = (double)(s_now_ns() - started) / (double)n;
+    *encode_ns = (double)(bench_now_ns() - started) / (double)n;
     *encoded_size = cd_envbuf_size(buf);
     cd_envelope_t out;
-    started = s_now_ns();
+    started = bench_now_ns();
     long ok = 0;
     for (long i = 0; i < n; i++) {
         ok += cd_envelope_decode(cd_envbuf_data(buf), cd_envbuf_size(buf), &out, NULL) == 0;
     }
-    *decode_ns = (double)(s_now_ns() - started) / (double)n;
+    *decode_ns = (double)(bench_now_ns() - started) / (double)n;
     if (ok != n) {
         fprintf(stderr, "bench: decode failed\n");
         exit(1);
@@ -582,9 +551,9 @@ s_spawn(int agents, double *seconds, double *rss_per_agent_kib)
     long before = s_rss_kib();
     cd_root_destroy(&root);
 
-    int64_t started = s_now_ns();
+    int64_t started = bench_now_ns();
     root = cd_root_new(&rt, "root", &spec, why, sizeof why);
-    *seconds = (double)(s_now_ns() - started) / 1e9;
+    *seconds = (double)(bench_now_ns() - started) / 1e9;
     if (!root) {
         fprintf(stderr, "bench: spawn failed: %s\n", why);
         exit(1);
@@ -674,7 +643,7 @@ main(int argc, char **argv)
             s_codec(1000000, &enc[r], &dec[r], &wire64);
         }
     }
-    double encode_ns = s_median(enc, opt.runs), decode_ns = s_median(dec, opt.runs);
+    double encode_ns = bench_median(enc, opt.runs), decode_ns = bench_median(dec, opt.runs);
     fprintf(stderr, "codec: encode %.0f ns, decode %.0f ns (%zu-byte envelope, 64 B payload)\n",
             encode_ns, decode_ns, wire64);
 
@@ -697,8 +666,8 @@ main(int argc, char **argv)
                 s_node_start(&b, "nb", pb, "na", pa);
                 s_node_start(&a, "na", pa, "nb", pb);
                 zclock_sleep(200); //  let the links connect
-                res->ours_rate[r] = s_ours_throughput(&a, &b, "node/nb/agent/sink", opt.messages,
-                                                      res->size);
+                res->ours_rate[r] =
+                    s_ours_throughput(&a, &b, "node/nb/agent/sink", opt.messages, res->size);
                 s_ours_latency(&a, "node/nb/agent/echo", opt.roundtrips, res->size,
                                &res->ours_p50[r], &res->ours_p99[r]);
                 s_node_stop(&a);
@@ -735,10 +704,11 @@ main(int argc, char **argv)
         s_spawn(opt.agents, &spawn_s[r], &rss[r]);
     }
     fprintf(stderr, "\r%-40s\r", "");
-    double spawn_median = s_median(spawn_s, opt.runs), rss_median = s_median(rss, opt.runs);
+    double spawn_median = bench_median(spawn_s, opt.runs), rss_median = bench_median(rss, opt.runs);
 
-    fprintf(stderr, "\nmedians of %d runs; %ld messages per throughput run, %ld round trips per "
-                    "latency run\n",
+    fprintf(stderr,
+            "\nmedians of %d runs; %ld messages per throughput run, %ld round trips per "
+            "latency run\n",
             opt.runs, opt.messages, opt.roundtrips);
     fprintf(stderr, "%-8s %6s | %12s %12s %6s | %9s %9s %6s | %9s %9s\n", "link", "size",
             "ours msg/s", "raw msg/s", "ratio", "ours p50", "raw p50", "ratio", "ours p99",
@@ -746,24 +716,37 @@ main(int argc, char **argv)
     printf("{\"bench\":\"msg\",\"runs\":%d,\"messages\":%ld,\"roundtrips\":%ld,"
            "\"codec\":{\"encode_ns\":%.1f,\"decode_ns\":%.1f,\"envelope_bytes\":%zu},\"handoff\":[",
            opt.runs, opt.messages, opt.roundtrips, encode_ns, decode_ns, wire64);
+    bool first = true;
     for (int k = 0; k < 4; k++) {
+        if (opt.only && !streq(opt.only, results[k].transport)) {
+            continue; //  not measured in this run
+        }
         result_t *res = &results[k];
-        double ours = s_median(res->ours_rate, opt.runs), raw = s_median(res->raw_rate, opt.runs);
-        double op50 = s_median(res->ours_p50, opt.runs), rp50 = s_median(res->raw_p50, opt.runs);
-        double op99 = s_median(res->ours_p99, opt.runs), rp99 = s_median(res->raw_p99, opt.runs);
-        fprintf(stderr, "%-8s %5ldB | %12.0f %12.0f %5.0f%% | %7.1fus %7.1fus %5.2fx | %7.1fus %7.1fus\n",
+        double ours = bench_median(res->ours_rate, opt.runs),
+               raw = bench_median(res->raw_rate, opt.runs);
+        double op50 = bench_median(res->ours_p50, opt.runs),
+               rp50 = bench_median(res->raw_p50, opt.runs);
+        double op99 = bench_median(res->ours_p99, opt.runs),
+               rp99 = bench_median(res->raw_p99, opt.runs);
+        fprintf(stderr,
+                "%-8s %5ldB | %12.0f %12.0f %5.0f%% | %7.1fus %7.1fus %5.2fx | %7.1fus %7.1fus\n",
                 res->transport, res->size, ours, raw, 100 * ours / raw, op50, rp50, op50 / rp50,
                 op99, rp99);
         printf("%s{\"transport\":\"%s\",\"payload_bytes\":%ld,\"ours_msgs_per_s\":%.0f,"
                "\"raw_msgs_per_s\":%.0f,\"throughput_ratio\":%.3f,\"ours_rtt_p50_us\":%.2f,"
                "\"raw_rtt_p50_us\":%.2f,\"rtt_p50_ratio\":%.3f,\"ours_rtt_p99_us\":%.2f,"
                "\"raw_rtt_p99_us\":%.2f}",
-               k ? "," : "", res->transport, res->size, ours, raw, ours / raw, op50, rp50,
+               first ? "" : ",", res->transport, res->size, ours, raw, ours / raw, op50, rp50,
                op50 / rp50, op99, rp99);
+        first = false;
     }
-    fprintf(stderr, "spawn %d echo agents: %.3f s; resident memory per idle agent: %.1f KiB\n",
-            opt.agents, spawn_median, rss_median);
-    printf("],\"spawn\":{\"agents\":%d,\"seconds\":%.4f,\"rss_per_agent_kib\":%.1f}}\n",
-           opt.agents, spawn_median, rss_median);
+    printf("]");
+    if (!opt.only || streq(opt.only, "spawn")) {
+        fprintf(stderr, "spawn %d echo agents: %.3f s; resident memory per idle agent: %.1f KiB\n",
+                opt.agents, spawn_median, rss_median);
+        printf(",\"spawn\":{\"agents\":%d,\"seconds\":%.4f,\"rss_per_agent_kib\":%.1f}", opt.agents,
+               spawn_median, rss_median);
+    }
+    printf("}\n");
     return 0;
 }

@@ -25,6 +25,7 @@
     a ceiling must not go through the code it judges).
 
     Output: a table on stderr and one JSON object on stdout. */
+#include "bench_stats.h"
 #include "cd_error.h"
 #include "cd_log.h"
 #include "cd_migrate.h"
@@ -76,36 +77,6 @@ static const char *s_schema =
 static const char *const s_cols[] = {"task_id",  "seq",    "kind",   "from_agent",
                                      "to_agent", "status", "payload"};
 
-static int64_t
-s_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-static int
-s_cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double
-s_median(double *values, int n)
-{
-    double sorted[MAX_RUNS];
-    memcpy(sorted, values, (size_t)n * sizeof *values);
-    qsort(sorted, (size_t)n, sizeof *sorted, s_cmp_double);
-    return n % 2 ? sorted[n / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2;
-}
-
-static double
-s_percentile(double *sorted, long n, double p)
-{
-    long index = (long)ceil(p / 100.0 * (double)n) - 1;
-    return sorted[index < 0 ? 0 : index >= n ? n - 1 : index];
-}
 
 //  The ~200-byte jsonb payload of row (task, seq).
 static int
@@ -230,7 +201,7 @@ s_raw_single(const char *conninfo, long rows, double *backend_us_per_row)
     char task[24], seq[24], payload[256];
     const char *values[7] = {task,          seq,    "output", "agent/coder", "agent/reviewer",
                              "in_progress", payload};
-    int64_t t0 = s_now_ns();
+    int64_t t0 = bench_now_ns();
     for (long i = 0; i < rows; i++) {
         snprintf(task, sizeof task, "%d", 1);
         snprintf(seq, sizeof seq, "%ld", i);
@@ -241,7 +212,7 @@ s_raw_single(const char *conninfo, long rows, double *backend_us_per_row)
         }
         PQclear(res);
     }
-    double rate = (double)rows / ((double)(s_now_ns() - t0) / 1e9);
+    double rate = (double)rows / ((double)(bench_now_ns() - t0) / 1e9);
     *backend_us_per_row = (s_proc_cpu_us(PQbackendPID(conn)) - cpu0) / (double)rows;
     PQfinish(conn);
     return rate;
@@ -277,10 +248,10 @@ s_raw_copy(const char *conninfo, long rows, bool records, double *backend_us_per
     enum { BATCH = 10000 };
     PGconn *conn = s_connect(conninfo);
     char *ids = malloc((size_t)BATCH * 48);
-    uint64_t prefix = ((uint64_t)rand() << 32) ^ (uint64_t)rand() ^ (uint64_t)s_now_ns();
+    uint64_t prefix = ((uint64_t)rand() << 32) ^ (uint64_t)rand() ^ (uint64_t)bench_now_ns();
     double cpu0 = s_proc_cpu_us(PQbackendPID(conn));
     char *buf = malloc((size_t)BATCH * 400);
-    int64_t t0 = s_now_ns();
+    int64_t t0 = bench_now_ns();
     for (long done = 0; done < rows;) {
         size_t len = 0;
         long n = rows - done < BATCH ? rows - done : BATCH;
@@ -313,7 +284,7 @@ s_raw_copy(const char *conninfo, long rows, bool records, double *backend_us_per
         }
         done += n;
     }
-    double rate = (double)rows / ((double)(s_now_ns() - t0) / 1e9);
+    double rate = (double)rows / ((double)(bench_now_ns() - t0) / 1e9);
     *backend_us_per_row = (s_proc_cpu_us(PQbackendPID(conn)) - cpu0) / (double)rows;
     free(ids);
     free(buf);
@@ -372,7 +343,7 @@ s_driver_main(void *arg)
             }
             env.payload_type = CD_PAYLOAD_MAP;
             env.payload = cd_pack_bytes(pack);
-            d->sent_ns[sent] = s_now_ns();
+            d->sent_ns[sent] = bench_now_ns();
             if (cd_port_send(port, &env) != 0) {
                 s_die("send", "persist queue full");
             }
@@ -390,7 +361,7 @@ s_driver_main(void *arg)
         if (seq < 0 || seq >= d->rows) {
             continue;
         }
-        d->latency_us[answered++] = (double)(s_now_ns() - d->sent_ns[seq]) / 1000.0;
+        d->latency_us[answered++] = (double)(bench_now_ns() - d->sent_ns[seq]) / 1000.0;
         if (ans.kind != CD_KIND_RESULT && d->errors++ == 0) {
             cd_bin_t v;
             cd_str_t s = {"?", 1};
@@ -437,7 +408,7 @@ s_persist_run(const char *conninfo, const options_t *opt, int writers, long rows
     driver_t drivers[MAX_THREADS];
     pthread_t tids[MAX_THREADS];
     long per = rows / threads;
-    int64_t t0 = s_now_ns();
+    int64_t t0 = bench_now_ns();
     for (int i = 0; i < threads; i++) {
         drivers[i] = (driver_t){&rt,
                                 i,
@@ -453,7 +424,7 @@ s_persist_run(const char *conninfo, const options_t *opt, int writers, long rows
     for (int i = 0; i < threads; i++) {
         pthread_join(tids[i], NULL);
     }
-    double seconds = (double)(s_now_ns() - t0) / 1e9;
+    double seconds = (double)(bench_now_ns() - t0) / 1e9;
     double cpu1 = s_proc_cpu_us(backend);
 
     //  Batches: ask the actor.
@@ -499,10 +470,10 @@ s_persist_run(const char *conninfo, const options_t *opt, int writers, long rows
     if (errors) {
         s_die("persist", "some writes failed");
     }
-    qsort(all, (size_t)total, sizeof(double), s_cmp_double);
+    qsort(all, (size_t)total, sizeof(double), bench_cmp_double);
     persist_result_t out = {(double)total / seconds,
-                            s_percentile(all, total, 50) / 1000.0,
-                            s_percentile(all, total, 99) / 1000.0,
+                            bench_percentile(all, total, 50) / 1000.0,
+                            bench_percentile(all, total, 99) / 1000.0,
                             (double)total / (double)(batches > 0 ? batches : 1),
                             batch_ms / 1000.0 / seconds,
                             (cpu1 - cpu0) / (double)(per * threads)};
@@ -652,10 +623,10 @@ main(int argc, char **argv)
         }
     }
     fprintf(stderr, "\r%-50s\r", "");
-    double single_m = s_median(single, opt.runs), copy_m = s_median(copy, opt.runs);
-    double copy_cpu_m = s_median(copy_cpu, opt.runs), single_cpu_m = s_median(single_cpu, opt.runs);
-    double copy_rec_m = s_median(copy_rec, opt.runs),
-           copy_rec_cpu_m = s_median(copy_rec_cpu, opt.runs);
+    double single_m = bench_median(single, opt.runs), copy_m = bench_median(copy, opt.runs);
+    double copy_cpu_m = bench_median(copy_cpu, opt.runs), single_cpu_m = bench_median(single_cpu, opt.runs);
+    double copy_rec_m = bench_median(copy_rec, opt.runs),
+           copy_rec_cpu_m = bench_median(copy_rec_cpu, opt.runs);
     fprintf(stderr, "medians of %d runs; PostgreSQL with fsync on, synchronous_commit on\n",
             opt.runs);
     fprintf(stderr, "raw one row per commit:     %10.0f rows/s   (backend CPU %6.1f us/row)\n",
@@ -677,9 +648,9 @@ main(int argc, char **argv)
            opt.batch_wait_ms ? opt.batch_wait_ms : CD_PERSIST_BATCH_WAIT_MS, single_m, copy_m,
            single_cpu_m, copy_cpu_m, copy_rec_m, copy_rec_cpu_m);
     for (int k = 0; k < N_WRITERS; k++) {
-        double rm = s_median(rate[k], opt.runs), p50m = s_median(p50[k], opt.runs),
-               p99m = s_median(p99[k], opt.runs), bm = s_median(per_batch[k], opt.runs),
-               dm = s_median(db_share[k], opt.runs), cm = s_median(backend[k], opt.runs);
+        double rm = bench_median(rate[k], opt.runs), p50m = bench_median(p50[k], opt.runs),
+               p99m = bench_median(p99[k], opt.runs), bm = bench_median(per_batch[k], opt.runs),
+               dm = bench_median(db_share[k], opt.runs), cm = bench_median(backend[k], opt.runs);
         char label[40];
         snprintf(label, sizeof label, "%d writer%s x %d", s_writer_counts[k],
                  s_writer_counts[k] > 1 ? "s" : "", opt.window);
