@@ -121,24 +121,16 @@ s_on_router(cd_actor_t *self, void *socket, void *arg)
     return 0;
 }
 
-static cd_str_t
-s_header(const cd_envelope_t *env, const char *key)
-{
-    for (uint32_t i = 0; i < env->n_headers; i++) {
-        if (cd_str_eq(env->headers[i].key, key)) {
-            return env->headers[i].value;
-        }
-    }
-    return (cd_str_t){NULL, 0};
-}
-
 //  A control envelope for the link itself (op=peer adds a peer).
 static void
 s_control(cd_actor_t *self, s_cluster_t *cluster, const cd_envelope_t *env)
 {
-    cd_str_t op = s_header(env, "op");
-    cd_str_t node = s_header(env, "node");
-    cd_str_t endpoint = s_header(env, "endpoint");
+    cd_str_t op = {NULL, 0};
+    cd_envelope_header(env, "op", &op);
+    cd_str_t node = {NULL, 0};
+    cd_envelope_header(env, "node", &node);
+    cd_str_t endpoint = {NULL, 0};
+    cd_envelope_header(env, "endpoint", &endpoint);
     if (cd_str_eq(op, "peer") && node.len && endpoint.len) {
         char id[CD_ENV_MAX_NAME + 1];
         char ep[CD_ENV_MAX_NAME + 1];

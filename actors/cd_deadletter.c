@@ -47,17 +47,6 @@ s_fini(cd_actor_t *self, void **state_p)
     }
 }
 
-static cd_str_t
-s_header(const cd_envelope_t *env, const char *key)
-{
-    for (uint32_t i = 0; i < env->n_headers; i++) {
-        if (cd_str_eq(env->headers[i].key, key)) {
-            return env->headers[i].value;
-        }
-    }
-    return (cd_str_t){NULL, 0};
-}
-
 static int
 s_answer_stats(cd_actor_t *self, s_dl_t *dl, const cd_envelope_t *env)
 {
@@ -90,12 +79,15 @@ s_handle(cd_actor_t *self, void *state, const cd_envelope_t *env)
     if (env->kind != CD_KIND_CONTROL) {
         return 0;
     }
-    cd_str_t op = s_header(env, "op");
+    cd_str_t op = {NULL, 0};
+    cd_envelope_header(env, "op", &op);
     if (op.ptr) {
         return cd_str_eq(op, "stats") ? s_answer_stats(self, dl, env) : 0;
     }
-    cd_str_t reason = s_header(env, "reason");
-    cd_str_t to = s_header(env, "to");
+    cd_str_t reason = {NULL, 0};
+    cd_envelope_header(env, "reason", &reason);
+    cd_str_t to = {NULL, 0};
+    cd_envelope_header(env, "to", &to);
     s_record_t *record = &dl->recent[dl->total % CD_DEADLETTER_KEEP];
     record->ts = env->ts;
     snprintf(record->to, sizeof record->to, "%.*s", (int)to.len, to.ptr ? to.ptr : "");

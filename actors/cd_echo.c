@@ -99,20 +99,6 @@ cd_echo_args_destroy(cd_echo_args_t **self_p)
     }
 }
 
-static bool
-s_header(const cd_envelope_t *env, const char *key, cd_str_t *value)
-{
-    for (uint32_t i = 0; i < env->n_headers; i++) {
-        if (cd_str_eq(env->headers[i].key, key)) {
-            if (value) {
-                *value = env->headers[i].value;
-            }
-            return true;
-        }
-    }
-    return false;
-}
-
 //  Sends an answer. An undeliverable one is already a dead letter; a full
 //  queue is logged (the caller of a real task retries by policy).
 static void
@@ -183,14 +169,14 @@ s_handle(cd_actor_t *self, void *state, const cd_envelope_t *env)
         return 0;
     }
     cd_str_t value;
-    if (s_header(env, "echo.crash", NULL)) {
+    if (cd_envelope_header(env, "echo.crash", NULL)) {
         return CD_ECRASH;
     }
-    if (s_header(env, "echo.exit", NULL)) {
+    if (cd_envelope_header(env, "echo.exit", NULL)) {
         cd_actor_quit(self);
         return 0;
     }
-    if (s_header(env, "echo.block_ms", &value)) {
+    if (cd_envelope_header(env, "echo.block_ms", &value)) {
         char text[16];
         snprintf(text, sizeof text, "%.*s", (int)(value.len < 15 ? value.len : 15), value.ptr);
         usleep((useconds_t)atoi(text) * 1000u);
@@ -214,7 +200,7 @@ s_handle(cd_actor_t *self, void *state, const cd_envelope_t *env)
     cd_bin_t output = cd_pack_bytes(echo->pack);
 
     cd_str_t reply_to = env->from;
-    s_header(env, "reply_to", &reply_to);
+    cd_envelope_header(env, "reply_to", &reply_to);
     bool handoff = echo->args->handoff_to && !echo->args->fail;
     cd_kind_t kind = handoff ? CD_KIND_HANDOFF : echo->args->fail ? CD_KIND_ERROR : CD_KIND_RESULT;
 

@@ -323,18 +323,6 @@ s_param_text(const s_param_t *param, char *buf, size_t size)
     }
 }
 
-static bool
-s_header(const cd_envelope_t *env, const char *key, cd_str_t *value)
-{
-    for (uint32_t i = 0; i < env->n_headers; i++) {
-        if (cd_str_eq(env->headers[i].key, key)) {
-            *value = env->headers[i].value;
-            return true;
-        }
-    }
-    return false;
-}
-
 //  Builds a pending request from a write envelope. Returns NULL and sets
 //  *why (static text) if the payload is not a valid request.
 static s_pending_t *
@@ -386,7 +374,7 @@ s_pending_new(s_persist_t *persist, const cd_envelope_t *env, const char **why)
     }
     //  One allocation: record | values[n] | lengths[n] | reply_to | texts.
     cd_str_t reply = env->from;
-    s_header(env, "reply_to", &reply);
+    cd_envelope_header(env, "reply_to", &reply);
     size_t text = (size_t)reply.len + 1;
     for (uint32_t i = 0; i < n; i++) {
         char tmp[40];
@@ -489,7 +477,7 @@ s_reject(cd_actor_t *self, s_persist_t *persist, const cd_envelope_t *env, const
 {
     char to[2 * CD_ENV_MAX_NAME];
     cd_str_t reply = env->from;
-    s_header(env, "reply_to", &reply);
+    cd_envelope_header(env, "reply_to", &reply);
     snprintf(to, sizeof to, "%.*s", (int)reply.len, reply.ptr ? reply.ptr : "");
     s_pack_error(persist->pack, code, message, "", false);
     cd_envelope_t out;
@@ -990,7 +978,7 @@ s_stats(cd_actor_t *self, s_persist_t *persist, const cd_envelope_t *env)
     cd_pack_cstr(pack, persist->last_error);
     char to[2 * CD_ENV_MAX_NAME];
     cd_str_t reply = env->from;
-    s_header(env, "reply_to", &reply);
+    cd_envelope_header(env, "reply_to", &reply);
     snprintf(to, sizeof to, "%.*s", (int)reply.len, reply.ptr ? reply.ptr : "");
     cd_envelope_t out;
     s_answer_env(self, &out, CD_KIND_RESULT, to, env->id, env->task_id, env->trace_id, pack);
@@ -1001,7 +989,7 @@ s_handle(cd_actor_t *self, void *state, const cd_envelope_t *env)
 {
     s_persist_t *persist = (s_persist_t *)state;
     cd_str_t op = {NULL, 0};
-    bool has_op = s_header(env, "op", &op);
+    bool has_op = cd_envelope_header(env, "op", &op);
     if (env->kind == CD_KIND_CONTROL) {
         if (has_op && cd_str_eq(op, "stats")) {
             s_stats(self, persist, env);

@@ -74,25 +74,22 @@ typedef struct {
 static long
 s_header_long(const cd_envelope_t *env, const char *key)
 {
-    for (uint32_t i = 0; i < env->n_headers; i++) {
-        if (cd_str_eq(env->headers[i].key, key)) {
-            char text[32];
-            snprintf(text, sizeof text, "%.*s", (int)env->headers[i].value.len,
-                     env->headers[i].value.ptr);
-            return atol(text);
-        }
+    cd_str_t value;
+    if (!cd_envelope_header(env, key, &value)) {
+        return 0;
     }
-    return 0;
+    char text[32];
+    snprintf(text, sizeof text, "%.*s", (int)value.len, value.ptr);
+    return atol(text);
 }
 
 static void
 s_header_str(const cd_envelope_t *env, const char *key, char *out, size_t size)
 {
     out[0] = '\0';
-    for (uint32_t i = 0; i < env->n_headers; i++) {
-        if (cd_str_eq(env->headers[i].key, key)) {
-            snprintf(out, size, "%.*s", (int)env->headers[i].value.len, env->headers[i].value.ptr);
-        }
+    cd_str_t value;
+    if (cd_envelope_header(env, key, &value)) {
+        snprintf(out, size, "%.*s", (int)value.len, value.ptr);
     }
 }
 

@@ -160,6 +160,20 @@ cd_str_eq(cd_str_t view, const char *cstr)
     return len == 0 || memcmp(view.ptr, cstr, len) == 0;
 }
 
+bool
+cd_envelope_header(const cd_envelope_t *env, const char *key, cd_str_t *value)
+{
+    for (uint32_t i = 0; i < env->n_headers; i++) {
+        if (cd_str_eq(env->headers[i].key, key)) {
+            if (value) {
+                *value = env->headers[i].value;
+            }
+            return true;
+        }
+    }
+    return false;
+}
+
 //  -------------------------------------------------------------------------
 //  The reader
 

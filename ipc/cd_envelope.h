@@ -153,6 +153,11 @@ cd_str(const char *cstr);
 bool
 cd_str_eq(cd_str_t view, const char *cstr);
 
+//  Finds the first header named key. Returns true and sets *value (if
+//  value is non-NULL; borrowed like the envelope's other views) when found.
+bool
+cd_envelope_header(const cd_envelope_t *env, const char *key, cd_str_t *value);
+
 //  Encodes env into buf (replacing what buf held). If env->payload_in_frame
 //  is set the payload bytes are not written, only `pframe`: the caller sends
 //  them as the next frame. Optional fields that are zero are not written.

@@ -28,32 +28,18 @@ s_probe_init(cd_actor_t *self, void *args, void **state_p, const char **why)
     return 0;
 }
 
-static bool
-s_has(const cd_envelope_t *env, const char *key, cd_str_t *value)
-{
-    for (uint32_t i = 0; i < env->n_headers; i++) {
-        if (cd_str_eq(env->headers[i].key, key)) {
-            if (value) {
-                *value = env->headers[i].value;
-            }
-            return true;
-        }
-    }
-    return false;
-}
-
 static int
 s_probe_handle(cd_actor_t *self, void *state, const cd_envelope_t *env)
 {
     cd_str_t value;
-    if (s_has(env, "crash", NULL)) {
+    if (cd_envelope_header(env, "crash", NULL)) {
         return CD_ECRASH;
     }
-    if (s_has(env, "exit", NULL)) {
+    if (cd_envelope_header(env, "exit", NULL)) {
         cd_actor_quit(self);
         return 0;
     }
-    if (s_has(env, "block_ms", &value)) {
+    if (cd_envelope_header(env, "block_ms", &value)) {
         char text[16];
         snprintf(text, sizeof text, "%.*s", (int)value.len, value.ptr);
         usleep((useconds_t)atoi(text) * 1000u);

@@ -1483,6 +1483,28 @@ test_envelope_kind_names(void **state)
 }
 
 static void
+test_envelope_header_lookup(void **state)
+{
+    cd_envelope_t env;
+    memset(&env, 0, sizeof env);
+    env.headers[0] = (cd_env_header_t){cd_str("op"), cd_str("stats")};
+    env.headers[1] = (cd_env_header_t){cd_str("empty"), cd_str("")};
+    env.headers[2] = (cd_env_header_t){cd_str("op"), cd_str("second")};
+    env.n_headers = 3;
+    cd_str_t value = {NULL, 0};
+    assert_true(cd_envelope_header(&env, "op", &value));
+    assert_true(cd_str_eq(value, "stats")); //  the first of a repeated name
+    assert_true(cd_envelope_header(&env, "empty", &value));
+    assert_int_equal(value.len, 0);
+    assert_true(cd_envelope_header(&env, "empty", NULL));
+    value = (cd_str_t){NULL, 0};
+    assert_false(cd_envelope_header(&env, "missing", &value));
+    assert_null(value.ptr); //  untouched when absent
+    env.n_headers = 0;
+    assert_false(cd_envelope_header(&env, "op", NULL));
+}
+
+static void
 test_envelope_str_helpers(void **state)
 {
     cd_str_t s = cd_str("abc");
@@ -1786,6 +1808,7 @@ main(void)
         cmocka_unit_test(test_envelope_peek_route),
         cmocka_unit_test(test_envelope_validate),
         cmocka_unit_test(test_envelope_kind_names),
+        cmocka_unit_test(test_envelope_header_lookup),
         cmocka_unit_test(test_envelope_str_helpers),
         cmocka_unit_test(test_envelope_idgen_unique),
         cmocka_unit_test(test_envelope_map_find_and_read),
