@@ -4,10 +4,10 @@
 #include "cd_log.h"
 
 typedef struct {
-    int64_t ts;           //  when it was recorded (µs)
-    char to[128];         //  intended receiver
-    char reason[32];      //  why it was not delivered
-    uint32_t size;        //  size of the original message
+    int64_t ts;      //  when it was recorded (µs)
+    char to[128];    //  intended receiver
+    char reason[32]; //  why it was not delivered
+    uint32_t size;   //  size of the original message
 } s_record_t;
 
 typedef struct {

@@ -19,21 +19,21 @@
 #define CD_ECHO_MAX_SLEEP_MS 3600000
 
 typedef struct {
-    const cd_echo_args_t *args; //  options; borrowed from the node
-    cd_pack_t *pack;            //  reused output buffer
-    cd_envelope_t out;          //  reused answer
+    const cd_echo_args_t *args;          //  options; borrowed from the node
+    cd_pack_t *pack;                     //  reused output buffer
+    cd_envelope_t out;                   //  reused answer
     char reply_to[CD_ENV_MAX_NAME + 80]; //  qualified requester name
-    zlistx_t *pending;          //  s_pending_t * waiting for their delay
+    zlistx_t *pending;                   //  s_pending_t * waiting for their delay
 } s_echo_t;
 
 //  An answer waiting for its delay.
 typedef struct {
-    s_echo_t *echo;         //  the agent
-    void *handle;           //  its place in echo->pending
-    cd_envelope_t env;      //  what to send; views point into bytes below
-    char *to;               //  destination
-    char *reply_to;         //  header value, or NULL
-    uint8_t *payload;       //  output bytes
+    s_echo_t *echo;    //  the agent
+    void *handle;      //  its place in echo->pending
+    cd_envelope_t env; //  what to send; views point into bytes below
+    char *to;          //  destination
+    char *reply_to;    //  header value, or NULL
+    uint8_t *payload;  //  output bytes
 } s_pending_t;
 
 static int
@@ -68,8 +68,9 @@ cd_echo_args_new(const cd_config_agent_t *agent, cd_echo_args_t **out, char **er
             free(self->handoff_to);
             self->handoff_to = strdup(value);
         } else {
-            if (asprintf(errmsg, "agent %s: unknown echo option '%s' (known: sleep_ms, fail, "
-                                 "handoff_to)",
+            if (asprintf(errmsg,
+                         "agent %s: unknown echo option '%s' (known: sleep_ms, fail, "
+                         "handoff_to)",
                          agent->name, key) < 0) {
                 *errmsg = NULL;
             }
@@ -106,8 +107,7 @@ s_deliver(cd_actor_t *self, const cd_envelope_t *out)
 {
     int rc = cd_actor_send(self, out);
     if (rc != 0 && rc != CD_ENOTFOUND && rc != CD_EDEAD) {
-        cd_log_warn(cd_actor_name(self), "answer not delivered", "{s:s}", "error",
-                    cd_errname(rc));
+        cd_log_warn(cd_actor_name(self), "answer not delivered", "{s:s}", "error", cd_errname(rc));
     }
 }
 
@@ -206,8 +206,7 @@ s_handle(cd_actor_t *self, void *state, const cd_envelope_t *env)
 
     //  The answer is built on the stack; only a delayed one is copied.
     char to[CD_ENV_MAX_NAME + 1];
-    snprintf(to, sizeof to, "%s",
-             handoff ? echo->args->handoff_to : "");
+    snprintf(to, sizeof to, "%s", handoff ? echo->args->handoff_to : "");
     if (!handoff) {
         snprintf(to, sizeof to, "%.*s", (int)reply_to.len, reply_to.ptr ? reply_to.ptr : "");
     }

@@ -113,7 +113,8 @@ s_agents(s_node_t *node, char **errmsg)
 {
     const cd_config_t *config = node->config;
     node->echo_args = (cd_echo_args_t **)zmalloc((config->n_agents + 1) * sizeof(void *));
-    node->agent_specs = (cd_child_spec_t *)zmalloc((config->n_agents + 1) * sizeof(cd_child_spec_t));
+    node->agent_specs =
+        (cd_child_spec_t *)zmalloc((config->n_agents + 1) * sizeof(cd_child_spec_t));
     node->agent_names = (char **)zmalloc((config->n_agents + 1) * sizeof(char *));
     for (size_t i = 0; i < config->n_agents; i++) {
         const cd_config_agent_t *agent = &config->agents[i];
@@ -131,8 +132,8 @@ s_agents(s_node_t *node, char **errmsg)
         node->agent_specs[i] = (cd_child_spec_t){node->agent_names[i], &cd_echo_ops,
                                                  node->echo_args[i], CD_RESTART_PERMANENT};
     }
-    node->agents_spec = (cd_supervisor_spec_t){CD_ONE_FOR_ONE, -1, 0, node->agent_specs,
-                                               config->n_agents};
+    node->agents_spec =
+        (cd_supervisor_spec_t){CD_ONE_FOR_ONE, -1, 0, node->agent_specs, config->n_agents};
     return 0;
 }
 
@@ -169,7 +170,7 @@ s_database(s_node_t *node, char **errmsg)
 }
 
 //  What the persist actor may write: the append-only histories, by COPY.
-static const char *const s_task_event_columns[] = {"task_id", "kind",   "from_agent",
+static const char *const s_task_event_columns[] = {"task_id",  "kind",   "from_agent",
                                                    "to_agent", "status", "payload"};
 static const char *const s_event_columns[] = {"type", "project_id", "task_id", "agent", "data"};
 static const cd_persist_table_t s_persist_tables[] = {
@@ -195,10 +196,10 @@ s_start_tree(s_node_t *node, char **errmsg)
     size_t n = 0;
     node->root_children[n++] =
         (cd_child_spec_t){"deadletter", &cd_deadletter_ops, NULL, CD_RESTART_PERMANENT};
-    node->persist = (cd_persist_args_t){.conninfo = node->conninfo,
-                                        .tables = s_persist_tables,
-                                        .n_tables = sizeof s_persist_tables /
-                                                    sizeof s_persist_tables[0]};
+    node->persist =
+        (cd_persist_args_t){.conninfo = node->conninfo,
+                            .tables = s_persist_tables,
+                            .n_tables = sizeof s_persist_tables / sizeof s_persist_tables[0]};
     node->root_children[n++] =
         (cd_child_spec_t){"persist", &cd_persist_ops, &node->persist, CD_RESTART_PERMANENT};
     if (config->cluster_addr || config->n_peers) {
@@ -317,7 +318,8 @@ main(int argc, char **argv)
     s_node_t node = {.started_us = zclock_usecs()};
     char *errmsg = NULL;
     if (cd_config_load(argc, argv, environ, &node.config, &errmsg) != 0) {
-        fprintf(stderr, "cadred: %s\nTry 'cadred --help'.\n", errmsg ? errmsg : "bad configuration");
+        fprintf(stderr, "cadred: %s\nTry 'cadred --help'.\n",
+                errmsg ? errmsg : "bad configuration");
         free(errmsg);
         return 2;
     }

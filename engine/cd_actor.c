@@ -22,7 +22,7 @@
 #include <sys/time.h>
 #include <time.h>
 
-#define CD_ACTOR_BATCH 64          //  inbox messages handled per wake-up
+#define CD_ACTOR_BATCH 64 //  inbox messages handled per wake-up
 
 typedef struct {
     void *socket;       //  watched socket (zsock_t, zactor_t), or NULL for a plain fd
@@ -33,30 +33,30 @@ typedef struct {
 } s_watch_t;
 
 typedef struct {
-    int id;                 //  > 0; 0 marks a free slot
-    int64_t due_us;         //  next firing, monotonic µs
-    int interval_ms;        //  0 for one-shot
-    cd_actor_timer_fn *fn;  //  callback
-    void *arg;              //  passed to fn
+    int id;                //  > 0; 0 marks a free slot
+    int64_t due_us;        //  next firing, monotonic µs
+    int interval_ms;       //  0 for one-shot
+    cd_actor_timer_fn *fn; //  callback
+    void *arg;             //  passed to fn
 } s_timer_t;
 
 struct cd_actor {
-    cd_instance_t *inst;      //  borrowed from the supervisor
-    zsock_t *pipe;            //  to the supervisor; borrowed from zactor
-    cd_mailer_t *mailer;      //  outbound
-    s_watch_t *watches;       //  watched sockets
-    size_t n_watches;         //  used entries
-    size_t cap_watches;       //  allocated entries
-    struct pollfd *fds;       //  pipe, inbox, watches: what the loop sleeps on
-    size_t cap_fds;           //  allocated entries
-    bool items_dirty;         //  watches changed during this pass
-    bool pipe_touched;        //  a handler used the pipe: look at it again
-    s_timer_t *timers;        //  timers
-    size_t n_timers;          //  used slots (some may be free)
-    int next_timer_id;        //  last id handed out
-    bool quit;                //  leave the loop after this handler
-    zmq_msg_t frames[2];      //  message being handled: envelope, payload frame
-    cd_envelope_t env;        //  its decoded view
+    cd_instance_t *inst; //  borrowed from the supervisor
+    zsock_t *pipe;       //  to the supervisor; borrowed from zactor
+    cd_mailer_t *mailer; //  outbound
+    s_watch_t *watches;  //  watched sockets
+    size_t n_watches;    //  used entries
+    size_t cap_watches;  //  allocated entries
+    struct pollfd *fds;  //  pipe, inbox, watches: what the loop sleeps on
+    size_t cap_fds;      //  allocated entries
+    bool items_dirty;    //  watches changed during this pass
+    bool pipe_touched;   //  a handler used the pipe: look at it again
+    s_timer_t *timers;   //  timers
+    size_t n_timers;     //  used slots (some may be free)
+    int next_timer_id;   //  last id handed out
+    bool quit;           //  leave the loop after this handler
+    zmq_msg_t frames[2]; //  message being handled: envelope, payload frame
+    cd_envelope_t env;   //  its decoded view
 };
 
 int64_t
@@ -111,8 +111,7 @@ cd_actor_inbox_destroy(zsock_t **inbox_p)
     }
 }
 
-static void
-s_actor_main(zsock_t *pipe, void *args);
+static void s_actor_main(zsock_t *pipe, void *args);
 
 zactor_t *
 cd_actor_spawn(cd_instance_t *inst)
@@ -258,7 +257,8 @@ cd_actor_watch_fd(cd_actor_t *self, int fd, cd_actor_io_fn *fn, void *arg)
 static void
 s_unwatch_at(cd_actor_t *self, size_t i)
 {
-    memmove(&self->watches[i], &self->watches[i + 1], (self->n_watches - i - 1) * sizeof(s_watch_t));
+    memmove(&self->watches[i], &self->watches[i + 1],
+            (self->n_watches - i - 1) * sizeof(s_watch_t));
     self->n_watches--;
     self->items_dirty = true;
 }
@@ -301,8 +301,8 @@ s_timer_add(cd_actor_t *self, int delay_ms, int interval_ms, cd_actor_timer_fn *
         self->n_timers++;
     }
     int id = ++self->next_timer_id;
-    self->timers[slot] = (s_timer_t){id, s_mono_us() + (int64_t)delay_ms * 1000, interval_ms, fn,
-                                     arg};
+    self->timers[slot] =
+        (s_timer_t){id, s_mono_us() + (int64_t)delay_ms * 1000, interval_ms, fn, arg};
     return id;
 }
 
@@ -399,13 +399,11 @@ cd_actor_pipe(cd_actor_t *self)
 zmq_msg_t *
 cd_actor_current_frame(cd_actor_t *self, int index)
 {
-    return (index == 0 || (index == 1 && self->env.payload_in_frame)) ? &self->frames[index]
-                                                                       : NULL;
+    return (index == 0 || (index == 1 && self->env.payload_in_frame)) ? &self->frames[index] : NULL;
 }
 
 int
-cd__actor_recv(void *socket, int flags, zmq_msg_t frames[2], cd_envelope_t *env,
-               const char **why)
+cd__actor_recv(void *socket, int flags, zmq_msg_t frames[2], cd_envelope_t *env, const char **why)
 {
     if (zmq_msg_recv(&frames[0], socket, flags) < 0) {
         return CD_ETIMEDOUT;
@@ -422,8 +420,8 @@ cd__actor_recv(void *socket, int flags, zmq_msg_t frames[2], cd_envelope_t *env,
         *why = "too many frames";
         return CD_EPROTO;
     }
-    int rc = cd_envelope_decode((const uint8_t *)zmq_msg_data(&frames[0]),
-                                zmq_msg_size(&frames[0]), env, why);
+    int rc = cd_envelope_decode((const uint8_t *)zmq_msg_data(&frames[0]), zmq_msg_size(&frames[0]),
+                                env, why);
     if (rc == 0 && env->payload_in_frame != (n == 2)) {
         *why = "payload frame missing or unexpected";
         return CD_EPROTO;
@@ -492,8 +490,8 @@ s_on_watches(cd_actor_t *self)
             }
             continue;
         }
-        for (int n = 0; n < CD_ACTOR_BATCH && !self->items_dirty &&
-                        (zsock_events(watch.socket) & ZMQ_POLLIN);
+        for (int n = 0;
+             n < CD_ACTOR_BATCH && !self->items_dirty && (zsock_events(watch.socket) & ZMQ_POLLIN);
              n++) {
             int rc = watch.fn(self, watch.socket, watch.arg);
             if (rc != 0) {

@@ -13,16 +13,15 @@ typedef struct {
 } s_route_t;
 
 struct cd_mailer {
-    const cd_runtime_t *rt;   //  node settings; borrowed
-    char *name;               //  the name it sends as
-    zhashx_t *routes;         //  destination name -> s_route_t (owned)
-    cd_envbuf_t *envbuf;      //  reused encode buffer
-    cd_idgen_t idgen;         //  message ids
+    const cd_runtime_t *rt;                    //  node settings; borrowed
+    char *name;                                //  the name it sends as
+    zhashx_t *routes;                          //  destination name -> s_route_t (owned)
+    cd_envbuf_t *envbuf;                       //  reused encode buffer
+    cd_idgen_t idgen;                          //  message ids
     char qualified[CD_REGISTRY_MAX_NAME + 80]; //  node/<id>/<name>, for remote sends
     char last_target[CD_REGISTRY_MAX_NAME];    //  destination of the last send
     s_route_t *last_route;                     //  its route (owned by routes), or NULL
 };
-
 
 //  The local actor a name is delivered to: this node's prefix is stripped;
 //  another node's names go to the cluster link. Writes into buf.
@@ -156,8 +155,8 @@ cd_mailer_forward_frames(cd_mailer_t *self, const char *to, zmq_msg_t *frames, i
         rc = s_route(self, target, &route);
     }
     if (rc != 0) {
-        cd_mailer_dead_letter(self, to, s_failure_reason(rc), (const uint8_t *)zmq_msg_data(&frames[0]),
-                             zmq_msg_size(&frames[0]));
+        cd_mailer_dead_letter(self, to, s_failure_reason(rc),
+                              (const uint8_t *)zmq_msg_data(&frames[0]), zmq_msg_size(&frames[0]));
         return rc;
     }
     return s_send_frames(route, frames, n);
@@ -193,8 +192,7 @@ cd_mailer_send(cd_mailer_t *self, const cd_envelope_t *env)
         memcpy(qualified.artifacts, env->artifacts, env->n_artifacts * sizeof env->artifacts[0]);
         if (remote) {
             snprintf(self->qualified, sizeof self->qualified, "node/%s/%.*s",
-                     cd_registry_node_id(self->rt->registry), (int)env->from.len,
-                     env->from.ptr);
+                     cd_registry_node_id(self->rt->registry), (int)env->from.len, env->from.ptr);
             qualified.from = cd_str(self->qualified);
         }
         qualified.payload_in_frame = qualified.payload_in_frame || large;
@@ -211,7 +209,7 @@ cd_mailer_send(cd_mailer_t *self, const cd_envelope_t *env)
         char to[CD_ENV_MAX_NAME + 1];
         snprintf(to, sizeof to, "%.*s", (int)env->to.len, env->to.ptr ? env->to.ptr : "");
         cd_mailer_dead_letter(self, to, s_failure_reason(rc), cd_envbuf_data(self->envbuf),
-                             cd_envbuf_size(self->envbuf));
+                              cd_envbuf_size(self->envbuf));
         return rc;
     }
     zmq_msg_t frames[2];
@@ -233,12 +231,12 @@ cd_mailer_send(cd_mailer_t *self, const cd_envelope_t *env)
 
 void
 cd_mailer_dead_letter(cd_mailer_t *self, const char *to, const char *reason, const uint8_t *raw,
-                     size_t raw_size)
+                      size_t raw_size)
 {
     cd_registry_t *registry = self->rt->registry;
     cd_registry_count_dead_letter(registry, to);
-    cd_log_warn(self->name, "dead letter", "{s:s, s:s, s:i}", "to", to, "reason", reason,
-                "size", (int)raw_size);
+    cd_log_warn(self->name, "dead letter", "{s:s, s:s, s:i}", "to", to, "reason", reason, "size",
+                (int)raw_size);
     if (streq(self->name, "deadletter")) {
         return;
     }
@@ -279,7 +277,6 @@ cd_mailer_dead_letter(cd_mailer_t *self, const char *to, const char *reason, con
     cd_envbuf_destroy(&buf);
     free(env);
 }
-
 
 cd_mailer_t *
 cd_mailer_new(const cd_runtime_t *rt, const char *name)

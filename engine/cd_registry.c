@@ -12,12 +12,12 @@
 #include <stdatomic.h>
 
 struct cd_registry {
-    char *node_id;               //  this node's id
-    pthread_mutex_t lock;        //  guards entries
-    zhashx_t *entries;           //  name -> cd_registry_entry_t (owned)
-    atomic_uint_fast64_t gen;    //  bumped on every status change
-    atomic_uint_fast64_t deads;  //  dead letters, all names
-    atomic_int hung;             //  abandoned threads not yet ended
+    char *node_id;              //  this node's id
+    pthread_mutex_t lock;       //  guards entries
+    zhashx_t *entries;          //  name -> cd_registry_entry_t (owned)
+    atomic_uint_fast64_t gen;   //  bumped on every status change
+    atomic_uint_fast64_t deads; //  dead letters, all names
+    atomic_int hung;            //  abandoned threads not yet ended
 };
 
 cd_registry_t *

@@ -20,16 +20,16 @@
 typedef struct s_sup s_sup_t;
 
 typedef struct s_child {
-    s_sup_t *sup;              //  the supervisor that owns this record
-    char *name;                //  registry name (owned)
-    cd_child_spec_t spec;      //  spec; spec.name points at name
-    zsock_t *inbox;            //  owned; survives restarts
-    cd_instance_t *inst;       //  current incarnation's record (owned)
-    cd_instance_t *pending;    //  record of a thread spawned but not yet ready
-    zactor_t *actor;           //  current thread, NULL when not running
-    int64_t last_pong_us;      //  last sign of life
-    int relay;                 //  command answers to pass up to our parent
-    char crash_why[128];       //  reason of the last $CRASH
+    s_sup_t *sup;           //  the supervisor that owns this record
+    char *name;             //  registry name (owned)
+    cd_child_spec_t spec;   //  spec; spec.name points at name
+    zsock_t *inbox;         //  owned; survives restarts
+    cd_instance_t *inst;    //  current incarnation's record (owned)
+    cd_instance_t *pending; //  record of a thread spawned but not yet ready
+    zactor_t *actor;        //  current thread, NULL when not running
+    int64_t last_pong_us;   //  last sign of life
+    int relay;              //  command answers to pass up to our parent
+    char crash_why[128];    //  reason of the last $CRASH
 } s_child_t;
 
 typedef struct {
@@ -39,23 +39,21 @@ typedef struct {
 } s_abandoned_t;
 
 struct s_sup {
-    const cd_runtime_t *rt;  //  node settings
-    cd_strategy_t strategy;  //  how failures spread
-    int max_restarts;        //  R
-    int window_s;            //  T
-    s_child_t **children;    //  in start order
-    size_t n_children;       //  used entries
-    int64_t *restarts;       //  recent restart times (µs), ring of max_restarts + 1
-    size_t n_restarts;       //  entries used in restarts
-    zlistx_t *abandoned;     //  s_abandoned_t *
-    int heartbeat_timer;     //  timer id
+    const cd_runtime_t *rt; //  node settings
+    cd_strategy_t strategy; //  how failures spread
+    int max_restarts;       //  R
+    int window_s;           //  T
+    s_child_t **children;   //  in start order
+    size_t n_children;      //  used entries
+    int64_t *restarts;      //  recent restart times (µs), ring of max_restarts + 1
+    size_t n_restarts;      //  entries used in restarts
+    zlistx_t *abandoned;    //  s_abandoned_t *
+    int heartbeat_timer;    //  timer id
 };
 
-static int
-s_on_child(cd_actor_t *self, void *socket, void *arg);
+static int s_on_child(cd_actor_t *self, void *socket, void *arg);
 
-static int
-s_on_abandoned(cd_actor_t *self, void *socket, void *arg);
+static int s_on_abandoned(cd_actor_t *self, void *socket, void *arg);
 
 static int64_t
 s_mono_ms(void)
@@ -180,8 +178,8 @@ s_child_stop(cd_actor_t *self, s_sup_t *sup, s_child_t *child)
     }
     cd_actor_unwatch(self, child->actor);
     if (cd_actor_stop(&child->actor, sup->rt->stop_timeout_ms) != 0) {
-        cd_log_error(cd_actor_name(self), "child did not stop in time; abandoned", "{s:s}",
-                     "child", child->name);
+        cd_log_error(cd_actor_name(self), "child did not stop in time; abandoned", "{s:s}", "child",
+                     child->name);
         cd_actor_watch(self, child->actor, s_on_child, child);
         s_child_abandon(self, sup, child);
     }
@@ -306,8 +304,8 @@ s_restart_range(cd_actor_t *self, s_sup_t *sup, size_t from, size_t to, const ch
 static int
 s_child_failed(cd_actor_t *self, s_sup_t *sup, s_child_t *child, const char *why, bool hung)
 {
-    cd_log_warn(cd_actor_name(self), "child failed", "{s:s, s:s, s:b}", "child", child->name,
-                "why", why, "hung", hung);
+    cd_log_warn(cd_actor_name(self), "child failed", "{s:s, s:s, s:b}", "child", child->name, "why",
+                why, "hung", hung);
     if (hung) {
         s_child_abandon(self, sup, child);
     } else if (child->actor) {
@@ -330,8 +328,7 @@ s_child_failed(cd_actor_t *self, s_sup_t *sup, s_child_t *child, const char *why
     size_t to = sup->strategy == CD_ONE_FOR_ONE ? index + 1 : sup->n_children;
     for (size_t i = to; i-- > from;) {
         if (sup->children[i] != child && sup->children[i]->actor) {
-            cd_registry_set_status(sup->rt->registry, sup->children[i]->name,
-                                   CD_ACTOR_RESTARTING);
+            cd_registry_set_status(sup->rt->registry, sup->children[i]->name, CD_ACTOR_RESTARTING);
             s_child_stop(self, sup, sup->children[i]);
         }
     }
@@ -625,8 +622,8 @@ s_sup_fini(cd_actor_t *self, void **state_p)
             s_instance_destroy(&gone->inst);
             cd_registry_count_hung(sup->rt->registry, -1);
         } else {
-            cd_log_error(cd_actor_name(self), "hung thread left running at stop", "{s:s}",
-                         "child", gone->inst->name);
+            cd_log_error(cd_actor_name(self), "hung thread left running at stop", "{s:s}", "child",
+                         gone->inst->name);
         }
         free(gone);
     }
@@ -692,9 +689,9 @@ const cd_actor_ops_t cd_supervisor_ops = {
 //  --- the root ----------------------------------------------------------------------------
 
 struct cd_root {
-    const cd_runtime_t *rt;   //  node settings
-    cd_instance_t inst;       //  the root's instance record
-    zactor_t *actor;          //  its thread
+    const cd_runtime_t *rt; //  node settings
+    cd_instance_t inst;     //  the root's instance record
+    zactor_t *actor;        //  its thread
 };
 
 cd_root_t *
@@ -798,7 +795,7 @@ cd_root_call(cd_root_t *self, const char *command, const char *path, const char 
         }
         char *answer = zmsg_popstr(reply);
         char *text = zmsg_popstr(reply);
-        int rc = answer && streq(answer, "OK")    ? 0
+        int rc = answer && streq(answer, "OK")                                 ? 0
                  : answer && (streq(answer, "ERR") || streq(answer, "$CRASH")) ? CD_ESTATE
                                                                                : 1;
         if (rc == CD_ESTATE) {
