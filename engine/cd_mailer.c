@@ -17,6 +17,7 @@ struct cd_mailer {
     char *name;                                //  the name it sends as
     zhashx_t *routes;                          //  destination name -> s_route_t (owned)
     cd_envbuf_t *envbuf;                       //  reused encode buffer
+    cd_envbuf_t *dl_buf;                       //  encode buffer for dead-letter records (lazy)
     cd_idgen_t idgen;                          //  message ids
     char qualified[CD_REGISTRY_MAX_NAME + 80]; //  node/<id>/<name>, for remote sends
     char last_target[CD_REGISTRY_MAX_NAME];    //  destination of the last send
@@ -138,6 +139,28 @@ s_send_frames(s_route_t *route, zmq_msg_t *frames, int n)
     return 0;
 }
 
+//  Sends what buf holds (the encoding of env) on a route, with env's
+//  payload as a second frame when it travels in its own frame.
+static int
+s_push(s_route_t *route, const cd_envbuf_t *buf, const cd_envelope_t *env)
+{
+    zmq_msg_t frames[2];
+    size_t size = cd_envbuf_size(buf);
+    zmq_msg_init_size(&frames[0], size);
+    memcpy(zmq_msg_data(&frames[0]), cd_envbuf_data(buf), size);
+    int n = 1;
+    if (env->payload_in_frame) {
+        zmq_msg_init_size(&frames[1], env->payload.len);
+        memcpy(zmq_msg_data(&frames[1]), env->payload.ptr, env->payload.len);
+        n = 2;
+    }
+    int rc = s_send_frames(route, frames, n);
+    for (int i = 0; i < n; i++) {
+        zmq_msg_close(&frames[i]);
+    }
+    return rc;
+}
+
 static const char *
 s_failure_reason(int rc)
 {
@@ -212,21 +235,7 @@ cd_mailer_send(cd_mailer_t *self, const cd_envelope_t *env)
                               cd_envbuf_size(self->envbuf));
         return rc;
     }
-    zmq_msg_t frames[2];
-    size_t size = cd_envbuf_size(self->envbuf);
-    zmq_msg_init_size(&frames[0], size);
-    memcpy(zmq_msg_data(&frames[0]), cd_envbuf_data(self->envbuf), size);
-    int n = 1;
-    if (out->payload_in_frame) {
-        zmq_msg_init_size(&frames[1], out->payload.len);
-        memcpy(zmq_msg_data(&frames[1]), out->payload.ptr, out->payload.len);
-        n = 2;
-    }
-    rc = s_send_frames(route, frames, n);
-    for (int i = 0; i < n; i++) {
-        zmq_msg_close(&frames[i]);
-    }
-    return rc;
+    return s_push(route, self->envbuf, out);
 }
 
 void
@@ -255,26 +264,14 @@ cd_mailer_dead_letter(cd_mailer_t *self, const char *to, const char *reason, con
         env->payload = (cd_bin_t){raw, (uint32_t)raw_size};
         env->payload_in_frame = raw_size > CD_ENV_LARGE_PAYLOAD;
     }
-    //  raw may live in self->envbuf: encode into a buffer of our own.
-    cd_envbuf_t *buf = cd_envbuf_new();
-    if (cd_envelope_encode(env, buf) == 0) {
-        zmq_msg_t frames[2];
-        zmq_msg_init_size(&frames[0], cd_envbuf_size(buf));
-        memcpy(zmq_msg_data(&frames[0]), cd_envbuf_data(buf), cd_envbuf_size(buf));
-        int n = 1;
-        if (env->payload_in_frame) {
-            zmq_msg_init_size(&frames[1], raw_size);
-            memcpy(zmq_msg_data(&frames[1]), raw, raw_size);
-            n = 2;
-        }
-        if (s_send_frames(route, frames, n) != 0) {
-            cd_log_error(self->name, "dead letter lost: deadletter queue full", NULL);
-        }
-        for (int i = 0; i < n; i++) {
-            zmq_msg_close(&frames[i]);
-        }
+    //  raw may live in self->envbuf: encode into the second buffer.
+    if (!self->dl_buf) {
+        self->dl_buf = cd_envbuf_new();
     }
-    cd_envbuf_destroy(&buf);
+    if (cd_envelope_encode(env, self->dl_buf) == 0 && s_push(route, self->dl_buf, env) != 0) {
+        cd_log_error(self->name, "dead letter not recorded: deadletter queue full", "{s:s, s:s}",
+                     "to", to, "reason", reason);
+    }
     free(env);
 }
 
@@ -301,6 +298,7 @@ cd_mailer_destroy(cd_mailer_t **self_p)
     cd_mailer_t *self = *self_p;
     zhashx_destroy(&self->routes);
     cd_envbuf_destroy(&self->envbuf);
+    cd_envbuf_destroy(&self->dl_buf);
     free(self->name);
     free(self);
     *self_p = NULL;
