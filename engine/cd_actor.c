@@ -117,7 +117,6 @@ zactor_t *
 cd_actor_spawn(cd_instance_t *inst)
 {
     atomic_store(&inst->abandoned, false);
-    atomic_store(&inst->exited, false);
     zactor_t *actor = zactor_new(s_actor_main, inst);
     assert(actor);
     //  Every later wait on this pipe is bounded: zactor_destroy's own wait
@@ -650,7 +649,6 @@ s_actor_main(zsock_t *pipe, void *args)
     if (rc != 0) {
         zstr_sendx(pipe, "$FAILED", why ? why : cd_strerror(rc), NULL);
         s_actor_destroy(&self);
-        atomic_store(&inst->exited, true);
         return;
     }
     zstr_send(pipe, "$READY");
@@ -716,7 +714,4 @@ s_actor_main(zsock_t *pipe, void *args)
         inst->ops->fini(self, &state);
     }
     s_actor_destroy(&self);
-    if (!abandoned) {
-        atomic_store(&inst->exited, true);
-    }
 }

@@ -84,7 +84,6 @@ typedef struct cd_instance {
     const cd_runtime_t *rt;        //  node settings; borrowed
     zsock_t *inbox;                //  PULL socket, owned by the supervisor
     atomic_bool abandoned;         //  set when the supervisor gave up on this thread
-    atomic_bool exited;            //  set by the thread as its last act on the inbox
 } cd_instance_t;
 
 //  --- for supervisors -----------------------------------------------------
