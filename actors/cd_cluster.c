@@ -195,12 +195,6 @@ s_raw(cd_actor_t *self, void *state, zmq_msg_t *frames, int n)
     return 0;
 }
 
-static int
-s_handle(cd_actor_t *self, void *state, const cd_envelope_t *env)
-{
-    return 0; //  every message goes through s_raw
-}
-
 static void
 s_fini(cd_actor_t *self, void **state_p)
 {
@@ -258,7 +252,6 @@ s_init(cd_actor_t *self, void *args, void **state_p, const char **why)
 const cd_actor_ops_t cd_cluster_ops = {
     .kind = "cluster",
     .init = s_init,
-    .handle = s_handle,
     .fini = s_fini,
     .raw = s_raw,
 };

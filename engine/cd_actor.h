@@ -54,6 +54,7 @@ typedef struct {
     int (*init)(cd_actor_t *self, void *args, void **state_p, const char **why);
     //  One envelope from the inbox. env borrows from the received frames,
     //  valid during the call. Returning an error crashes the actor.
+    //  Required unless `raw` is set.
     int (*handle)(cd_actor_t *self, void *state, const cd_envelope_t *env);
     //  Optional: a pipe command that is not part of the runtime protocol.
     //  msg is borrowed. Returning an error crashes the actor.

@@ -454,7 +454,7 @@ s_find(s_sup_t *sup, const char *name)
 static s_child_t *
 s_child_new(cd_actor_t *self, s_sup_t *sup, const cd_child_spec_t *spec, const char **why)
 {
-    if (!spec->name || !spec->ops || !spec->ops->init || !spec->ops->handle) {
+    if (!spec->name || !spec->ops || !spec->ops->init || (!spec->ops->handle && !spec->ops->raw)) {
         *why = "incomplete child spec";
         return NULL;
     }
