@@ -1,8 +1,11 @@
 # cd_layer(<target> <dir> [DEPS ...]): a layer library from <dir>/cd_*.c.
 # A layer with no sources yet is an INTERFACE library so the tree configures.
 function(cd_layer target dir)
-    cmake_parse_arguments(L "" "" "PUBLIC_DEPS;PRIVATE_DEPS" ${ARGN})
+    cmake_parse_arguments(L "" "" "PUBLIC_DEPS;PRIVATE_DEPS;EXCLUDE" ${ARGN})
     file(GLOB srcs CONFIGURE_DEPENDS ${dir}/cd_*.c)
+    foreach(x ${L_EXCLUDE})
+        list(REMOVE_ITEM srcs ${dir}/${x})
+    endforeach()
     if(srcs)
         add_library(${target} STATIC ${srcs} ${L_UNPARSED_ARGUMENTS})
         target_include_directories(${target} PUBLIC ${dir})

@@ -60,6 +60,7 @@
 #include "cd_db.h"
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 //  "No value" for an integer parameter.
@@ -68,6 +69,19 @@
 //  Page sizes (API.md: default 50, max 1000).
 #define CD_Q_LIMIT_DEFAULT 50
 #define CD_Q_LIMIT_MAX 1000
+
+//  A write statement the persist actor runs for other actors (they write
+//  through it, never on their own connections). One statement, parameters
+//  as text ($1 ...), returning at most one row whose first column is the
+//  result: the changed object as JSON text (absent: no such object).
+//  Each family exports its table (cd_q_<family>_writes) and its query
+//  functions run the very same SQL, so the tests of db/ cover what persist
+//  runs. Names are "<family>.<verb>".
+typedef struct {
+    const char *name; //  what a persist request gives as "stmt"
+    const char *sql;  //  the statement
+    int nparams;      //  parameters it takes
+} cd_q_write_t;
 
 //  Several rows.
 typedef struct {

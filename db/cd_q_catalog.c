@@ -77,15 +77,27 @@ s_id_json(cd_db_t *db, const char *sql, int64_t id, const char *json, int64_t *a
 
 //  --- templates --------------------------------------------------------
 
+//  The templates' writes, shared by persist (cd_q_catalog_writes) and the
+//  functions below.
+static const char s_templates_insert[] =
+    "INSERT INTO templates AS t (name, description, body)"
+    " SELECT b.e ->> 'name', coalesce(b.e ->> 'description', ''), b.e ->> 'body'"
+    " FROM (SELECT $1::jsonb AS e) b RETURNING " TEMPLATE_JSON;
+static const char s_templates_patch[] =
+    "UPDATE templates t SET"
+    " name = CASE WHEN $2::jsonb ? 'name' THEN $2::jsonb ->> 'name' ELSE t.name END,"
+    " description = CASE WHEN $2::jsonb ? 'description'"
+    " THEN $2::jsonb ->> 'description' ELSE t.description END,"
+    " body = CASE WHEN $2::jsonb ? 'body' THEN $2::jsonb ->> 'body' ELSE t.body END,"
+    " updated_at = now()"
+    " WHERE t.id = $1 RETURNING " TEMPLATE_JSON;
+static const char s_templates_delete[] = "DELETE FROM templates t WHERE t.id = $1 RETURNING t.id";
+
 int
 cd_q_templates_insert(cd_db_t *db, const char *json, char **out)
 {
     const char *params[] = {json};
-    return cd__q_one(db,
-                     "INSERT INTO templates AS t (name, description, body)"
-                     " SELECT b.e ->> 'name', coalesce(b.e ->> 'description', ''), b.e ->> 'body'"
-                     " FROM (SELECT $1::jsonb AS e) b RETURNING " TEMPLATE_JSON,
-                     1, params, out);
+    return cd__q_one(db, s_templates_insert, 1, params, out);
 }
 
 int
@@ -108,21 +120,17 @@ cd_q_templates_patch(cd_db_t *db, int64_t id, const char *json, char **out)
 {
     char b1[24];
     const char *params[] = {cd__q_i64(b1, id), json};
-    return cd__q_one(
-        db,
-        "UPDATE templates t SET"
-        " name = CASE WHEN $2::jsonb ? 'name' THEN $2::jsonb ->> 'name' ELSE t.name END,"
-        " description = CASE WHEN $2::jsonb ? 'description'"
-        " THEN $2::jsonb ->> 'description' ELSE t.description END,"
-        " body = CASE WHEN $2::jsonb ? 'body' THEN $2::jsonb ->> 'body' ELSE t.body END"
-        " WHERE t.id = $1 RETURNING " TEMPLATE_JSON,
-        2, params, out);
+    return cd__q_one(db, s_templates_patch, 2, params, out);
 }
 
 int
 cd_q_templates_delete(cd_db_t *db, int64_t id)
 {
-    return s_delete(db, "DELETE FROM templates WHERE id = $1", id);
+    char b1[24], *row = NULL;
+    const char *params[] = {cd__q_i64(b1, id)};
+    int rc = cd__q_one(db, s_templates_delete, 1, params, &row);
+    free(row);
+    return rc;
 }
 
 //  --- roles ------------------------------------------------------------
@@ -411,3 +419,10 @@ cd_q_teams_member_remove(cd_db_t *db, int64_t team_id, const char *agent)
     return cd__q_write(db, "DELETE FROM team_members WHERE team_id = $1 AND agent = $2", 2, params,
                        NULL);
 }
+
+const cd_q_write_t cd_q_catalog_writes[] = {
+    {"templates.insert", s_templates_insert, 1},
+    {"templates.patch", s_templates_patch, 2},
+    {"templates.delete", s_templates_delete, 1},
+};
+const size_t cd_q_catalog_n_writes = sizeof cd_q_catalog_writes / sizeof cd_q_catalog_writes[0];

@@ -15,6 +15,10 @@
 
 #include "cd_q.h"
 
+//  The writes persist runs for this family (cd_q.h, cd_q_write_t).
+extern const cd_q_write_t cd_q_catalog_writes[];
+extern const size_t cd_q_catalog_n_writes;
+
 //  --- templates --------------------------------------------------------
 
 //  Creates a template from {name, description?, body}. Returns 0 and the

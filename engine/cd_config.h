@@ -99,6 +99,7 @@ typedef struct cd_config {
     cd_config_peer_t *peers;   //  other nodes of the cluster
     size_t n_peers;            //  entries in peers
     int queue_hwm;             //  messages per actor queue, 1..10000000
+    int api_workers;           //  REST API actors, 1..64; 2
     int send_timeout_ms;       //  0..600000
     int heartbeat_ivl_ms;      //  10..600000
     int heartbeat_timeout_ms;  //  > heartbeat_ivl_ms, up to 3600000

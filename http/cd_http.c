@@ -234,8 +234,10 @@ cd__http_send(cd_http_rctx_t *rctx, int status, const char *content_type, const 
     req->res.status = status;
     req->res.reason = s_reason(status);
     req->res.content_length = len;
-    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, content_type,
-                   strlen(content_type));
+    if (content_type) {
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, content_type,
+                       strlen(content_type));
+    }
     h2o_iovec_t buf = is_static ? h2o_iovec_init(body, len) : h2o_strdup(&req->pool, body, len);
     h2o_start_response(req, &generator);
     if (h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"))) {
@@ -1231,8 +1233,12 @@ cd_http_start(const cd_http_opts_t *opts, const cd_runtime_t *rt, cd_http_t **ht
     };
 
     http->router = cd_router_new();
-    if (cd_router_add(http->router, cd_http_routes, cd_http_n_routes) != 0 ||
-        cd_router_add(http->router, opts->extra_routes, opts->n_extra_routes) != 0) {
+    bool routed = true;
+    for (size_t i = 0; i < cd_http_n_route_tables; i++) {
+        routed = routed && cd_router_add(http->router, cd_http_route_tables[i].routes,
+                                         *cd_http_route_tables[i].n) == 0;
+    }
+    if (!routed || cd_router_add(http->router, opts->extra_routes, opts->n_extra_routes) != 0) {
         *errmsg = s_sprintf("HTTP routes: a pattern is malformed or routed twice");
         rc = CD_EINVAL;
         goto fail;

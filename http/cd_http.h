@@ -58,6 +58,7 @@ typedef struct {
     int ready_timeout_ms;           //  how long /health/ready waits for persist's stats
     int64_t started_us;             //  node start, monotonic µs (zclock_usecs); 0: now
     const char *const *core_actors; //  NULL-terminated names that must run to be ready
+    int api_actors;                 //  REST API actors api/0 .. api/N-1 (0: none)
     const cd_route_t *extra_routes; //  routes served beside the table (tests, embedding)
     size_t n_extra_routes;          //  entries in extra_routes
 } cd_http_opts_t;

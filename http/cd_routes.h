@@ -6,7 +6,26 @@
 
 #include "cd_router.h"
 
+//  The health, metrics and OpenAPI routes.
 extern const cd_route_t cd_http_routes[];
 extern const size_t cd_http_n_routes;
+
+//  A family's routes (http/cd_routes_<family>.c).
+typedef struct {
+    const cd_route_t *routes; //  the table
+    const size_t *n;          //  its length
+} cd_route_table_t;
+
+//  Every table the server routes by, cd_http_routes first.
+extern const cd_route_table_t cd_http_route_tables[];
+extern const size_t cd_http_n_route_tables;
+
+//  The resource routes, one table per family. Their handler is
+//  cd_http_route_api and their arg the api actor's operation name.
+extern const cd_route_t cd_routes_catalog[];
+extern const size_t cd_routes_catalog_n;
+
+//  The resource routes' handler (cd_http_api.c): forwards to an api actor.
+cd_route_fn cd_http_route_api;
 
 #endif

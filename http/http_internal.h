@@ -72,6 +72,7 @@ struct cd_http {
     zhashx_t *by_conn;                                   //  h2o_conn_t * -> s_conn_t *
     zhashx_t *calls;                                     //  message id -> pending call
     cd_pack_t *pack;                                     //  reused payload buffer for calls
+    unsigned api_next;                                   //  round-robin over the api actors
     cd__http_timeout_t timeouts[CD__HTTP_CALL_TIMEOUTS]; //  call timeout lists
     h2o_timeout_t sweep_timeout;                         //  periodic checks
     h2o_timeout_entry_t sweep_entry;                     //  its entry

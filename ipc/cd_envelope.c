@@ -1687,6 +1687,38 @@ cd_msgpack_map_find(cd_bin_t map, const char *key, cd_bin_t *value)
     return CD_ENOTFOUND;
 }
 
+int
+cd_msgpack_map_each(cd_bin_t map, cd_msgpack_entry_fn *fn, void *arg)
+{
+    assert(fn);
+    const char *why;
+    if (!map.ptr) {
+        return CD_EPROTO;
+    }
+    mp_reader_t r = s_reader(map.ptr, map.len);
+    mp_tok_t top;
+    if (s_read_map(&r, &top, CD_ENV_MAX_ELEMS, "", "", &why) != 0) {
+        return CD_EPROTO;
+    }
+    for (uint32_t i = 0; i < top.len; i++) {
+        const uint8_t *kstart = r.p;
+        if (s_skip(&r, &why) != 0) {
+            return CD_EPROTO;
+        }
+        cd_bin_t key = {kstart, (uint32_t)(r.p - kstart)};
+        const uint8_t *vstart = r.p;
+        if (s_skip(&r, &why) != 0) {
+            return CD_EPROTO;
+        }
+        cd_bin_t value = {vstart, (uint32_t)(r.p - vstart)};
+        int rc = fn(key, value, arg);
+        if (rc != 0) {
+            return rc;
+        }
+    }
+    return r.p == r.end ? 0 : CD_EPROTO;
+}
+
 //  Reads the one value `value` must hold exactly.
 static int
 s_read_only(cd_bin_t value, mp_tok_t *t)

@@ -9,6 +9,7 @@
 
 #include "cd_openapi.h"
 #include "cd_router.h"
+#include "cd_api.h"
 #include "cd_routes.h"
 #include "httptest.h"
 
@@ -196,6 +197,36 @@ test_router_every_route_is_in_the_openapi_document(void **state)
     cd_router_destroy(&router);
 }
 
+//  Every resource route names an operation some api module serves, has a
+//  summary and a JSON response schema, and needs authentication.
+static void
+test_router_resource_routes_have_operations(void **state)
+{
+    size_t resource = 0;
+    for (size_t t = 1; t < cd_http_n_route_tables; t++) {
+        for (size_t i = 0; i < *cd_http_route_tables[t].n; i++) {
+            const cd_route_t *route = &cd_http_route_tables[t].routes[i];
+            const char *op = (const char *)route->arg;
+            if (route->handler == cd_http_route_api && (!op || !cd_api_has_op(op))) {
+                fail_msg("%s %s: operation %s is served by no api module", route->method,
+                         route->pattern, op ? op : "(none)");
+            }
+            assert_non_null(route->summary);
+            assert_true(cd_route_needs_auth(route));
+            if (route->response_schema) {
+                json_t *schema = json_loads(route->response_schema, 0, NULL);
+                if (!schema) {
+                    fail_msg("%s %s: response schema is not JSON", route->method,
+                             route->pattern);
+                }
+                json_decref(schema);
+            }
+            resource++;
+        }
+    }
+    assert_true(resource > 0);
+}
+
 static void
 test_router_served_document_matches_the_table(void **state)
 {
@@ -208,7 +239,11 @@ test_router_served_document_matches_the_table(void **state)
     json_t *doc = ht_json(&r);
     assert_non_null(doc);
     cd_router_t *router = cd_router_new();
-    assert_int_equal(cd_router_add(router, cd_http_routes, cd_http_n_routes), 0);
+    for (size_t t = 0; t < cd_http_n_route_tables; t++) {
+        assert_int_equal(cd_router_add(router, cd_http_route_tables[t].routes,
+                                       *cd_http_route_tables[t].n),
+                         0);
+    }
     assert_int_equal(cd_router_add(router, opts.extra_routes, opts.n_extra_routes), 0);
     s_check_document(doc, router);
     //  The forwarding route's body schema is published.
@@ -230,6 +265,7 @@ main(void)
         cmocka_unit_test(test_router_404_405_and_head),
         cmocka_unit_test(test_router_refuses_malformed_tables),
         cmocka_unit_test(test_router_every_route_is_in_the_openapi_document),
+        cmocka_unit_test(test_router_resource_routes_have_operations),
         cmocka_unit_test(test_router_served_document_matches_the_table),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);

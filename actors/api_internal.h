@@ -1,0 +1,180 @@
+/*  api_internal.h: what the API modules (actors/cd_api_*.c) share with the
+    api actor core (cd_api.c). Not for other layers.
+
+    A handler gets one request (cd_api_req_t) and either answers it now
+    (cd_api_reply*, cd_api_error, cd_api_fail) or parks it on a call to
+    another actor (cd_api_write to persist, cd_api_call to anyone) and
+    answers from the continuation. Every request is answered exactly once;
+    the core frees it after the answer. A handler that returns non-zero
+    without answering gets a 500 from the core.
+
+    Reads run on the actor's connection (cd_api_db), synchronously: they
+    are short, indexed queries, and other api actors serve meanwhile. */
+#ifndef CD_ACTORS_API_INTERNAL_H
+#define CD_ACTORS_API_INTERNAL_H
+
+#include "cd_api.h"
+#include "cd_db.h"
+#include "cd_q.h"
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct cd_api_req cd_api_req_t;
+
+//  A handler: answers the request or parks it. Returns 0, or an error code
+//  when it answered nothing (the core answers 500).
+typedef int(cd_api_fn)(cd_api_req_t *req);
+
+typedef struct {
+    const char *op; //  operation name, as the route table gives it
+    cd_api_fn *fn;  //  its handler
+} cd_api_op_t;
+
+typedef struct {
+    const char *name;           //  family, for logs
+    const cd_api_op_t *ops;     //  operations
+    size_t n_ops;               //  entries in ops
+    const cd_q_write_t *writes; //  statements it writes through persist (db/ tables)
+    const size_t *n_writes;     //  entries in writes
+} cd_api_module_t;
+
+//  --- the request ---------------------------------------------------------------
+
+//  A path or query parameter (decoded), or NULL. Borrowed, valid until the
+//  answer.
+const char *cd_api_param(const cd_api_req_t *req, const char *name);
+const char *cd_api_query(const cd_api_req_t *req, const char *name);
+
+//  The parsed body (an object), or NULL without one. Borrowed, as above.
+json_t *cd_api_body(const cd_api_req_t *req);
+
+//  The body's JSON text (compact, as received), or NULL.
+const char *cd_api_body_text(const cd_api_req_t *req);
+
+const char *cd_api_op(const cd_api_req_t *req);
+int64_t cd_api_user(const cd_api_req_t *req); //  0: anonymous
+bool cd_api_admin(const cd_api_req_t *req);
+const char *cd_api_ip(const cd_api_req_t *req);
+const char *cd_api_node_id(const cd_api_req_t *req);
+const cd_api_args_t *cd_api_args(const cd_api_req_t *req);
+cd_actor_t *cd_api_actor(const cd_api_req_t *req);
+
+//  The actor's read connection, connected (reconnected if it broke). NULL
+//  when the database is unreachable: the handler answers cd_api_fail(req,
+//  CD_ECONN).
+cd_db_t *cd_api_db(cd_api_req_t *req);
+
+//  Handler scratch space that lives as long as the request: a JSON object
+//  the core frees. Borrowed.
+json_t *cd_api_scratch(cd_api_req_t *req);
+
+//  --- parameters -------------------------------------------------------------------
+
+//  Path parameter `name` as a positive id. On a malformed value answers
+//  404 not_found (an id that cannot exist) and returns false.
+bool cd_api_param_id(cd_api_req_t *req, const char *name, int64_t *out);
+
+//  Query parameter as an integer within [min, max]; absent gives dflt
+//  (CD_Q_NULL allowed). On a bad value answers 400 validation_failed
+//  naming the parameter and returns false.
+bool cd_api_query_int(cd_api_req_t *req, const char *name, int64_t min, int64_t max, int64_t dflt,
+                      int64_t *out);
+
+//  ?limit= (1..1000, default 50) and ?cursor= (a page's next_cursor: digits
+//  only; anything else is 400). Returns false after answering 400.
+bool cd_api_page_args(cd_api_req_t *req, int *limit, const char **cursor);
+
+//  Query parameter as an RFC 3339 timestamp (checked loosely here, exactly
+//  by PostgreSQL). Returns false after answering 400.
+bool cd_api_query_time(cd_api_req_t *req, const char *name, const char **out);
+
+//  Query parameter restricted to a set of words (NULL-terminated). Returns
+//  false after answering 400.
+bool cd_api_query_enum(cd_api_req_t *req, const char *name, const char *const *allowed,
+                       const char **out);
+
+//  --- answering -------------------------------------------------------------------
+
+//  Answers with a JSON text body (copied). location (may be NULL) becomes
+//  the Location header.
+void cd_api_reply_text(cd_api_req_t *req, int status, const char *json, const char *location);
+
+//  Answers with a JSON value; takes ownership of obj.
+void cd_api_reply_json(cd_api_req_t *req, int status, json_t *obj, const char *location);
+
+//  Answers a page as {"items": [...], "next_cursor": "..." | null}.
+void cd_api_reply_page(cd_api_req_t *req, const cd_q_page_t *page);
+
+//  Answers 204 with no body.
+void cd_api_reply_empty(cd_api_req_t *req);
+
+//  Answers with raw bytes of a content type (artifact content).
+void cd_api_reply_bytes(cd_api_req_t *req, int status, const char *content_type, const void *data,
+                        size_t len);
+
+//  Answers {"error": {code, message, details}}; takes ownership of details
+//  (may be NULL).
+void cd_api_error(cd_api_req_t *req, int status, const char *code, const char *message,
+                  json_t *details);
+
+//  400 validation_failed with details {field, reason}.
+void cd_api_invalid(cd_api_req_t *req, const char *field, const char *reason);
+
+//  Answers a failed query by its code: CD_ENOTFOUND 404, CD_ESTATE 409,
+//  CD_ECONN 503 not_ready, CD_EDB by SQLSTATE (23505 409 conflict, 23503
+//  400 validation_failed naming the constraint, 23514/23502/22xxx 400),
+//  anything else 500. db may be NULL (no SQLSTATE to read).
+void cd_api_fail(cd_api_req_t *req, int rc, cd_db_t *db);
+
+//  As cd_api_fail for an error known by its SQLSTATE and message (persist
+//  answers): sqlstate may be "" or NULL.
+void cd_api_fail_sql(cd_api_req_t *req, const char *sqlstate, const char *message);
+
+//  --- calls to other actors ---------------------------------------------------------
+
+//  The outcome of a write through persist. Strings borrowed, valid during
+//  the continuation.
+typedef struct {
+    int rc;               //  0 committed; CD_EDB rejected (sqlstate); CD_EBUSY / CD_ECONN
+                          //  the database is slow or away; CD_ETIMEDOUT no answer;
+                          //  CD_EINVAL a bad request
+    const char *value;    //  the statement's first column of its first row, or NULL
+    int64_t rows;         //  rows affected
+    const char *sqlstate; //  when rc is CD_EDB, else ""
+    const char *message;  //  error text, or NULL
+} cd_api_result_t;
+
+typedef void(cd_api_write_fn)(cd_api_req_t *req, const cd_api_result_t *res, void *arg);
+
+//  Sends a write to persist: statement stmt (a name from some module's
+//  writes) with nparams text parameters (NULL = SQL NULL), and parks req
+//  until the commit is acked; then calls fn. Returns 0, or an error code
+//  (nothing parked: the handler answers, e.g. cd_api_fail).
+int cd_api_write(cd_api_req_t *req, const char *stmt, int nparams, const char *const *params,
+                 cd_api_write_fn *fn, void *arg);
+
+//  Answers a failed write: 503 not_ready for an unavailable or busy
+//  database (Retry-After), 504 for no answer, the SQLSTATE mapping
+//  (cd_api_fail_sql) for a rejected statement.
+void cd_api_write_failed(cd_api_req_t *req, const cd_api_result_t *res);
+
+//  Reply to a call: the answer (borrowed, valid during the call), or NULL
+//  when none came in time.
+typedef void(cd_api_reply_fn)(cd_api_req_t *req, const cd_envelope_t *reply, void *arg);
+
+//  Sends env (its id is the call id: fill it with cd_actor_envelope_init
+//  through cd_api_envelope_init) and parks req until the answer, matched by
+//  parent_id. Returns 0 or the send's error (nothing parked).
+int cd_api_call(cd_api_req_t *req, cd_envelope_t *env, cd_api_reply_fn *fn, void *arg);
+
+//  Fills the routine fields of an envelope from this actor.
+void cd_api_envelope_init(cd_api_req_t *req, cd_envelope_t *env, cd_kind_t kind, const char *to);
+
+//  --- modules ---------------------------------------------------------------------
+
+//  The modules (each cd_api_<family>.c defines one).
+extern const cd_api_module_t cd__api_catalog_module;
+
+#endif

@@ -1,0 +1,72 @@
+/*  cd_api: the REST API's actors (registry names `api/0` .. `api/N-1`).
+
+    The HTTP frontend never touches the database: for every resource route
+    it sends one envelope to an api actor and answers with what comes back.
+    An api actor owns one database connection for reads (db/cd_q_*
+    functions, run on its own thread) and writes through the persist actor,
+    asynchronously: a request that writes is parked until persist acks the
+    commit, so the actor keeps serving others meanwhile, and the HTTP
+    answer (201/200) leaves only after the commit.
+
+    Wire format
+    -----------
+    Request: kind `task`, header `op` = the operation ("tasks.create" ...,
+    the route table's names), payload map
+
+        {"m": "POST", "p": {name: str, ...},     path parameters
+         "q": {name: str, ...},                   query parameters (decoded)
+         "b": str | nil,                          the body (JSON text, already
+                                                  checked against the route's schema)
+         "u": int, "a": bool, "ip": str,          the caller: user id (0 anonymous),
+                                                  admin, peer address
+         "ik": str}                               Idempotency-Key (POST only), optional
+
+    The answer goes to the `reply_to` header if present, else to `from`,
+    with parent_id = the request id:
+      kind `result`, payload {"s": int, "b": str | bin, "ct": str?,
+                              "h": {name: value, ...}?}
+    status, body (JSON text unless `ct` names another type) and extra
+    response headers (location, retry-after). Errors are answers like any
+    other, with an API.md error body.
+
+    Idempotency-Key: a POST carrying one is claimed in idempotency_keys
+    (keyed by user and key, with a hash of the operation and body) before
+    it runs; a repeat gets the first answer replayed, a different body 409,
+    and a repeat while the first is still running 409 as well. An answer
+    of 5xx releases the key so a retry runs again. These bookkeeping rows
+    are written on the actor's own connection: they coordinate requests,
+    they are not the API's data (which only persist writes).
+
+    Operations live in modules (actors/cd_api_<family>.c), each a table of
+    {op, handler} plus the write statements it sends to persist; the node
+    registers every module's statements with the persist actor
+    (cd_api_stmts). See actors/api_internal.h for what a handler uses. */
+#ifndef CD_ACTORS_API_H
+#define CD_ACTORS_API_H
+
+#include "cd_actor.h"
+#include "cd_persist.h"
+
+#include <stddef.h>
+
+#define CD_API_NAME "api" //  registry names are CD_API_NAME "/<i>"
+
+typedef struct {
+    const char *conninfo; //  the database (required); borrowed
+    const char *node_id;  //  this node's id; borrowed
+    const char *persist;  //  the persist actor's name ("persist")
+    const char *agents;   //  the agents supervisor's name ("agents")
+    const char *bus;      //  the bus actor's name ("bus"), or NULL
+} cd_api_args_t;
+
+extern const cd_actor_ops_t cd_api_ops;
+
+//  Every write statement of every API module, for the persist actor's
+//  arguments. Static, built once; *n receives the count.
+const cd_persist_stmt_t *cd_api_stmts(size_t *n);
+
+//  True if op names an operation some module serves (tests: the route
+//  table and the modules agree).
+bool cd_api_has_op(const char *op);
+
+#endif

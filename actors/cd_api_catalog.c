@@ -1,0 +1,300 @@
+/*  cd_api_catalog: templates (+render), roles, team types and teams
+    (+members) for the REST API (API.md "Templates, roles, teams").
+
+    Reads run on the api actor's connection (db/cd_q_catalog); writes go
+    to persist by statement name (cd_q_catalog_writes) and are answered
+    after the commit. Bodies arrive checked against the route's schema
+    (unknown fields, types, lengths); what a schema cannot say is checked
+    here. */
+#include "api_internal.h"
+
+#include "cd_error.h"
+#include "cd_q_catalog.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+//  --- shared shapes ---------------------------------------------------------------
+
+//  Answers a list whose query function takes (cursor, limit).
+typedef int(s_list_fn)(cd_db_t *db, const char *cursor, int limit, cd_q_page_t *out);
+
+static int
+s_list(cd_api_req_t *req, s_list_fn *fn)
+{
+    int limit = 0;
+    const char *cursor = NULL;
+    if (!cd_api_page_args(req, &limit, &cursor)) {
+        return 0;
+    }
+    cd_db_t *db = cd_api_db(req);
+    if (!db) {
+        cd_api_fail(req, CD_ECONN, NULL);
+        return 0;
+    }
+    cd_q_page_t page = {0};
+    int rc = fn(db, cursor, limit, &page);
+    if (rc == 0) {
+        cd_api_reply_page(req, &page);
+    } else {
+        cd_api_fail(req, rc, db);
+    }
+    cd_q_page_fini(&page);
+    return 0;
+}
+
+//  Answers a get by the path's {id}.
+typedef int(s_get_fn)(cd_db_t *db, int64_t id, char **out);
+
+static int
+s_get(cd_api_req_t *req, s_get_fn *fn)
+{
+    int64_t id = 0;
+    if (!cd_api_param_id(req, "id", &id)) {
+        return 0;
+    }
+    cd_db_t *db = cd_api_db(req);
+    if (!db) {
+        cd_api_fail(req, CD_ECONN, NULL);
+        return 0;
+    }
+    char *row = NULL;
+    int rc = fn(db, id, &row);
+    if (rc == 0) {
+        cd_api_reply_text(req, 200, row, NULL);
+    } else {
+        cd_api_fail(req, rc, db);
+    }
+    free(row);
+    return 0;
+}
+
+//  After a create: 201 with the row and its Location (prefix + id).
+static void
+s_created(cd_api_req_t *req, const cd_api_result_t *res, void *arg)
+{
+    if (res->rc != 0) {
+        cd_api_write_failed(req, res);
+        return;
+    }
+    if (!res->value) {
+        cd_api_error(req, 500, "internal", "the write returned no object", NULL);
+        return;
+    }
+    json_t *row = json_loads(res->value, 0, NULL);
+    char location[160];
+    snprintf(location, sizeof location, "%s/%lld", (const char *)arg,
+             (long long)json_integer_value(json_object_get(row, "id")));
+    json_decref(row);
+    cd_api_reply_text(req, 201, res->value, location);
+}
+
+//  After an update: 200 with the row, or 404 when no row matched.
+static void
+s_updated(cd_api_req_t *req, const cd_api_result_t *res, void *arg)
+{
+    if (res->rc != 0) {
+        cd_api_write_failed(req, res);
+    } else if (!res->value) {
+        cd_api_error(req, 404, "not_found", "no such object", NULL);
+    } else {
+        cd_api_reply_text(req, 200, res->value, NULL);
+    }
+}
+
+//  After a delete: 204, or 404 when no row matched.
+static void
+s_deleted(cd_api_req_t *req, const cd_api_result_t *res, void *arg)
+{
+    if (res->rc != 0) {
+        cd_api_write_failed(req, res);
+    } else if (!res->value) {
+        cd_api_error(req, 404, "not_found", "no such object", NULL);
+    } else {
+        cd_api_reply_empty(req);
+    }
+}
+
+//  Sends the body as the statement's one parameter.
+static int
+s_create(cd_api_req_t *req, const char *stmt, const char *location_prefix)
+{
+    const char *params[] = {cd_api_body_text(req)};
+    int rc = cd_api_write(req, stmt, 1, params, s_created, (void *)location_prefix);
+    if (rc != 0) {
+        cd_api_fail(req, rc == CD_EBUSY ? CD_ECONN : rc, NULL);
+    }
+    return 0;
+}
+
+//  Sends ($1 = path id, $2 = body).
+static int
+s_patch(cd_api_req_t *req, const char *stmt)
+{
+    int64_t id = 0;
+    if (!cd_api_param_id(req, "id", &id)) {
+        return 0;
+    }
+    char idbuf[24];
+    snprintf(idbuf, sizeof idbuf, "%lld", (long long)id);
+    const char *params[] = {idbuf, cd_api_body_text(req)};
+    int rc = cd_api_write(req, stmt, 2, params, s_updated, NULL);
+    if (rc != 0) {
+        cd_api_fail(req, rc == CD_EBUSY ? CD_ECONN : rc, NULL);
+    }
+    return 0;
+}
+
+//  Sends ($1 = path id).
+static int
+s_delete(cd_api_req_t *req, const char *stmt)
+{
+    int64_t id = 0;
+    if (!cd_api_param_id(req, "id", &id)) {
+        return 0;
+    }
+    char idbuf[24];
+    snprintf(idbuf, sizeof idbuf, "%lld", (long long)id);
+    const char *params[] = {idbuf};
+    int rc = cd_api_write(req, stmt, 1, params, s_deleted, NULL);
+    if (rc != 0) {
+        cd_api_fail(req, rc == CD_EBUSY ? CD_ECONN : rc, NULL);
+    }
+    return 0;
+}
+
+//  --- templates --------------------------------------------------------------------
+
+static int
+s_templates_list(cd_api_req_t *req)
+{
+    return s_list(req, cd_q_templates_list);
+}
+
+static int
+s_templates_create(cd_api_req_t *req)
+{
+    return s_create(req, "templates.insert", "/api/v1/templates");
+}
+
+static int
+s_templates_get(cd_api_req_t *req)
+{
+    return s_get(req, cd_q_templates_get);
+}
+
+static int
+s_templates_patch(cd_api_req_t *req)
+{
+    return s_patch(req, "templates.patch");
+}
+
+static int
+s_templates_delete(cd_api_req_t *req)
+{
+    return s_delete(req, "templates.delete");
+}
+
+//  Renders body's {{name}} placeholders from variables into a new string
+//  (caller frees). A placeholder's name may be padded with spaces. String
+//  values are inserted as they are, others as JSON. Returns NULL and sets
+//  *missing (a malloc'd name) when a variable is absent.
+static char *
+s_render(const char *body, const json_t *variables, char **missing)
+{
+    size_t cap = strlen(body) + 64, len = 0;
+    char *out = (char *)malloc(cap);
+    const char *p = body;
+    while (*p) {
+        const char *open = strstr(p, "{{");
+        const char *close = open ? strstr(open + 2, "}}") : NULL;
+        const char *copy_end = close ? open : p + strlen(p);
+        size_t chunk = (size_t)(copy_end - p);
+        char *value = NULL;
+        if (close) {
+            const char *n0 = open + 2, *n1 = close;
+            while (n0 < n1 && *n0 == ' ') {
+                n0++;
+            }
+            while (n1 > n0 && n1[-1] == ' ') {
+                n1--;
+            }
+            char *name = strndup(n0, (size_t)(n1 - n0));
+            const json_t *v = json_object_get(variables, name);
+            if (!v) {
+                *missing = name;
+                free(out);
+                return NULL;
+            }
+            free(name);
+            value = json_is_string(v) ? strdup(json_string_value(v))
+                                      : json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+        }
+        size_t vlen = value ? strlen(value) : 0;
+        if (len + chunk + vlen + 1 > cap) {
+            cap = (len + chunk + vlen + 1) * 2;
+            out = (char *)realloc(out, cap);
+        }
+        memcpy(out + len, p, chunk);
+        len += chunk;
+        if (value) {
+            memcpy(out + len, value, vlen);
+            len += vlen;
+            free(value);
+        }
+        p = close ? close + 2 : copy_end;
+    }
+    out[len] = '\0';
+    return out;
+}
+
+static int
+s_templates_render(cd_api_req_t *req)
+{
+    int64_t id = 0;
+    if (!cd_api_param_id(req, "id", &id)) {
+        return 0;
+    }
+    cd_db_t *db = cd_api_db(req);
+    if (!db) {
+        cd_api_fail(req, CD_ECONN, NULL);
+        return 0;
+    }
+    char *row = NULL;
+    int rc = cd_q_templates_get(db, id, &row);
+    if (rc != 0) {
+        cd_api_fail(req, rc, db);
+        return 0;
+    }
+    json_t *template = json_loads(row, 0, NULL);
+    free(row);
+    json_t *variables = json_object_get(cd_api_body(req), "variables");
+    char *missing = NULL;
+    const char *body = json_string_value(json_object_get(template, "body"));
+    char *text = s_render(body ? body : "", variables, &missing);
+    json_decref(template);
+    if (!text) {
+        char message[200];
+        snprintf(message, sizeof message, "the template needs variable '%.100s'", missing);
+        cd_api_error(req, 400, "missing_variable", message,
+                     json_pack("{s:s, s:s}", "field", "variables", "variable", missing));
+        free(missing);
+        return 0;
+    }
+    cd_api_reply_json(req, 200, json_pack("{s:s}", "text", text), NULL);
+    free(text);
+    return 0;
+}
+
+//  --- the module ---------------------------------------------------------------------
+
+static const cd_api_op_t s_ops[] = {
+    {"templates.list", s_templates_list},     {"templates.create", s_templates_create},
+    {"templates.get", s_templates_get},       {"templates.patch", s_templates_patch},
+    {"templates.delete", s_templates_delete}, {"templates.render", s_templates_render},
+};
+
+const cd_api_module_t cd__api_catalog_module = {
+    "catalog", s_ops, sizeof s_ops / sizeof s_ops[0], cd_q_catalog_writes, &cd_q_catalog_n_writes,
+};

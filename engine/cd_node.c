@@ -1,0 +1,356 @@
+/*  cd_node: assembles a node from every layer (see cd_node.h).
+
+    Interface: cd_node_start, cd_node_stop, cd_node_root, cd_node_http_addr,
+    cd_node_id, cd_node_config. */
+#include "cd_node.h"
+
+#include "cd_api.h"
+#include "cd_cluster.h"
+#include "cd_config.h"
+#include "cd_datadir.h"
+#include "cd_db.h"
+#include "cd_deadletter.h"
+#include "cd_echo.h"
+#include "cd_error.h"
+#include "cd_http.h"
+#include "cd_log.h"
+#include "cd_migrate.h"
+#include "cd_persist.h"
+#include "cd_pgembed.h"
+#include "cd_supervisor.h"
+
+#include <czmq.h>
+#include <errno.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define CD_NODE_ID_FILE "node-id"
+
+//  Everything the node owns, released in reverse order by cd_node_stop.
+struct cd_node {
+    cd_config_t *config;              //  configuration
+    cd_datadir_lock_t *lock;          //  the data dir lock
+    char *node_id;                    //  this node's id
+    cd_pgembed_t *pg;                 //  embedded PostgreSQL, if used
+    cd_db_t *db;                      //  start-up connection (migrations)
+    cd_registry_t *registry;          //  actor directory
+    cd_runtime_t rt;                  //  runtime settings
+    cd_cluster_args_t cluster;        //  cluster link settings
+    cd_echo_args_t **echo_args;       //  per agent, parallel to config->agents
+    cd_child_spec_t *agent_specs;     //  children of `agents`
+    cd_supervisor_spec_t agents_spec; //  the agents supervisor
+    const char *conninfo;             //  the database (borrowed from config or pg)
+    cd_persist_args_t persist;        //  persist actor settings
+    cd_api_args_t api;                //  API actor settings
+    char **api_names;                 //  "api/<i>" (owned)
+    cd_child_spec_t *root_children;   //  deadletter, persist, api/*, [cluster], agents
+    cd_supervisor_spec_t root_spec;   //  the root supervisor
+    char **agent_names;               //  "agent/<name>" (owned)
+    cd_root_t *root;                  //  the running tree
+    cd_http_t *http;                  //  the HTTP frontend
+    int64_t started_us;               //  when main started (zclock_usecs), for uptime
+};
+
+typedef struct cd_node s_node_t;
+
+//  Reads <data dir>/node-id, or creates it with a fresh id.
+static char *
+s_node_id(const char *data_dir, char **errmsg)
+{
+    char *path = zsys_sprintf("%s/%s", data_dir, CD_NODE_ID_FILE);
+    char *id = NULL;
+    FILE *file = fopen(path, "r");
+    if (file) {
+        char line[80] = "";
+        if (fgets(line, sizeof line, file)) {
+            line[strcspn(line, "\r\n")] = '\0';
+            if (*line) {
+                id = strdup(line);
+            }
+        }
+        fclose(file);
+    }
+    if (!id) {
+        uint8_t bytes[5];
+        randombytes_buf(bytes, sizeof bytes);
+        char hex[11];
+        sodium_bin2hex(hex, sizeof hex, bytes, sizeof bytes);
+        id = zsys_sprintf("n%s", hex);
+        file = fopen(path, "w");
+        if (!file || fprintf(file, "%s\n", id) < 0) {
+            *errmsg = zsys_sprintf("cannot write %s: %s", path, strerror(errno));
+            zstr_free(&id);
+        }
+        if (file) {
+            fclose(file);
+        }
+    }
+    zstr_free(&path);
+    return id;
+}
+
+//  Builds every agent's child spec. Only the echo kind exists so far.
+static int
+s_agents(s_node_t *node, char **errmsg)
+{
+    const cd_config_t *config = node->config;
+    node->echo_args = (cd_echo_args_t **)zmalloc((config->n_agents + 1) * sizeof(void *));
+    node->agent_specs =
+        (cd_child_spec_t *)zmalloc((config->n_agents + 1) * sizeof(cd_child_spec_t));
+    node->agent_names = (char **)zmalloc((config->n_agents + 1) * sizeof(char *));
+    for (size_t i = 0; i < config->n_agents; i++) {
+        const cd_config_agent_t *agent = &config->agents[i];
+        if (!streq(agent->kind, "echo")) {
+            *errmsg = zsys_sprintf("agent %s: kind '%s' is not available in this build (available: "
+                                   "echo)",
+                                   agent->name, agent->kind);
+            return CD_ECONFIG;
+        }
+        int rc = cd_echo_args_new(agent, &node->echo_args[i], errmsg);
+        if (rc != 0) {
+            return rc;
+        }
+        node->agent_names[i] = zsys_sprintf("agent/%s", agent->name);
+        node->agent_specs[i] = (cd_child_spec_t){node->agent_names[i], &cd_echo_ops,
+                                                 node->echo_args[i], CD_RESTART_PERMANENT};
+    }
+    node->agents_spec =
+        (cd_supervisor_spec_t){CD_ONE_FOR_ONE, -1, 0, node->agent_specs, config->n_agents};
+    return 0;
+}
+
+static int
+s_database(s_node_t *node, char **errmsg)
+{
+    const cd_config_t *config = node->config;
+    const char *conninfo = config->database_url;
+    if (!conninfo) {
+        char *dir = zsys_sprintf("%s/pg", config->data_dir);
+        cd_pgembed_opts_t opts = {.dir = dir, .dbname = "cadre", .start_timeout_s = 120};
+        cd_log_info("node", "starting embedded PostgreSQL", "{s:s}", "dir", dir);
+        int rc = cd_pgembed_start(&opts, &node->pg, errmsg);
+        zstr_free(&dir);
+        if (rc != 0) {
+            return rc;
+        }
+        conninfo = cd_pgembed_conninfo(node->pg);
+    }
+    node->conninfo = conninfo;
+    int rc = cd_db_connect(conninfo, &node->db, errmsg);
+    if (rc != 0) {
+        return rc;
+    }
+    int applied = 0;
+    rc = cd_migrate_run(node->db, &applied, errmsg);
+    if (rc != 0) {
+        return rc;
+    }
+    cd_log_info("node", "database ready", "{s:s, s:i, s:i}", "database",
+                node->pg ? "embedded" : "DATABASE_URL", "migrations_applied", applied,
+                "schema_version", cd_migrate_latest());
+    return 0;
+}
+
+//  What the persist actor may write: the append-only histories, by COPY.
+static const char *const s_task_event_columns[] = {"task_id",  "kind",   "from_agent",
+                                                   "to_agent", "status", "payload"};
+static const char *const s_event_columns[] = {"type", "project_id", "task_id", "agent", "data"};
+static const cd_persist_table_t s_persist_tables[] = {
+    {"task_events", "task_events", s_task_event_columns, 6},
+    {"events", "events", s_event_columns, 5},
+};
+
+static int
+s_start_tree(s_node_t *node, char **errmsg)
+{
+    const cd_config_t *config = node->config;
+    node->registry = cd_registry_new(node->node_id);
+    node->rt = (cd_runtime_t){
+        .registry = node->registry,
+        .queue_hwm = config->queue_hwm,
+        .send_timeout_ms = config->send_timeout_ms,
+        .heartbeat_ivl_ms = config->heartbeat_ivl_ms,
+        .heartbeat_timeout_ms = config->heartbeat_timeout_ms,
+        .stop_timeout_ms = config->stop_timeout_ms,
+        .restart_max = config->restart_max,
+        .restart_window_s = config->restart_window_s,
+    };
+    size_t n = 0;
+    node->root_children =
+        (cd_child_spec_t *)zmalloc(((size_t)config->api_workers + 4) * sizeof(cd_child_spec_t));
+    node->root_children[n++] =
+        (cd_child_spec_t){"deadletter", &cd_deadletter_ops, NULL, CD_RESTART_PERMANENT};
+    size_t n_stmts = 0;
+    const cd_persist_stmt_t *stmts = cd_api_stmts(&n_stmts);
+    node->persist =
+        (cd_persist_args_t){.conninfo = node->conninfo,
+                            .stmts = stmts,
+                            .n_stmts = n_stmts,
+                            .tables = s_persist_tables,
+                            .n_tables = sizeof s_persist_tables / sizeof s_persist_tables[0]};
+    node->root_children[n++] =
+        (cd_child_spec_t){"persist", &cd_persist_ops, &node->persist, CD_RESTART_PERMANENT};
+    node->api = (cd_api_args_t){.conninfo = node->conninfo,
+                                .node_id = node->node_id,
+                                .persist = "persist",
+                                .agents = "agents"};
+    node->api_names = (char **)zmalloc(((size_t)config->api_workers + 1) * sizeof(char *));
+    for (int i = 0; i < config->api_workers; i++) {
+        node->api_names[i] = zsys_sprintf("%s/%d", CD_API_NAME, i);
+        node->root_children[n++] =
+            (cd_child_spec_t){node->api_names[i], &cd_api_ops, &node->api, CD_RESTART_PERMANENT};
+    }
+    if (config->cluster_addr || config->n_peers) {
+        node->cluster = (cd_cluster_args_t){config->cluster_addr, config->peers, config->n_peers,
+                                            config->heartbeat_ivl_ms, config->heartbeat_timeout_ms};
+        node->root_children[n++] =
+            (cd_child_spec_t){"cluster", &cd_cluster_ops, &node->cluster, CD_RESTART_PERMANENT};
+    }
+    node->root_children[n++] =
+        (cd_child_spec_t){"agents", &cd_supervisor_ops, &node->agents_spec, CD_RESTART_PERMANENT};
+    node->root_spec = (cd_supervisor_spec_t){CD_ONE_FOR_ONE, -1, 0, node->root_children, n};
+    char why[256] = "";
+    node->root = cd_root_new(&node->rt, "root", &node->root_spec, why, sizeof why);
+    if (!node->root) {
+        *errmsg = zsys_sprintf("supervisor tree failed to start: %s", why);
+        return CD_ECRASH;
+    }
+    return 0;
+}
+
+//  Starts the HTTP frontend on the running tree.
+static int
+s_start_http(s_node_t *node, char **errmsg)
+{
+    static const char *const core[] = {"root", "deadletter", "persist", "agents", NULL};
+    const cd_config_t *config = node->config;
+    cd_http_opts_t opts;
+    cd_http_opts_defaults(&opts);
+    opts.addr = config->http_addr;
+    opts.tls_cert = config->tls_cert;
+    opts.tls_key = config->tls_key;
+    opts.max_body_bytes = (size_t)config->http_max_body_bytes;
+    opts.max_header_bytes = (size_t)config->http_max_header_bytes;
+    opts.max_streams = config->http_max_streams;
+    opts.request_timeout_ms = config->http_request_timeout_ms;
+    opts.idle_timeout_ms = config->http_idle_timeout_ms;
+    opts.max_requests_per_conn_s = config->http_max_requests_per_conn_s;
+    opts.started_us = node->started_us;
+    opts.core_actors = core;
+    opts.api_actors = config->api_workers;
+    return cd_http_start(&opts, &node->rt, &node->http, errmsg);
+}
+
+//  Releases what the node holds, in reverse order of acquisition.
+static void
+s_node_close(s_node_t *node)
+{
+    if (node->http && cd_http_stop(&node->http) != 0) {
+        cd_log_error("node", "the HTTP frontend did not stop in time", NULL);
+    }
+    if (node->root && cd_root_destroy(&node->root) != 0) {
+        cd_log_error("node", "some actors did not stop in time", NULL);
+    }
+    cd_db_close(&node->db);
+    if (node->pg) {
+        cd_log_info("node", "stopping embedded PostgreSQL", NULL);
+        cd_pgembed_stop(&node->pg);
+    }
+    for (size_t i = 0; node->config && i < node->config->n_agents; i++) {
+        if (node->echo_args) {
+            cd_echo_args_destroy(&node->echo_args[i]);
+        }
+        if (node->agent_names) {
+            zstr_free(&node->agent_names[i]);
+        }
+    }
+    for (int i = 0; node->api_names && node->api_names[i]; i++) {
+        zstr_free(&node->api_names[i]);
+    }
+    free(node->api_names);
+    free(node->root_children);
+    free(node->echo_args);
+    free(node->agent_names);
+    free(node->agent_specs);
+    cd_datadir_unlock(&node->lock);
+    zstr_free(&node->node_id);
+    cd_config_destroy(&node->config);
+}
+
+int
+cd_node_start(cd_config_t **config_p, int64_t started_us, cd_node_t **out, char **errmsg)
+{
+    *out = NULL;
+    s_node_t *node = (s_node_t *)zmalloc(sizeof *node);
+    node->config = *config_p;
+    *config_p = NULL;
+    node->started_us = started_us;
+    int rc = cd_datadir_lock(node->config->data_dir, &node->lock, errmsg);
+    if (rc == 0) {
+        node->node_id = node->config->node_id ? strdup(node->config->node_id)
+                                              : s_node_id(node->config->data_dir, errmsg);
+        rc = node->node_id ? 0 : CD_EIO;
+    }
+    if (rc == 0) {
+        rc = s_agents(node, errmsg);
+    }
+    if (rc == 0) {
+        rc = s_database(node, errmsg);
+    }
+    if (rc == 0) {
+        rc = s_start_tree(node, errmsg);
+    }
+    if (rc == 0) {
+        rc = s_start_http(node, errmsg);
+    }
+    if (rc != 0) {
+        cd_node_stop(&node);
+        return rc;
+    }
+    *out = node;
+    return 0;
+}
+
+bool
+cd_node_stop(cd_node_t **self_p)
+{
+    if (!self_p || !*self_p) {
+        return false;
+    }
+    s_node_t *node = *self_p;
+    *self_p = NULL;
+    s_node_close(node);
+    bool hung = node->registry && cd_registry_hung(node->registry) > 0;
+    if (!hung) {
+        cd_registry_destroy(&node->registry);
+    }
+    free(node);
+    return hung;
+}
+
+zactor_t *
+cd_node_root(cd_node_t *self)
+{
+    return cd_root_actor(self->root);
+}
+
+const char *
+cd_node_http_addr(cd_node_t *self)
+{
+    return cd_http_addr(self->http);
+}
+
+const char *
+cd_node_id(cd_node_t *self)
+{
+    return self->node_id;
+}
+
+const cd_config_t *
+cd_node_config(cd_node_t *self)
+{
+    return self->config;
+}
