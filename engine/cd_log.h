@@ -6,11 +6,26 @@
     escaped correctly. The level is checked before any argument is evaluated.
 
     The threshold is process-wide (set once at start-up, read atomically):
-    logging is the one facility every thread shares, as with czmq's zsys. */
+    logging is the one facility every thread shares, as with czmq's zsys.
+
+    Sinks. Besides stderr a line can go to sinks (the registry installs one
+    to keep each actor's recent lines, see cd_registry_log_read). A sink sees
+    every line of level info and above whatever the stderr threshold, and
+    debug lines when the threshold lets them through; it first says whether
+    it wants a line of that actor (so a line nobody keeps and stderr filters
+    is never formatted), then receives the line as one JSON object text
+        {"ts":"<RFC 3339>","level":"info","msg":"...","fields":{...}}
+    (the fields nested, the actor left out: the sink was told it). A line
+    whose text exceeds CD_LOG_SINK_MAX_ENTRY reaches the sinks with
+    "fields":{"truncated":true} (and its msg cut if that alone is too long). */
 #ifndef CD_ENGINE_LOG_H
 #define CD_ENGINE_LOG_H
 
 #include <stdbool.h>
+#include <stddef.h>
+
+#define CD_LOG_SINK_MAX 16         //  sinks installed at once
+#define CD_LOG_SINK_MAX_ENTRY 2048 //  longest line text a sink receives, in bytes
 
 typedef enum {
     CD_LOG_DEBUG = 0,
@@ -32,12 +47,39 @@ cd_log_level(void);
 int
 cd_log_level_parse(const char *text, cd_log_level_t *level);
 
+//  True if a line of this level goes anywhere (stderr or a sink): the log
+//  macros evaluate their arguments only then. Any thread.
 bool
 cd_log_enabled(cd_log_level_t level);
 
-//  Writes one line if level passes the threshold. fields_fmt is a jansson
-//  json_pack format for an object ("{s:s}") or NULL for no fields. Any
-//  thread; one write(2) per line so lines from threads never interleave.
+//  A receiver of log lines besides stderr. Both callbacks run in the logging
+//  thread (any thread, several at once) under a shared lock that
+//  cd_log_sink_remove takes exclusively: they must be quick, thread-safe,
+//  and must not log.
+typedef struct {
+    //  Whether the sink keeps lines of actor (never NULL; "node" when the
+    //  caller gave none).
+    bool (*wants)(void *arg, const char *actor);
+    //  One line for actor: text[0..len) is the JSON object described above,
+    //  NUL-terminated. Borrowed for the call; copy to keep.
+    void (*write)(void *arg, cd_log_level_t level, const char *actor, const char *text, size_t len);
+} cd_log_sink_t;
+
+//  Installs sink with arg (both borrowed until removed). Any thread.
+//  Returns 0, or CD_ETOOBIG when CD_LOG_SINK_MAX sinks are installed.
+int
+cd_log_sink_add(const cd_log_sink_t *sink, void *arg);
+
+//  Removes the sink installed with this sink and arg. When it returns, no
+//  callback of it runs or will run. No-op if it is not installed. Any
+//  thread, but not from inside a sink callback.
+void
+cd_log_sink_remove(const cd_log_sink_t *sink, void *arg);
+
+//  Writes one line to stderr if level passes the threshold, and to every
+//  sink that wants it (see above). fields_fmt is a jansson json_pack format
+//  for an object ("{s:s}") or NULL for no fields. Any thread; one write(2)
+//  per line so lines from threads never interleave.
 void
 cd__log_write(cd_log_level_t level, const char *actor, const char *msg, const char *fields_fmt,
               ...);

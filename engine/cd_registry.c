@@ -3,9 +3,16 @@
     A czmq zhashx under a mutex, plus an atomic generation counter that lets
     readers skip the mutex while nothing changed. Entries are never freed
     while the registry lives except by cd_registry_remove, so a name's
-    counters survive its restarts. */
+    counters and log lines survive its restarts.
+
+    Log lines: each entry has a ring of CD_REGISTRY_LOG_KEEP line texts,
+    allocated at its first line. The cd_log sink looks the actor up under the
+    same mutex (a line is rare next to a message, and this keeps one lookup
+    per line); the copy of the text is made before taking it and the line it
+    replaces is freed after. */
 #include "cd_registry.h"
 #include "cd_error.h"
+#include "cd_log.h"
 
 #include <czmq.h>
 #include <pthread.h>
@@ -14,11 +21,73 @@
 struct cd_registry {
     char *node_id;              //  this node's id
     pthread_mutex_t lock;       //  guards entries
-    zhashx_t *entries;          //  name -> cd_registry_entry_t (owned)
+    zhashx_t *entries;          //  name -> s_entry_t (owned)
     atomic_uint_fast64_t gen;   //  bumped on every status change
     atomic_uint_fast64_t deads; //  dead letters, all names
     atomic_int hung;            //  abandoned threads not yet ended
+    bool log_sink;              //  installed as a cd_log sink
 };
+
+typedef struct {
+    cd_registry_entry_t pub; //  what cd_registry_get and _list copy
+    char **log;              //  ring of CD_REGISTRY_LOG_KEEP lines (owned); NULL until the first
+    size_t log_next;         //  slot the next line goes to
+    size_t log_count;        //  lines held
+} s_entry_t;
+
+static void
+s_entry_destroy(void **item_p)
+{
+    s_entry_t *entry = (s_entry_t *)*item_p;
+    if (entry->log) {
+        for (size_t i = 0; i < CD_REGISTRY_LOG_KEEP; i++) {
+            free(entry->log[i]);
+        }
+        free(entry->log);
+    }
+    free(entry);
+    *item_p = NULL;
+}
+
+//  --- the log sink (any logging thread) ------------------------------------------
+
+static bool
+s_log_wants(void *arg, const char *actor)
+{
+    cd_registry_t *self = (cd_registry_t *)arg;
+    pthread_mutex_lock(&self->lock);
+    bool known = zhashx_lookup(self->entries, actor) != NULL;
+    pthread_mutex_unlock(&self->lock);
+    return known;
+}
+
+static void
+s_log_write(void *arg, cd_log_level_t level, const char *actor, const char *text, size_t len)
+{
+    cd_registry_t *self = (cd_registry_t *)arg;
+    char *line = (char *)malloc(len + 1);
+    assert(line);
+    memcpy(line, text, len + 1);
+    pthread_mutex_lock(&self->lock);
+    s_entry_t *entry = (s_entry_t *)zhashx_lookup(self->entries, actor);
+    if (entry) {
+        if (!entry->log) {
+            entry->log = (char **)zmalloc(CD_REGISTRY_LOG_KEEP * sizeof(char *));
+        }
+        //  Swap the new line in; the oldest (if the ring is full) comes out.
+        char *oldest = entry->log[entry->log_next];
+        entry->log[entry->log_next] = line;
+        entry->log_next = (entry->log_next + 1) % CD_REGISTRY_LOG_KEEP;
+        if (entry->log_count < CD_REGISTRY_LOG_KEEP) {
+            entry->log_count++;
+        }
+        line = oldest;
+    }
+    pthread_mutex_unlock(&self->lock);
+    free(line); //  the line pushed out, or ours if the name went away meanwhile
+}
+
+static const cd_log_sink_t s_log_sink = {s_log_wants, s_log_write};
 
 cd_registry_t *
 cd_registry_new(const char *node_id)
@@ -28,10 +97,15 @@ cd_registry_new(const char *node_id)
     assert(self->node_id);
     pthread_mutex_init(&self->lock, NULL);
     self->entries = zhashx_new();
-    zhashx_set_destructor(self->entries, (zhashx_destructor_fn *)zstr_free);
+    zhashx_set_destructor(self->entries, s_entry_destroy);
     atomic_init(&self->gen, 1);
     atomic_init(&self->deads, 0);
     atomic_init(&self->hung, 0);
+    self->log_sink = cd_log_sink_add(&s_log_sink, self) == 0;
+    if (!self->log_sink) {
+        cd_log_warn("registry", "too many registries: actors' log lines are not kept", "{s:s, s:i}",
+                    "node_id", node_id, "max", CD_LOG_SINK_MAX);
+    }
     return self;
 }
 
@@ -42,6 +116,10 @@ cd_registry_destroy(cd_registry_t **self_p)
         return;
     }
     cd_registry_t *self = *self_p;
+    //  First: once this returns no logging thread is inside our callbacks.
+    if (self->log_sink) {
+        cd_log_sink_remove(&s_log_sink, self);
+    }
     zhashx_destroy(&self->entries);
     pthread_mutex_destroy(&self->lock);
     free(self->node_id);
@@ -66,13 +144,13 @@ cd_registry_endpoint(const cd_registry_t *self, const char *name, char *buf, siz
 static cd_registry_entry_t *
 s_entry(cd_registry_t *self, const char *name, bool create)
 {
-    cd_registry_entry_t *entry = (cd_registry_entry_t *)zhashx_lookup(self->entries, name);
+    s_entry_t *entry = (s_entry_t *)zhashx_lookup(self->entries, name);
     if (!entry && create) {
-        entry = (cd_registry_entry_t *)zmalloc(sizeof *entry);
-        snprintf(entry->name, sizeof entry->name, "%s", name);
+        entry = (s_entry_t *)zmalloc(sizeof *entry);
+        snprintf(entry->pub.name, sizeof entry->pub.name, "%s", name);
         zhashx_insert(self->entries, name, entry);
     }
-    return entry;
+    return entry ? &entry->pub : NULL;
 }
 
 void
@@ -176,13 +254,53 @@ cd_registry_list(cd_registry_t *self, cd_registry_entry_t *entries, size_t max)
     pthread_mutex_lock(&self->lock);
     size_t total = zhashx_size(self->entries);
     size_t n = 0;
-    for (cd_registry_entry_t *entry = (cd_registry_entry_t *)zhashx_first(self->entries);
-         entry && n < max; entry = (cd_registry_entry_t *)zhashx_next(self->entries)) {
-        entries[n++] = *entry;
+    for (s_entry_t *entry = (s_entry_t *)zhashx_first(self->entries); entry && n < max;
+         entry = (s_entry_t *)zhashx_next(self->entries)) {
+        entries[n++] = entry->pub;
     }
     pthread_mutex_unlock(&self->lock);
     qsort(entries, n, sizeof *entries, s_compare_entries);
     return total;
+}
+
+int
+cd_registry_log_read(cd_registry_t *self, const char *name, size_t limit, char **json_p)
+{
+    *json_p = NULL;
+    pthread_mutex_lock(&self->lock);
+    s_entry_t *entry = (s_entry_t *)zhashx_lookup(self->entries, name);
+    if (!entry) {
+        pthread_mutex_unlock(&self->lock);
+        return CD_ENOTFOUND;
+    }
+    size_t n = entry->log_count;
+    if (limit > 0 && limit < n) {
+        n = limit;
+    }
+    //  The oldest line wanted, counting back from the newest.
+    size_t first = (entry->log_next + CD_REGISTRY_LOG_KEEP - n) % CD_REGISTRY_LOG_KEEP;
+    size_t size = 3; //  [ ] NUL
+    for (size_t i = 0; i < n; i++) {
+        size += strlen(entry->log[(first + i) % CD_REGISTRY_LOG_KEEP]) + 1;
+    }
+    char *json = (char *)malloc(size);
+    assert(json);
+    char *at = json;
+    *at++ = '[';
+    for (size_t i = 0; i < n; i++) {
+        const char *line = entry->log[(first + i) % CD_REGISTRY_LOG_KEEP];
+        size_t len = strlen(line);
+        if (i > 0) {
+            *at++ = ',';
+        }
+        memcpy(at, line, len);
+        at += len;
+    }
+    pthread_mutex_unlock(&self->lock);
+    *at++ = ']';
+    *at = '\0';
+    *json_p = json;
+    return 0;
 }
 
 uint64_t

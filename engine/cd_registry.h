@@ -20,6 +20,7 @@
 
 #define CD_REGISTRY_MAX_NAME 128 //  longest actor name
 #define CD_REGISTRY_MAX_ENDPOINT 256 //  longest inproc endpoint
+#define CD_REGISTRY_LOG_KEEP 200 //  log lines kept per actor
 
 typedef enum {
     CD_ACTOR_ABSENT = 0, //  no such actor
@@ -41,12 +42,14 @@ typedef struct {
     uint32_t incarnation;            //  bumped each time a new inbox is bound for it
 } cd_registry_entry_t;
 
-//  Creates the registry of node node_id. Caller owns the result.
+//  Creates the registry of node node_id and installs its log sink (if
+//  CD_LOG_SINK_MAX sinks are already installed it logs a warning and keeps
+//  no lines). Caller owns the result.
 cd_registry_t *
 cd_registry_new(const char *node_id);
 
-//  Destroys it and nulls *self_p. Safe on NULL and twice. Only once every
-//  actor that uses it has stopped.
+//  Removes its log sink, destroys it and nulls *self_p. Safe on NULL and
+//  twice. Only once every actor that uses it has stopped.
 void
 cd_registry_destroy(cd_registry_t **self_p);
 
@@ -101,6 +104,15 @@ cd_registry_get(cd_registry_t *self, const char *name, cd_registry_entry_t *entr
 //  exist (which may exceed max).
 size_t
 cd_registry_list(cd_registry_t *self, cd_registry_entry_t *entries, size_t max);
+
+//  The recent log lines of name, newest last: the last `limit` of them (all
+//  it keeps if limit is 0 or above CD_REGISTRY_LOG_KEEP) as one JSON array
+//      [{"ts":"<RFC 3339>","level":"info","msg":"...","fields":{...}}, ...]
+//  Sets *json_p to that text, NUL-terminated; caller owns it (free()).
+//  Returns 0 ("[]" if name logged nothing yet), or CD_ENOTFOUND (name is
+//  not registered; *json_p is NULL). Any thread.
+int
+cd_registry_log_read(cd_registry_t *self, const char *name, size_t limit, char **json_p);
 
 //  Changes whenever any status changes. One atomic load.
 uint64_t

@@ -12,12 +12,25 @@
     Failures are detected three ways: a $CRASH report (a handler returned an
     error), czmq's end-of-thread signal when we did not ask the child to stop
     (the thread returned on its own), and heartbeat silence (a hung or
-    vanished thread). All three lead to s_child_failed. */
+    vanished thread). All three lead to s_child_failed.
+
+    Children started by message (s_sup_handle) are built by the spec's
+    factory; their args are owned through a small count (s_owned_t) shared
+    by the child record and any abandoned thread of it, so they are released
+    only when the last thread that may read them is gone. */
 #include "cd_supervisor.h"
 #include "cd_error.h"
 #include "cd_log.h"
 
+#include <stdarg.h>
+
 typedef struct s_sup s_sup_t;
+
+//  Args a factory made for a child, released when the count drops to zero.
+typedef struct {
+    void *args; //  what the factory built
+    int refs;   //  the child record + abandoned threads of it
+} s_owned_t;
 
 typedef struct s_child {
     s_sup_t *sup;           //  the supervisor that owns this record
@@ -30,25 +43,32 @@ typedef struct s_child {
     int64_t last_pong_us;   //  last sign of life
     int relay;              //  command answers to pass up to our parent
     char crash_why[128];    //  reason of the last $CRASH
+    bool stopped;           //  stopped on purpose: no sibling's failure restarts it
+    s_owned_t *owned;       //  args made by the factory, or NULL (spec args are borrowed)
 } s_child_t;
 
 typedef struct {
     s_sup_t *sup;        //  the supervisor that watches it
     zactor_t *actor;     //  abandoned thread's pipe
     cd_instance_t *inst; //  the record it still borrows
+    s_owned_t *owned;    //  the args it still borrows, or NULL
 } s_abandoned_t;
 
 struct s_sup {
-    const cd_runtime_t *rt; //  node settings
-    cd_strategy_t strategy; //  how failures spread
-    int max_restarts;       //  R
-    int window_s;           //  T
-    s_child_t **children;   //  in start order
-    size_t n_children;      //  used entries
-    int64_t *restarts;      //  recent restart times (µs), ring of max_restarts + 1
-    size_t n_restarts;      //  entries used in restarts
-    zlistx_t *abandoned;    //  s_abandoned_t *
-    int heartbeat_timer;    //  timer id
+    const cd_runtime_t *rt;            //  node settings
+    cd_strategy_t strategy;            //  how failures spread
+    int max_restarts;                  //  R
+    int window_s;                      //  T
+    s_child_t **children;              //  in start order
+    size_t n_children;                 //  used entries
+    int64_t *restarts;                 //  recent restart times (µs), ring of max_restarts + 1
+    size_t n_restarts;                 //  entries used in restarts
+    zlistx_t *abandoned;               //  s_abandoned_t *
+    int heartbeat_timer;               //  timer id
+    const cd_child_factory_t *factory; //  builds children on request, or NULL
+    void *factory_arg;                 //  passed to it
+    char *prefix;                      //  completes request names ("" for none)
+    cd_pack_t *pack;                   //  answer payloads
 };
 
 static int s_on_child(cd_actor_t *self, void *socket, void *arg);
@@ -105,6 +125,27 @@ s_instance_destroy(cd_instance_t **inst_p)
     }
 }
 
+static s_owned_t *
+s_owned_ref(s_owned_t *owned)
+{
+    if (owned) {
+        owned->refs++;
+    }
+    return owned;
+}
+
+//  Drops one reference; the last gives the args back to the factory.
+static void
+s_owned_release(s_sup_t *sup, s_owned_t **owned_p)
+{
+    s_owned_t *owned = *owned_p;
+    *owned_p = NULL;
+    if (owned && --owned->refs == 0) {
+        sup->factory->release(sup->factory_arg, owned->args);
+        free(owned);
+    }
+}
+
 //  Starts the child's thread without waiting for its init (see
 //  s_child_ready).
 static void
@@ -116,19 +157,20 @@ s_child_spawn(s_sup_t *sup, s_child_t *child)
 }
 
 //  Waits for a spawned child's init. Returns 0 or CD_ECRASH (its init
-//  failed or never answered).
+//  failed or never answered) with why filled.
 static int
-s_child_ready(cd_actor_t *self, s_sup_t *sup, s_child_t *child)
+s_child_ready(cd_actor_t *self, s_sup_t *sup, s_child_t *child, char *why, size_t why_size)
 {
     cd_instance_t *inst = child->pending;
     child->pending = NULL;
-    char why[160];
-    if (cd_actor_await_ready(&child->actor, inst, why, sizeof why) != 0) {
+    if (cd_actor_await_ready(&child->actor, inst, why, why_size) != 0) {
         cd_log_error(cd_actor_name(self), "child failed to start", "{s:s, s:s}", "child",
                      child->name, "why", why);
         if (atomic_load(&inst->abandoned)) {
-            //  Its init never answered: the thread may still use inst.
+            //  Its init never answered: the thread may still use inst and
+            //  the args; both are left to it (never freed).
             cd_registry_count_hung(sup->rt->registry, 1);
+            s_owned_ref(child->owned);
         } else {
             s_instance_destroy(&inst);
         }
@@ -136,18 +178,20 @@ s_child_ready(cd_actor_t *self, s_sup_t *sup, s_child_t *child)
     }
     s_instance_destroy(&child->inst);
     child->inst = inst;
+    child->stopped = false;
     child->last_pong_us = s_mono_ms();
     cd_actor_watch(self, child->actor, s_on_child, child);
     cd_registry_set_status(sup->rt->registry, child->name, CD_ACTOR_RUNNING);
     return 0;
 }
 
-//  Starts the child's thread and waits for its init. Returns 0 or CD_ECRASH.
+//  Starts the child's thread and waits for its init. Returns 0 or CD_ECRASH
+//  with why filled.
 static int
-s_child_start(cd_actor_t *self, s_sup_t *sup, s_child_t *child)
+s_child_start(cd_actor_t *self, s_sup_t *sup, s_child_t *child, char *why, size_t why_size)
 {
     s_child_spawn(sup, child);
-    return s_child_ready(self, sup, child);
+    return s_child_ready(self, sup, child, why, why_size);
 }
 
 //  Gives up on a thread that does not answer: it keeps its instance record
@@ -161,6 +205,7 @@ s_child_abandon(cd_actor_t *self, s_sup_t *sup, s_child_t *child)
     gone->sup = sup;
     gone->actor = child->actor;
     gone->inst = child->inst;
+    gone->owned = s_owned_ref(child->owned);
     zlistx_add_end(sup->abandoned, gone);
     cd_actor_watch(self, gone->actor, s_on_abandoned, gone);
     cd_registry_count_hung(sup->rt->registry, 1);
@@ -211,6 +256,7 @@ s_child_destroy(s_child_t **child_p)
     s_child_t *child = *child_p;
     cd_actor_inbox_destroy(&child->inbox);
     s_instance_destroy(&child->inst);
+    s_owned_release(child->sup, &child->owned);
     free(child->name);
     free(child);
     *child_p = NULL;
@@ -221,6 +267,7 @@ static void
 s_child_retire(cd_actor_t *self, s_sup_t *sup, s_child_t *child, cd_actor_status_t status)
 {
     s_child_stop(self, sup, child);
+    child->stopped = true;
     cd_registry_set_status(sup->rt->registry, child->name, status);
     s_child_drain(self, child, status == CD_ACTOR_DEAD ? "actor_dead" : "actor_stopped");
 }
@@ -282,7 +329,7 @@ s_restart_range(cd_actor_t *self, s_sup_t *sup, size_t from, size_t to, const ch
 {
     for (size_t i = from; i < to; i++) {
         s_child_t *child = sup->children[i];
-        if (child->actor) {
+        if (child->actor || child->stopped) {
             continue;
         }
         while (true) {
@@ -290,7 +337,8 @@ s_restart_range(cd_actor_t *self, s_sup_t *sup, size_t from, size_t to, const ch
                 return s_give_up(self, sup, failed);
             }
             cd_registry_count_restart(sup->rt->registry, child->name);
-            if (s_child_start(self, sup, child) == 0) {
+            char why[160];
+            if (s_child_start(self, sup, child, why, sizeof why) == 0) {
                 cd_log_info(cd_actor_name(self), "child restarted", "{s:s, s:s}", "child",
                             child->name, "strategy", cd_strategy_name(sup->strategy));
                 break;
@@ -408,6 +456,7 @@ s_on_abandoned(cd_actor_t *self, void *socket, void *arg)
         cd_actor_unwatch(self, gone->actor);
         cd_actor_reap(&gone->actor);
         s_instance_destroy(&gone->inst);
+        s_owned_release(gone->sup, &gone->owned);
         cd_registry_count_hung(gone->sup->rt->registry, -1);
         void *handle = zlistx_find(gone->sup->abandoned, gone);
         zlistx_delete(gone->sup->abandoned, handle);
@@ -551,8 +600,9 @@ s_command(cd_actor_t *self, void *state, const char *command, zmsg_t *msg)
         if (!spec) {
             why = "missing child spec";
         }
+        char start_why[160];
         if (child) {
-            if (s_child_start(self, sup, child) == 0) {
+            if (s_child_start(self, sup, child, start_why, sizeof start_why) == 0) {
                 s_append(sup, child);
             } else {
                 why = "child failed to start";
@@ -574,7 +624,8 @@ s_command(cd_actor_t *self, void *state, const char *command, zmsg_t *msg)
         } else {
             s_child_stop(self, sup, child);
             cd_registry_count_restart(sup->rt->registry, child->name);
-            if (s_child_start(self, sup, child) != 0) {
+            char start_why[160];
+            if (s_child_start(self, sup, child, start_why, sizeof start_why) != 0) {
                 why = "child failed to start";
                 int rc = s_child_failed(self, sup, child, why, false);
                 s_answer(self, why);
@@ -620,6 +671,7 @@ s_sup_fini(cd_actor_t *self, void **state_p)
         if (ended) {
             cd_actor_reap(&gone->actor);
             s_instance_destroy(&gone->inst);
+            s_owned_release(sup, &gone->owned);
             cd_registry_count_hung(sup->rt->registry, -1);
         } else {
             cd_log_error(cd_actor_name(self), "hung thread left running at stop", "{s:s}", "child",
@@ -628,6 +680,8 @@ s_sup_fini(cd_actor_t *self, void **state_p)
         free(gone);
     }
     zlistx_destroy(&sup->abandoned);
+    cd_pack_destroy(&sup->pack);
+    free(sup->prefix);
     free(sup->restarts);
     free(sup);
     *state_p = NULL;
@@ -645,6 +699,11 @@ s_sup_init(cd_actor_t *self, void *args, void **state_p, const char **why)
     sup->window_s = spec->window_s > 0 ? spec->window_s : rt->restart_window_s;
     sup->restarts = (int64_t *)zmalloc(((size_t)sup->max_restarts + 1) * sizeof(int64_t));
     sup->abandoned = zlistx_new();
+    sup->factory = spec->factory;
+    sup->factory_arg = spec->factory_arg;
+    sup->prefix = strdup(spec->prefix ? spec->prefix : "");
+    assert(sup->prefix);
+    sup->pack = cd_pack_new();
     *state_p = sup;
     //  Spawn every thread first, then wait for each: the start-ups overlap.
     for (size_t i = 0; i < spec->n_children; i++) {
@@ -657,7 +716,8 @@ s_sup_init(cd_actor_t *self, void *args, void **state_p, const char **why)
     }
     bool ok = sup->n_children == spec->n_children;
     for (size_t i = 0; i < sup->n_children; i++) {
-        if (s_child_ready(self, sup, sup->children[i]) != 0 && ok) {
+        char start_why[160];
+        if (s_child_ready(self, sup, sup->children[i], start_why, sizeof start_why) != 0 && ok) {
             *why = "a child failed to start";
             ok = false;
         }
@@ -671,10 +731,239 @@ s_sup_init(cd_actor_t *self, void *args, void **state_p, const char **why)
     return 0;
 }
 
+//  --- control by message ----------------------------------------------------------------
+
+//  What a control request came to: an error code and message, or a status.
+typedef struct {
+    const char *code;   //  error code; NULL on success
+    char message[256];  //  error text
+    const char *status; //  on success: the child's status
+} s_outcome_t;
+
+static void s_fail(s_outcome_t *out, const char *code, const char *format, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void
+s_fail(s_outcome_t *out, const char *code, const char *format, ...)
+{
+    out->code = code;
+    va_list ap;
+    va_start(ap, format);
+    vsnprintf(out->message, sizeof out->message, format, ap);
+    va_end(ap);
+}
+
+//  The registry name a request means: payload {"name": str}, completed with
+//  the prefix unless it already starts with it. Returns false (out filled)
+//  if there is no usable name.
+static bool
+s_request_name(s_sup_t *sup, const cd_envelope_t *env, char *name, size_t size, s_outcome_t *out)
+{
+    cd_bin_t value;
+    cd_str_t text = {NULL, 0};
+    if (env->payload_type != CD_PAYLOAD_MAP ||
+        cd_msgpack_map_find(env->payload, "name", &value) != 0 ||
+        cd_msgpack_read_str(value, &text) != 0) {
+        s_fail(out, "invalid", "the payload must be a map with a string \"name\"");
+        return false;
+    }
+    for (uint32_t i = 0; i < text.len; i++) {
+        unsigned char c = (unsigned char)text.ptr[i];
+        if (c < 0x20 || c == 0x7f) {
+            s_fail(out, "invalid", "the name has control characters");
+            return false;
+        }
+    }
+    size_t prefix_len = strlen(sup->prefix);
+    bool prefixed = text.len >= prefix_len && memcmp(text.ptr, sup->prefix, prefix_len) == 0;
+    size_t len = (prefixed ? 0 : prefix_len) + text.len;
+    if (text.len == (prefixed ? prefix_len : 0)) {
+        s_fail(out, "invalid", "the name is empty");
+        return false;
+    }
+    if (len >= size || len >= CD_REGISTRY_MAX_NAME) {
+        s_fail(out, "invalid", "the name is longer than %d bytes", CD_REGISTRY_MAX_NAME - 1);
+        return false;
+    }
+    snprintf(name, size, "%s%.*s", prefixed ? "" : sup->prefix, (int)text.len, text.ptr);
+    return true;
+}
+
+//  Starts a known, stopped child again. Its status stays stopped on failure.
+static void
+s_op_start_known(cd_actor_t *self, s_sup_t *sup, s_child_t *child, s_outcome_t *out)
+{
+    if (child->actor) {
+        s_fail(out, "exists", "%s is already running", child->name);
+        return;
+    }
+    char why[160];
+    if (s_child_start(self, sup, child, why, sizeof why) != 0) {
+        s_fail(out, "failed", "%s failed to start: %s", child->name, why);
+        return;
+    }
+    out->status = "running";
+}
+
+//  Builds a new child with the factory, starts it and keeps it.
+static void
+s_op_start_new(cd_actor_t *self, s_sup_t *sup, const cd_envelope_t *env, const char *name,
+               s_outcome_t *out)
+{
+    if (cd_registry_status_deliverable(cd_registry_status(sup->rt->registry, name))) {
+        s_fail(out, "exists", "an actor named %s already runs", name);
+        return;
+    }
+    if (!sup->factory) {
+        s_fail(out, "invalid", "%s does not start children on request", cd_actor_name(self));
+        return;
+    }
+    cd_child_spec_t spec = {name, NULL, NULL, CD_RESTART_PERMANENT};
+    char why[256] = "";
+    int rc = sup->factory->build(sup->factory_arg, env, &spec, why, sizeof why);
+    if (rc != 0) {
+        s_fail(out, "invalid", "%s", why[0] ? why : cd_strerror(rc));
+        return;
+    }
+    s_owned_t *owned = (s_owned_t *)zmalloc(sizeof *owned);
+    owned->args = spec.args;
+    owned->refs = 1;
+    if (!spec.name || !streq(spec.name, name)) {
+        s_owned_release(sup, &owned);
+        s_fail(out, "failed", "the child factory renamed %s", name);
+        return;
+    }
+    const char *bad = NULL;
+    s_child_t *child = s_child_new(self, sup, &spec, &bad);
+    if (!child) {
+        s_owned_release(sup, &owned);
+        s_fail(out, "failed", "%s: %s", name, bad);
+        return;
+    }
+    child->owned = owned;
+    char start_why[160];
+    if (s_child_start(self, sup, child, start_why, sizeof start_why) != 0) {
+        cd_registry_remove(sup->rt->registry, child->name);
+        s_child_destroy(&child);
+        s_fail(out, "failed", "%s failed to start: %s", name, start_why);
+        return;
+    }
+    s_append(sup, child);
+    out->status = "running";
+}
+
+static void
+s_op_restart(cd_actor_t *self, s_sup_t *sup, s_child_t *child, s_outcome_t *out)
+{
+    //  As the RESTART command: the inbox keeps what is queued meanwhile.
+    s_child_stop(self, sup, child);
+    cd_registry_count_restart(sup->rt->registry, child->name);
+    char why[160];
+    if (s_child_start(self, sup, child, why, sizeof why) != 0) {
+        //  A request does not escalate: the child is left stopped.
+        s_child_retire(self, sup, child, CD_ACTOR_STOPPED);
+        s_fail(out, "failed", "%s failed to start: %s", child->name, why);
+        return;
+    }
+    out->status = "running";
+}
+
+//  Sends the answer to a control request. out's fields are borrowed.
+static void
+s_reply(cd_actor_t *self, s_sup_t *sup, const cd_envelope_t *req, const char *name,
+        const s_outcome_t *out)
+{
+    char to[CD_ENV_MAX_NAME + 1];
+    cd_str_t reply = req->from;
+    cd_envelope_header(req, "reply_to", &reply);
+    snprintf(to, sizeof to, "%.*s", (int)reply.len, reply.ptr ? reply.ptr : "");
+    cd_pack_t *pack = sup->pack;
+    cd_pack_reset(pack);
+    if (out->code) {
+        cd_pack_map(pack, 2);
+        cd_pack_cstr(pack, "code");
+        cd_pack_cstr(pack, out->code);
+        cd_pack_cstr(pack, "message");
+        cd_pack_cstr(pack, out->message);
+    } else {
+        cd_pack_map(pack, 3);
+        cd_pack_cstr(pack, "ok");
+        cd_pack_bool(pack, true);
+        cd_pack_cstr(pack, "name");
+        cd_pack_cstr(pack, name);
+        cd_pack_cstr(pack, "status");
+        cd_pack_cstr(pack, out->status);
+    }
+    cd_envelope_t answer;
+    cd_actor_envelope_init(self, &answer, out->code ? CD_KIND_ERROR : CD_KIND_RESULT, to);
+    memcpy(answer.parent_id, req->id, CD_ENV_UUID_SIZE);
+    memcpy(answer.trace_id, req->trace_id, CD_ENV_UUID_SIZE);
+    answer.task_id = req->task_id;
+    answer.payload_type = CD_PAYLOAD_MAP;
+    answer.payload = cd_pack_bytes(pack);
+    int rc = cd_actor_send(self, &answer);
+    if (rc != 0) {
+        cd_log_warn(cd_actor_name(self), "answer not delivered", "{s:s, s:s}", "to", to, "error",
+                    cd_errname(rc));
+    }
+}
+
+//  A control request: start, stop, restart or remove a child. Never fails
+//  the supervisor: every outcome is an answer.
 static int
 s_sup_handle(cd_actor_t *self, void *state, const cd_envelope_t *env)
 {
-    cd_log_debug(cd_actor_name(self), "envelope ignored by supervisor", NULL);
+    s_sup_t *sup = (s_sup_t *)state;
+    cd_str_t op = {NULL, 0};
+    if (env->kind != CD_KIND_CONTROL || !cd_envelope_header(env, "op", &op)) {
+        cd_log_debug(cd_actor_name(self), "envelope ignored by supervisor", NULL);
+        return 0;
+    }
+    s_outcome_t out = {NULL, "", NULL};
+    char name[CD_REGISTRY_MAX_NAME] = "";
+    bool start = cd_str_eq(op, "start");
+    bool known_op =
+        start || cd_str_eq(op, "stop") || cd_str_eq(op, "restart") || cd_str_eq(op, "remove");
+    if (!known_op) {
+        s_fail(&out, "invalid", "unknown op \"%.*s\"", (int)(op.len > 64 ? 64 : op.len), op.ptr);
+    } else if (s_request_name(sup, env, name, sizeof name, &out)) {
+        s_child_t *child = s_find(sup, name);
+        if (start) {
+            if (child) {
+                s_op_start_known(self, sup, child, &out);
+            } else {
+                s_op_start_new(self, sup, env, name, &out);
+            }
+        } else if (!child) {
+            s_fail(&out, "not_found", "%s has no child %s", cd_actor_name(self), name);
+        } else if (cd_str_eq(op, "stop")) {
+            s_child_retire(self, sup, child, CD_ACTOR_STOPPED);
+            out.status = "stopped";
+        } else if (cd_str_eq(op, "restart")) {
+            s_op_restart(self, sup, child, &out);
+        } else {
+            s_child_retire(self, sup, child, CD_ACTOR_STOPPED);
+            cd_registry_remove(sup->rt->registry, child->name);
+            s_remove(sup, child);
+            s_child_destroy(&child);
+            out.status = "removed";
+        }
+    }
+    if (cd_log_enabled(CD_LOG_INFO)) {
+        char op_text[16];
+        char requester[CD_ENV_MAX_NAME + 1];
+        snprintf(op_text, sizeof op_text, "%.*s", (int)(op.len < 15 ? op.len : 15), op.ptr);
+        snprintf(requester, sizeof requester, "%.*s", (int)env->from.len, env->from.ptr);
+        if (out.code) {
+            cd_log_info(cd_actor_name(self), "control request refused", "{s:s, s:s, s:s, s:s, s:s}",
+                        "op", op_text, "child", name, "from", requester, "code", out.code, "why",
+                        out.message);
+        } else {
+            cd_log_info(cd_actor_name(self), "control request done", "{s:s, s:s, s:s, s:s}", "op",
+                        op_text, "child", name, "status", out.status, "from", requester);
+        }
+    }
+    s_reply(self, sup, env, name, &out);
     return 0;
 }
 

@@ -22,7 +22,61 @@
       RESTART <path> <child name>     stop and start a child
     <path> names the supervisor below this one that should act ("" = this
     one, "agents" = its child `agents`, "a>b" deeper); a supervisor forwards
-    down and relays the answer up. */
+    down and relays the answer up.
+
+    Control by message
+    ------------------
+    Any actor (or cd_port) can drive a supervisor through its inbox, by its
+    registry name (`agents`). Request: kind `control`, header `op` =
+    "start" | "stop" | "restart" | "remove", payload map
+
+        {"name": "<child name>", ...}
+
+    where name is the child's registry name, or that name without the
+    supervisor's prefix (spec.prefix, e.g. "agent/": "coder" and
+    "agent/coder" name the same child). Control characters are refused. For
+    `start` the payload also carries what the child factory needs, e.g.
+        {"name": "coder", "kind": "echo", "config": <any msgpack value>}
+    Other kinds, and control envelopes without `op`, are ignored.
+
+      start    a child this supervisor knows and has stopped is started again
+               (no factory call); otherwise the factory (spec.factory) builds
+               a new child spec from the request, the child is started (its
+               init has answered when the reply goes) and kept, after the
+               children it already has. A request-driven start that fails
+               leaves nothing behind (a known child stays stopped).
+      stop     stops the child (its queued messages become dead letters,
+               senders get CD_EDEAD) but keeps it known, with its inbox and
+               log lines: `start` or `restart` brings it back. Stopping a
+               stopped child is not an error.
+      restart  stops and starts the child (counted as a restart of it; not
+               held against the restart intensity). If its start fails it is
+               left stopped and the answer is `failed`.
+      remove   stops the child and forgets it: its registry entry (and log
+               lines) go, the factory releases its args.
+
+    Answer, to the `reply_to` header if present, else to `from`, with
+    parent_id = the request's id and task_id, trace_id copied:
+      kind `result`, payload {"ok": true, "name": "<registry name>",
+                              "status": "running" | "stopped" | "removed"}
+      kind `error`,  payload {"code": str, "message": str}
+        code: "not_found" (no such child: stop, restart, remove),
+              "exists" (start: the child runs already, or another actor
+              has the name), "invalid" (malformed request, unknown op,
+              a supervisor without a factory, or the factory refused it:
+              message is the factory's text), "failed" (the child's init
+              failed or did not answer, or the factory's spec was unusable).
+    An error changes nothing.
+
+    Children built by the factory are supervised like the others: the
+    strategy and restart intensity apply to them, they stop in reverse start
+    order when the supervisor ends, and their args are released then (or at
+    `remove`). A supervisor that gives up loses them with the rest; when its
+    own supervisor restarts it, it starts only the children of its spec, so
+    whoever started children on request must start them again. A child
+    stopped on purpose (`stop`, or a transient/temporary child that ended)
+    is not restarted by a sibling's failure under one_for_all or
+    rest_for_one. */
 #ifndef CD_ENGINE_SUPERVISOR_H
 #define CD_ENGINE_SUPERVISOR_H
 
@@ -43,12 +97,34 @@ typedef struct {
     cd_restart_t restart;      //  restart policy
 } cd_child_spec_t;
 
+//  Builds children on request (the `start` op above). Supplied by whoever
+//  builds the supervisor's spec: the node wiring knows the agent kinds, the
+//  engine does not. Both callbacks run in the supervisor's thread.
 typedef struct {
-    cd_strategy_t strategy;          //  how failures spread
-    int max_restarts;                //  R (< 0: the runtime's default)
-    int window_s;                    //  T (<= 0: the runtime's default)
-    const cd_child_spec_t *children; //  started in this order; copied
-    size_t n_children;               //  entries in children
+    //  Builds the spec of a new child for request (the `start` envelope;
+    //  borrowed, valid during the call: copy what the child needs). On entry
+    //  *out is {registry name (borrowed; leave it), NULL, NULL,
+    //  CD_RESTART_PERMANENT}. Sets out->ops (static), out->args (made for
+    //  this child; the supervisor owns them from then on and hands them back
+    //  to release) and may set out->restart. Returns 0, or an error with why
+    //  filled for the requester (unknown kind, bad config); on error it
+    //  keeps nothing and has released what it made.
+    int (*build)(void *factory_arg, const cd_envelope_t *request, cd_child_spec_t *out, char *why,
+                 size_t why_size);
+    //  Releases args made by build, once the child is removed or the
+    //  supervisor has ended and no thread of the child still runs.
+    void (*release)(void *factory_arg, void *child_args);
+} cd_child_factory_t;
+
+typedef struct {
+    cd_strategy_t strategy;            //  how failures spread
+    int max_restarts;                  //  R (< 0: the runtime's default)
+    int window_s;                      //  T (<= 0: the runtime's default)
+    const cd_child_spec_t *children;   //  started in this order; copied
+    size_t n_children;                 //  entries in children
+    const cd_child_factory_t *factory; //  builds children on request; borrowed, static; or NULL
+    void *factory_arg;                 //  passed to factory; borrowed, must outlive the supervisor
+    const char *prefix;                //  completes request names ("agent/"); copied; or NULL
 } cd_supervisor_spec_t;
 
 //  Supervisor behaviour; args is a cd_supervisor_spec_t * (borrowed until
