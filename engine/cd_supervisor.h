@@ -66,7 +66,11 @@
               a supervisor without a factory, or the factory refused it:
               message is the factory's text), "failed" (the child's init
               failed or did not answer, or the factory's spec was unusable).
-    An error changes nothing.
+    Apart from a failed restart (above), an error changes nothing.
+
+    A supervisor serves one request (or command, or child failure) at a
+    time: a start waits for the child's init, up to the runtime's stop
+    timeout, so a requester's own timeout should allow for that.
 
     Children built by the factory are supervised like the others: the
     strategy and restart intensity apply to them, they stop in reverse start
@@ -128,7 +132,8 @@ typedef struct {
 } cd_supervisor_spec_t;
 
 //  Supervisor behaviour; args is a cd_supervisor_spec_t * (borrowed until
-//  init returns; the child args it names must outlive the supervisor).
+//  init returns; the child args, factory and factory_arg it names must
+//  outlive the supervisor).
 extern const cd_actor_ops_t cd_supervisor_ops;
 
 //  The root of a tree, run from a thread that is not an actor (main, tests).
