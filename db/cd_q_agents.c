@@ -7,6 +7,7 @@
 #include "cd_error.h"
 
 #include <stddef.h>
+#include <stdlib.h>
 
 #define AGENT_JSON                                                                                 \
     "json_build_object('name', a.name, 'kind', a.kind, 'role', a.role, 'status', a.status, "       \
@@ -104,3 +105,52 @@ cd_q_agents_delete(cd_db_t *db, const char *name)
     const char *params[] = {name};
     return cd__q_write(db, "DELETE FROM agents WHERE name = $1", 1, params, NULL);
 }
+
+//  --- writes through persist -------------------------------------------------------
+
+//  An agent.status event for the row(s) of CTE a, in the same statement.
+#define STATUS_EVENT(extra)                                                                        \
+    "ev AS (INSERT INTO events (type, agent, data) SELECT 'agent.status', a.name,"                 \
+    " jsonb_build_object('status', a.status, 'node_id', a.node_id" extra ") FROM a)"
+
+//  ($1 body, $2 node id, $3 initial status) -> the agent.
+static const char s_insert[] =
+    "WITH a AS (INSERT INTO agents (name, kind, role, concurrency, config, template_id, node_id,"
+    " status) SELECT b.e ->> 'name', b.e ->> 'kind', b.e ->> 'role',"
+    " coalesce((b.e ->> 'concurrency')::int, 1),"
+    " coalesce(nullif(b.e -> 'config', 'null'), '{}'), (b.e ->> 'template_id')::bigint, $2, $3"
+    " FROM (SELECT $1::jsonb AS e) b RETURNING *), " STATUS_EVENT("") " SELECT " AGENT_JSON
+                                                                      " FROM a";
+
+//  ($1 name, $2 body) -> the agent, or no row.
+static const char s_patch[] =
+    "WITH a AS (UPDATE agents a SET"
+    " kind = CASE WHEN $2::jsonb ? 'kind' THEN $2::jsonb ->> 'kind' ELSE a.kind END,"
+    " role = CASE WHEN $2::jsonb ? 'role' THEN $2::jsonb ->> 'role' ELSE a.role END,"
+    " concurrency = CASE WHEN $2::jsonb ? 'concurrency'"
+    " THEN coalesce(($2::jsonb ->> 'concurrency')::int, 1) ELSE a.concurrency END,"
+    " config = CASE WHEN $2::jsonb ? 'config'"
+    " THEN coalesce(nullif($2::jsonb -> 'config', 'null'), '{}') ELSE a.config END,"
+    " template_id = CASE WHEN $2::jsonb ? 'template_id'"
+    " THEN ($2::jsonb ->> 'template_id')::bigint ELSE a.template_id END"
+    " WHERE a.name = $1 RETURNING *) SELECT " AGENT_JSON " FROM a";
+
+//  ($1 name, $2 status, $3 node id or NULL) -> the agent, or no row.
+static const char s_set_status[] =
+    "WITH a AS (UPDATE agents a SET status = $2, node_id = coalesce($3, a.node_id)"
+    " WHERE a.name = $1 RETURNING *), " STATUS_EVENT("") " SELECT " AGENT_JSON " FROM a";
+
+//  ($1 name) -> the deleted agent, or no row.
+static const char s_delete[] =
+    "WITH a AS (DELETE FROM agents a WHERE a.name = $1 RETURNING a.name, a.node_id,"
+    " 'stopped'::text AS status), " STATUS_EVENT(
+        ", 'deleted', true") " SELECT"
+                             " json_build_object('name', a.name) FROM a";
+
+const cd_q_write_t cd_q_agents_writes[] = {
+    {"agents.insert", s_insert, 3},
+    {"agents.patch", s_patch, 2},
+    {"agents.set_status", s_set_status, 3},
+    {"agents.delete", s_delete, 1},
+};
+const size_t cd_q_agents_n_writes = sizeof cd_q_agents_writes / sizeof cd_q_agents_writes[0];

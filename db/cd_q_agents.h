@@ -9,6 +9,14 @@
 
 #include "cd_q.h"
 
+//  The writes persist runs for this family (cd_q.h): agents.insert ($1
+//  body, $2 node id, $3 initial status), agents.patch ($1 name, $2 body),
+//  agents.set_status ($1 name, $2 status, $3 node id or NULL),
+//  agents.delete ($1 name). Each writes an agent.status event in the same
+//  statement and returns the agent (delete: {name}); no row: no such agent.
+extern const cd_q_write_t cd_q_agents_writes[];
+extern const size_t cd_q_agents_n_writes;
+
 //  Creates an agent from a POST /api/v1/agents body {name, kind, role?,
 //  concurrency?=1, config?={}, template_id?}, status "starting", on node
 //  node_id (or NULL). Returns 0 and the agent in *out (caller frees);

@@ -4,6 +4,7 @@
     cd_node_id, cd_node_config. */
 #include "cd_node.h"
 
+#include "cd_agents.h"
 #include "cd_api.h"
 #include "cd_cluster.h"
 #include "cd_config.h"
@@ -17,9 +18,11 @@
 #include "cd_migrate.h"
 #include "cd_persist.h"
 #include "cd_pgembed.h"
+#include "cd_port.h"
 #include "cd_supervisor.h"
 
 #include <czmq.h>
+#include <jansson.h>
 #include <errno.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -117,8 +120,14 @@ s_agents(s_node_t *node, char **errmsg)
         node->agent_specs[i] = (cd_child_spec_t){node->agent_names[i], &cd_echo_ops,
                                                  node->echo_args[i], CD_RESTART_PERMANENT};
     }
-    node->agents_spec =
-        (cd_supervisor_spec_t){CD_ONE_FOR_ONE, -1, 0, node->agent_specs, config->n_agents};
+    //  Agents created over the API are started by message through the
+    //  factory; those of the config file are children from the start.
+    node->agents_spec = (cd_supervisor_spec_t){.strategy = CD_ONE_FOR_ONE,
+                                               .max_restarts = -1,
+                                               .children = node->agent_specs,
+                                               .n_children = config->n_agents,
+                                               .factory = &cd_agents_factory,
+                                               .prefix = CD_AGENTS_PREFIX};
     return 0;
 }
 
@@ -221,6 +230,105 @@ s_start_tree(s_node_t *node, char **errmsg)
     return 0;
 }
 
+//  The agent directory and the running agents agree: the config file's
+//  agents are listed in the agents table (as this node's), and the
+//  table's local agents of this node (or of none) that are not stopped are
+//  started under `agents` through its factory, by message as the API
+//  does. Bootstrap writes on the start-up connection, before any request.
+static int
+s_sync_agents(s_node_t *node, char **errmsg)
+{
+    const cd_config_t *config = node->config;
+    for (size_t i = 0; i < config->n_agents; i++) {
+        const cd_config_agent_t *agent = &config->agents[i];
+        json_t *options = json_object();
+        for (size_t k = 0; k < agent->n_options; k++) {
+            json_object_set_new(options, agent->options[k].key,
+                                json_string(agent->options[k].value));
+        }
+        char *text = json_dumps(options, JSON_COMPACT);
+        json_decref(options);
+        char concurrency[16];
+        snprintf(concurrency, sizeof concurrency, "%d", agent->concurrency);
+        const char *params[] = {agent->name, agent->kind, agent->role,
+                                concurrency, text,        node->node_id};
+        int rc = cd_db_exec_params(
+            node->db,
+            "INSERT INTO agents (name, kind, role, concurrency, config, node_id, status)"
+            " VALUES ($1, $2, $3, $4::int, $5::jsonb, $6, 'idle') ON CONFLICT (name) DO UPDATE"
+            " SET kind = EXCLUDED.kind, role = EXCLUDED.role, concurrency = EXCLUDED.concurrency,"
+            " config = EXCLUDED.config, node_id = EXCLUDED.node_id, status = 'idle'",
+            6, params, NULL);
+        free(text);
+        if (rc != 0) {
+            *errmsg = zsys_sprintf("agent %s: cannot record it: %s", agent->name,
+                                   cd_db_error(node->db) && cd_db_error(node->db)->message
+                                       ? cd_db_error(node->db)->message
+                                       : cd_strerror(rc));
+            return rc;
+        }
+    }
+    cd_db_rows_t *rows = NULL;
+    const char *params[] = {node->node_id};
+    int rc = cd_db_query(node->db,
+                         "SELECT name, kind, config::text FROM agents WHERE kind = 'echo'"
+                         " AND (node_id = $1 OR node_id IS NULL) AND status <> 'stopped'"
+                         " ORDER BY name",
+                         1, params, &rows);
+    if (rc != 0) {
+        *errmsg = zsys_sprintf("cannot read the agents table: %s", cd_strerror(rc));
+        return rc;
+    }
+    cd_port_t *port = cd_port_new(&node->rt, "node");
+    cd_pack_t *pack = cd_pack_new();
+    int started = 0, failed = 0;
+    for (int r = 0; r < cd_db_rows_count(rows); r++) {
+        const char *name = cd_db_rows_get(rows, r, 0);
+        bool configured = false;
+        for (size_t i = 0; i < config->n_agents && !configured; i++) {
+            configured = streq(config->agents[i].name, name);
+        }
+        if (configured) {
+            continue;
+        }
+        cd_pack_reset(pack);
+        cd_pack_map(pack, 3);
+        cd_pack_cstr(pack, "name");
+        cd_pack_cstr(pack, name);
+        cd_pack_cstr(pack, "kind");
+        cd_pack_cstr(pack, cd_db_rows_get(rows, r, 1));
+        cd_pack_cstr(pack, "config");
+        cd_pack_cstr(pack, cd_db_rows_get(rows, r, 2));
+        cd_envelope_t env;
+        cd_mailer_envelope_init(cd_port_mailer(port), &env, CD_KIND_CONTROL, "agents");
+        env.headers[0] = (cd_env_header_t){cd_str("op"), cd_str("start")};
+        env.n_headers = 1;
+        env.payload_type = CD_PAYLOAD_MAP;
+        env.payload = cd_pack_bytes(pack);
+        bool ok = cd_port_send(port, &env) == 0;
+        cd_envelope_t reply;
+        ok = ok && cd_port_recv(port, 10000, &reply) == 0 && reply.kind == CD_KIND_RESULT;
+        const char *status = ok ? "idle" : "crashed";
+        const char *upd[] = {name, status, node->node_id};
+        cd_db_exec_params(node->db, "UPDATE agents SET status = $2, node_id = $3 WHERE name = $1",
+                          3, upd, NULL);
+        if (ok) {
+            started++;
+        } else {
+            failed++;
+            cd_log_error("node", "agent did not start", "{s:s}", "agent", name);
+        }
+    }
+    cd_pack_destroy(&pack);
+    cd_port_destroy(&port);
+    cd_db_rows_destroy(&rows);
+    if (started || failed) {
+        cd_log_info("node", "agents from the database", "{s:i, s:i}", "started", started, "failed",
+                    failed);
+    }
+    return 0;
+}
+
 //  Starts the HTTP frontend on the running tree.
 static int
 s_start_http(s_node_t *node, char **errmsg)
@@ -302,6 +410,9 @@ cd_node_start(cd_config_t **config_p, int64_t started_us, cd_node_t **out, char 
     }
     if (rc == 0) {
         rc = s_start_tree(node, errmsg);
+    }
+    if (rc == 0) {
+        rc = s_sync_agents(node, errmsg);
     }
     if (rc == 0) {
         rc = s_start_http(node, errmsg);

@@ -15,15 +15,10 @@
 
 #define TN_TIMEOUT_MS 20000
 
-tn_node_t *
-tn_start(const char *const *extra_env)
+//  Starts tn->node on tn->conninfo and tn->data_dir.
+static int
+s_boot(tn_node_t *tn, const char *const *extra_env)
 {
-    tn_node_t *tn = (tn_node_t *)zmalloc(sizeof *tn);
-    if (cd_testpg_fresh_db(&tn->conninfo) != 0) {
-        free(tn);
-        return NULL;
-    }
-    tn->data_dir = cd_testpg_scratch_dir();
     char *env[64];
     size_t n = 0;
     env[n++] = zsys_sprintf("CADRE_DATA_DIR=%s", tn->data_dir);
@@ -48,13 +43,35 @@ tn_start(const char *const *extra_env)
         fprintf(stderr, "tn_start: %s\n", errmsg ? errmsg : cd_strerror(rc));
         free(errmsg);
         cd_config_destroy(&config);
+        return rc;
+    }
+    snprintf(tn->base, sizeof tn->base, "http://%s", cd_node_http_addr(tn->node));
+    return 0;
+}
+
+tn_node_t *
+tn_start(const char *const *extra_env)
+{
+    tn_node_t *tn = (tn_node_t *)zmalloc(sizeof *tn);
+    if (cd_testpg_fresh_db(&tn->conninfo) != 0) {
+        free(tn);
+        return NULL;
+    }
+    tn->data_dir = cd_testpg_scratch_dir();
+    if (s_boot(tn, extra_env) != 0) {
         free(tn->conninfo);
         free(tn->data_dir);
         free(tn);
         return NULL;
     }
-    snprintf(tn->base, sizeof tn->base, "http://%s", cd_node_http_addr(tn->node));
     return tn;
+}
+
+int
+tn_restart(tn_node_t *tn, const char *const *extra_env)
+{
+    cd_node_stop(&tn->node);
+    return s_boot(tn, extra_env);
 }
 
 void

@@ -28,6 +28,10 @@ typedef struct {
 //  to the defaults (may be NULL). Returns NULL after printing why.
 tn_node_t *tn_start(const char *const *extra_env);
 
+//  Stops the node and starts a new one on the same database and data dir
+//  (a new HTTP port: base changes). Returns 0 or an error (printed).
+int tn_restart(tn_node_t *node, const char *const *extra_env);
+
 //  Stops the node and frees everything. Safe on NULL; nulls *node_p.
 void tn_stop(tn_node_t **node_p);
 
