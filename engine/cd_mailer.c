@@ -22,6 +22,7 @@ struct cd_mailer {
     char qualified[CD_REGISTRY_MAX_NAME + 80]; //  node/<id>/<name>, for remote sends
     char last_target[CD_REGISTRY_MAX_NAME];    //  destination of the last send
     s_route_t *last_route;                     //  its route (owned by routes), or NULL
+    cd_msg_counts_t counts;                    //  sent by kind (attached to the registry)
 };
 
 //  The local actor a name is delivered to: this node's prefix is stripped;
@@ -235,7 +236,14 @@ cd_mailer_send(cd_mailer_t *self, const cd_envelope_t *env)
                               cd_envbuf_size(self->envbuf));
         return rc;
     }
-    return s_push(route, self->envbuf, out);
+    rc = s_push(route, self->envbuf, out);
+    if (rc == 0 && env->kind > CD_KIND_NONE && env->kind < CD_KIND_COUNT_) {
+        //  The only writer: no read-modify-write needed.
+        atomic_uint_fast64_t *slot = &self->counts.sent[env->kind];
+        atomic_store_explicit(slot, atomic_load_explicit(slot, memory_order_relaxed) + 1,
+                              memory_order_relaxed);
+    }
+    return rc;
 }
 
 void
@@ -286,6 +294,9 @@ cd_mailer_new(const cd_runtime_t *rt, const char *name)
     zhashx_set_destructor(self->routes, s_route_destroy);
     self->envbuf = cd_envbuf_new();
     cd_idgen_init(&self->idgen);
+    if (rt->registry) {
+        cd_registry_counts_attach(rt->registry, &self->counts);
+    }
     return self;
 }
 
@@ -296,6 +307,9 @@ cd_mailer_destroy(cd_mailer_t **self_p)
         return;
     }
     cd_mailer_t *self = *self_p;
+    if (self->rt->registry) {
+        cd_registry_counts_detach(self->rt->registry, &self->counts);
+    }
     zhashx_destroy(&self->routes);
     cd_envbuf_destroy(&self->envbuf);
     cd_envbuf_destroy(&self->dl_buf);

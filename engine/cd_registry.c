@@ -19,13 +19,15 @@
 #include <stdatomic.h>
 
 struct cd_registry {
-    char *node_id;              //  this node's id
-    pthread_mutex_t lock;       //  guards entries
-    zhashx_t *entries;          //  name -> s_entry_t (owned)
-    atomic_uint_fast64_t gen;   //  bumped on every status change
-    atomic_uint_fast64_t deads; //  dead letters, all names
-    atomic_int hung;            //  abandoned threads not yet ended
-    bool log_sink;              //  installed as a cd_log sink
+    char *node_id;                    //  this node's id
+    pthread_mutex_t lock;             //  guards entries
+    zhashx_t *entries;                //  name -> s_entry_t (owned)
+    atomic_uint_fast64_t gen;         //  bumped on every status change
+    atomic_uint_fast64_t deads;       //  dead letters, all names
+    atomic_int hung;                  //  abandoned threads not yet ended
+    bool log_sink;                    //  installed as a cd_log sink
+    zlistx_t *counts;                 //  attached cd_msg_counts_t (guarded by lock)
+    uint64_t retired[CD_KIND_COUNT_]; //  counts of detached senders (guarded by lock)
 };
 
 typedef struct {
@@ -121,6 +123,7 @@ cd_registry_destroy(cd_registry_t **self_p)
         cd_log_sink_remove(&s_log_sink, self);
     }
     zhashx_destroy(&self->entries);
+    zlistx_destroy(&self->counts);
     pthread_mutex_destroy(&self->lock);
     free(self->node_id);
     free(self);
@@ -333,4 +336,43 @@ cd_actor_status_name(cd_actor_status_t status)
     static const char *const names[] = {"absent",     "starting", "running",
                                         "restarting", "stopped",  "dead"};
     return (unsigned)status < sizeof names / sizeof names[0] ? names[status] : "unknown";
+}
+
+void
+cd_registry_counts_attach(cd_registry_t *self, cd_msg_counts_t *counts)
+{
+    pthread_mutex_lock(&self->lock);
+    if (!self->counts) {
+        self->counts = zlistx_new();
+    }
+    zlistx_add_end(self->counts, counts);
+    pthread_mutex_unlock(&self->lock);
+}
+
+void
+cd_registry_counts_detach(cd_registry_t *self, cd_msg_counts_t *counts)
+{
+    pthread_mutex_lock(&self->lock);
+    void *handle = self->counts ? zlistx_find(self->counts, counts) : NULL;
+    if (handle) {
+        zlistx_delete(self->counts, handle);
+        for (int k = 0; k < CD_KIND_COUNT_; k++) {
+            self->retired[k] += atomic_load_explicit(&counts->sent[k], memory_order_relaxed);
+        }
+    }
+    pthread_mutex_unlock(&self->lock);
+}
+
+void
+cd_registry_messages(cd_registry_t *self, uint64_t out[CD_KIND_COUNT_])
+{
+    pthread_mutex_lock(&self->lock);
+    memcpy(out, self->retired, sizeof self->retired);
+    for (cd_msg_counts_t *c = self->counts ? (cd_msg_counts_t *)zlistx_first(self->counts) : NULL;
+         c; c = (cd_msg_counts_t *)zlistx_next(self->counts)) {
+        for (int k = 0; k < CD_KIND_COUNT_; k++) {
+            out[k] += atomic_load_explicit(&c->sent[k], memory_order_relaxed);
+        }
+    }
+    pthread_mutex_unlock(&self->lock);
 }

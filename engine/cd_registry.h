@@ -14,6 +14,9 @@
 #ifndef CD_ENGINE_REGISTRY_H
 #define CD_ENGINE_REGISTRY_H
 
+#include "cd_envelope.h"
+
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -41,6 +44,25 @@ typedef struct {
     uint64_t dead_letters;           //  messages to it that could not be delivered
     uint32_t incarnation;            //  bumped each time a new inbox is bound for it
 } cd_registry_entry_t;
+
+//  Messages sent, by envelope kind, counted by each sender (a mailer) in a
+//  block it owns and attaches here: the sender's thread is the only writer
+//  (relaxed atomics: plain stores on x86, no lock), readers sum the
+//  attached blocks and what detached ones left behind.
+typedef struct {
+    atomic_uint_fast64_t sent[CD_KIND_COUNT_]; //  by cd_kind_t
+} cd_msg_counts_t;
+
+//  Attaches / detaches a sender's block (borrowed while attached). Detach
+//  folds its counts into the registry's totals.
+void
+cd_registry_counts_attach(cd_registry_t *self, cd_msg_counts_t *counts);
+void
+cd_registry_counts_detach(cd_registry_t *self, cd_msg_counts_t *counts);
+
+//  Messages sent so far by kind, every sender of the node. Any thread.
+void
+cd_registry_messages(cd_registry_t *self, uint64_t out[CD_KIND_COUNT_]);
 
 //  Creates the registry of node node_id and installs its log sink (if
 //  CD_LOG_SINK_MAX sinks are already installed it logs a warning and keeps

@@ -10,6 +10,8 @@
     only make a dead letter). /health/detailed asks the same question and
     shows the figures. */
 #include "cd_health.h"
+
+#include <stdarg.h>
 #include "http_internal.h"
 
 #include "cd_error.h"
@@ -235,15 +237,157 @@ cd_health_detailed(cd_http_rctx_t *rctx)
     return s_health(rctx, S_DETAILED);
 }
 
+//  /metrics gathers what it does not count itself: persist's figures (a
+//  stats call) and tasks by status (an api actor's read), one after the
+//  other, each bounded by the readiness timeout; what does not come in
+//  time is left out rather than failing the page.
+typedef struct {
+    json_t *persist; //  persist's stats, or NULL
+} s_metrics_t;
+
+static void
+s_metrics_dispose(void *data)
+{
+    s_metrics_t *m = (s_metrics_t *)data;
+    json_decref(m->persist);
+}
+
+//  Appends one line to a growing page.
+static void
+s_line(char **page, size_t *len, size_t *cap, const char *fmt, ...)
+{
+    va_list args;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        va_start(args, fmt);
+        int n = vsnprintf(*page + *len, *cap - *len, fmt, args);
+        va_end(args);
+        if (n < 0) {
+            return;
+        }
+        if ((size_t)n < *cap - *len) {
+            *len += (size_t)n;
+            return;
+        }
+        *cap = (*cap + (size_t)n) * 2;
+        *page = (char *)realloc(*page, *cap);
+    }
+}
+
+static double
+s_num(json_t *obj, const char *key)
+{
+    return json_number_value(json_object_get(obj, key));
+}
+
+static void
+s_metrics_send(cd_http_rctx_t *rctx, s_metrics_t *m, json_t *tasks)
+{
+    cd_http_t *http = rctx->http;
+    double uptime = (double)(cd__http_now_us() - http->started_us) / 1e6;
+    size_t base_len = 0;
+    char *base =
+        cd_metrics_render(http->metrics, http->router, http->rt.registry, uptime, &base_len);
+    size_t cap = base_len + 4096, len = base_len;
+    char *page = (char *)malloc(cap);
+    memcpy(page, base, base_len);
+    free(base);
+
+    uint64_t sent[CD_KIND_COUNT_];
+    cd_registry_messages(http->rt.registry, sent);
+    s_line(&page, &len, &cap,
+           "# HELP cadre_messages_sent_total Envelopes sent between actors, by kind.\n"
+           "# TYPE cadre_messages_sent_total counter\n");
+    for (int k = CD_KIND_NONE + 1; k < CD_KIND_COUNT_; k++) {
+        const char *name = cd_kind_name((cd_kind_t)k);
+        s_line(&page, &len, &cap, "cadre_messages_sent_total{kind=\"%s\"} %llu\n",
+               name ? name : "?", (unsigned long long)sent[k]);
+    }
+    if (m->persist) {
+        json_t *p = m->persist;
+        double batches = s_num(p, "batches");
+        s_line(&page, &len, &cap,
+               "# HELP cadre_persist_up Whether the persist actor reaches the database.\n"
+               "# TYPE cadre_persist_up gauge\ncadre_persist_up %d\n"
+               "# HELP cadre_persist_pending Write requests waiting for their batch.\n"
+               "# TYPE cadre_persist_pending gauge\ncadre_persist_pending %.0f\n"
+               "# HELP cadre_persist_batch_rows Requests per committed batch.\n"
+               "# TYPE cadre_persist_batch_rows summary\n"
+               "cadre_persist_batch_rows_sum %.0f\ncadre_persist_batch_rows_count %.0f\n"
+               "# HELP cadre_persist_batch_seconds Time to write and commit a batch.\n"
+               "# TYPE cadre_persist_batch_seconds summary\n"
+               "cadre_persist_batch_seconds_sum %.6f\ncadre_persist_batch_seconds_count %.0f\n"
+               "# HELP cadre_persist_last_batch_rows Requests in the last batch.\n"
+               "# TYPE cadre_persist_last_batch_rows gauge\ncadre_persist_last_batch_rows %.0f\n"
+               "# HELP cadre_persist_last_batch_seconds Duration of the last batch.\n"
+               "# TYPE cadre_persist_last_batch_seconds gauge\n"
+               "cadre_persist_last_batch_seconds %.6f\n"
+               "# HELP cadre_persist_failed_total Write requests that failed.\n"
+               "# TYPE cadre_persist_failed_total counter\ncadre_persist_failed_total %.0f\n"
+               "# HELP cadre_persist_reconnects_total Database reconnections.\n"
+               "# TYPE cadre_persist_reconnects_total counter\n"
+               "cadre_persist_reconnects_total %.0f\n",
+               json_is_true(json_object_get(p, "db_ok")) ? 1 : 0, s_num(p, "pending"),
+               s_num(p, "rows"), batches, s_num(p, "batch_ms_total") / 1000.0, batches,
+               s_num(p, "last_batch_size"), s_num(p, "last_batch_ms") / 1000.0, s_num(p, "failed"),
+               s_num(p, "reconnects"));
+    }
+    if (json_is_object(tasks)) {
+        s_line(&page, &len, &cap,
+               "# HELP cadre_tasks Tasks by status (from the database).\n"
+               "# TYPE cadre_tasks gauge\n");
+        const char *status;
+        json_t *count;
+        json_object_foreach(tasks, status, count)
+        {
+            s_line(&page, &len, &cap, "cadre_tasks{status=\"%s\"} %lld\n", status,
+                   (long long)json_integer_value(count));
+        }
+    }
+    cd__http_send(rctx, 200, "text/plain; version=0.0.4; charset=utf-8", page, len, false);
+    free(page);
+}
+
+static void
+s_metrics_on_tasks(cd_http_rctx_t *rctx, const cd_envelope_t *reply, int rc, void *arg)
+{
+    json_t *body = NULL;
+    int status = 0;
+    if (rc == 0 && cd__http_api_reply_json(reply, &status, &body) == 0 && status != 200) {
+        json_decref(body);
+        body = NULL;
+    }
+    s_metrics_send(rctx, (s_metrics_t *)arg, json_object_get(body, "tasks"));
+    json_decref(body);
+}
+
+static void
+s_metrics_on_persist(cd_http_rctx_t *rctx, const cd_envelope_t *reply, int rc, void *arg)
+{
+    s_metrics_t *m = (s_metrics_t *)arg;
+    const char *why = NULL;
+    if (rc == 0 && reply->kind == CD_KIND_RESULT &&
+        cd_json_from_msgpack(reply->payload, &m->persist, &why) != 0) {
+        m->persist = NULL;
+    }
+    if (cd__http_api_call_bare(rctx, "node.metrics", s_metrics_on_tasks, m) != 0) {
+        s_metrics_send(rctx, m, NULL);
+    }
+}
+
 int
 cd_health_metrics(cd_http_rctx_t *rctx)
 {
     cd_http_t *http = rctx->http;
-    double uptime = (double)(cd__http_now_us() - http->started_us) / 1e6;
-    size_t len = 0;
-    char *text = cd_metrics_render(http->metrics, http->router, http->rt.registry, uptime, &len);
-    cd__http_send(rctx, 200, "text/plain; version=0.0.4; charset=utf-8", text, len, false);
-    free(text);
+    s_metrics_t *m =
+        (s_metrics_t *)h2o_mem_alloc_shared(&rctx->req->pool, sizeof *m, s_metrics_dispose);
+    memset(m, 0, sizeof *m);
+    cd_envelope_t env;
+    cd__http_envelope_init(http, &env, CD_KIND_CONTROL, CD_HEALTH_PERSIST);
+    env.headers[0] = (cd_env_header_t){cd_str("op"), cd_str("stats")};
+    env.n_headers = 1;
+    if (cd__http_call(rctx, &env, http->opts.ready_timeout_ms, s_metrics_on_persist, m) != 0) {
+        s_metrics_on_persist(rctx, NULL, CD_EDEAD, m);
+    }
     return 0;
 }
 

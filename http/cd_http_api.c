@@ -8,7 +8,8 @@
     parked in its actor until persist acks the commit, so a slow write
     never holds other requests.
 
-    Interface: cd_http_route_api. */
+    Interface: cd_http_route_api, cd__http_api_call, cd__http_api_call_bare,
+    cd__http_api_reply_json. */
 #include "http_internal.h"
 
 #include "cd_routes.h"
@@ -230,15 +231,12 @@ s_api_reply(cd_http_rctx_t *rctx, const cd_envelope_t *reply, int rc, void *arg)
     }
 }
 
-int
-cd_http_route_api(cd_http_rctx_t *rctx)
+//  Builds the request payload in http->pack. Returns false after answering
+//  (a malformed path or query).
+static bool
+s_pack_request(cd_http_rctx_t *rctx)
 {
     cd_http_t *http = rctx->http;
-    const char *op = (const char *)rctx->match.route->arg;
-    if (!op || http->opts.api_actors <= 0) {
-        cd__http_send_error(rctx, 503, "not_ready", "the API actors are not running", NULL);
-        return 0;
-    }
     h2o_req_t *req = rctx->req;
     cd_pack_t *pack = http->pack;
     cd_pack_reset(pack);
@@ -258,13 +256,13 @@ cd_http_route_api(cd_http_rctx_t *rctx)
         if (s_decode(param->value, param->value_len, value, param->value_len + 1) < 0) {
             cd__http_send_error(rctx, 404, "not_found", "no such object",
                                 json_pack("{s:s}", "reason", "malformed path"));
-            return 0;
+            return false;
         }
         cd_pack_cstr(pack, value);
     }
     cd_pack_cstr(pack, "q");
     if (!s_pack_query(rctx, pack)) {
-        return 0;
+        return false;
     }
     cd_pack_cstr(pack, "b");
     if (rctx->body && req->entity.base && req->entity.len > 0) {
@@ -288,19 +286,76 @@ cd_http_route_api(cd_http_rctx_t *rctx)
         cd_pack_cstr(pack, "ik");
         cd_pack_str(pack, ik, ik_len);
     }
-    s_api_call_t *call = (s_api_call_t *)h2o_mem_alloc_pool(&req->pool, sizeof *call);
-    char *to = h2o_mem_alloc_pool(&req->pool, 32);
-    snprintf(to, 32, "api/%u", http->api_next++ % (unsigned)http->opts.api_actors);
-    call->to = to;
+    return true;
+}
+
+int
+cd__http_api_call(cd_http_rctx_t *rctx, const char *op, cd__http_reply_fn *fn, void *arg,
+                  const char **to_p)
+{
+    cd_http_t *http = rctx->http;
+    if (http->opts.api_actors <= 0) {
+        return CD_ENOTFOUND;
+    }
+    char *to = h2o_mem_alloc_pool(&rctx->req->pool, 32);
+    snprintf(to, 32, "%s/%u", "api", http->api_next++ % (unsigned)http->opts.api_actors);
+    *to_p = to;
     cd_envelope_t env;
     cd__http_envelope_init(http, &env, CD_KIND_TASK, to);
     env.headers[0] = (cd_env_header_t){cd_str("op"), cd_str(op)};
     env.n_headers = 1;
     env.payload_type = CD_PAYLOAD_MAP;
-    env.payload = cd_pack_bytes(pack);
-    int rc = cd__http_call(rctx, &env, http->opts.request_timeout_ms, s_api_reply, call);
+    env.payload = cd_pack_bytes(http->pack);
+    return cd__http_call(rctx, &env, http->opts.request_timeout_ms, fn, arg);
+}
+
+int
+cd_http_route_api(cd_http_rctx_t *rctx)
+{
+    cd_http_t *http = rctx->http;
+    const char *op = (const char *)rctx->match.route->arg;
+    if (!op || http->opts.api_actors <= 0) {
+        cd__http_send_error(rctx, 503, "not_ready", "the API actors are not running", NULL);
+        return 0;
+    }
+    if (!s_pack_request(rctx)) {
+        return 0;
+    }
+    s_api_call_t *call = (s_api_call_t *)h2o_mem_alloc_pool(&rctx->req->pool, sizeof *call);
+    int rc = cd__http_api_call(rctx, op, s_api_reply, call, &call->to);
     if (rc != 0) {
-        cd__http_call_failed(rctx, rc, to);
+        cd__http_call_failed(rctx, rc, call->to);
     }
     return 0;
+}
+
+int
+cd__http_api_call_bare(cd_http_rctx_t *rctx, const char *op, cd__http_reply_fn *fn, void *arg)
+{
+    cd_pack_t *pack = rctx->http->pack;
+    cd_pack_reset(pack);
+    cd_pack_map(pack, 1);
+    cd_pack_cstr(pack, "m");
+    cd_pack_cstr(pack, "GET");
+    const char *to = NULL;
+    return cd__http_api_call(rctx, op, fn, arg, &to);
+}
+
+int
+cd__http_api_reply_json(const cd_envelope_t *reply, int *status, json_t **body)
+{
+    cd_bin_t field;
+    int64_t s = 0;
+    cd_str_t text;
+    *body = NULL;
+    if (reply->kind != CD_KIND_RESULT || reply->payload_type != CD_PAYLOAD_MAP ||
+        cd_msgpack_map_find(reply->payload, "s", &field) != 0 ||
+        cd_msgpack_read_int(field, &s) != 0 ||
+        cd_msgpack_map_find(reply->payload, "b", &field) != 0 ||
+        cd_msgpack_read_str(field, &text) != 0) {
+        return CD_EPROTO;
+    }
+    *status = (int)s;
+    *body = json_loadb(text.ptr, text.len, 0, NULL);
+    return *body ? 0 : CD_EPROTO;
 }

@@ -161,4 +161,21 @@ void cd__http_calls_stop(cd_http_t *http);
 //  Pending calls (tests, metrics).
 size_t cd__http_calls_pending(cd_http_t *http);
 
+//  --- the api actors (cd_http_api.c) ----------------------------------------------
+
+//  Sends operation op to an api actor (round-robin) with the payload built
+//  in http->pack; *to_p gets the actor's name (pool). Returns as
+//  cd__http_call.
+int cd__http_api_call(cd_http_rctx_t *rctx, const char *op, cd__http_reply_fn *fn, void *arg,
+                      const char **to_p);
+
+//  Calls op with an empty request (no parameters, query or body): for
+//  figures the HTTP layer serves itself (/metrics).
+int cd__http_api_call_bare(cd_http_rctx_t *rctx, const char *op, cd__http_reply_fn *fn,
+                           void *arg);
+
+//  Reads an api actor's JSON answer: status and parsed body (caller owns
+//  it). Returns 0 or CD_EPROTO.
+int cd__http_api_reply_json(const cd_envelope_t *reply, int *status, json_t **body);
+
 #endif

@@ -217,6 +217,34 @@ test_agent_bad_input_changes_nothing(void **state)
     free(config);
 }
 
+//  /metrics carries the figures API.md names beside the HTTP ones.
+static void
+test_metrics_page(void **state)
+{
+    tn_node_t *node = (tn_node_t *)*state;
+    tn_resp_t r;
+    assert_int_equal(
+        tn_call(node, &r, "POST", "/api/v1/agents", "{\"name\":\"m\",\"kind\":\"echo\"}"), 201);
+    tn_resp_free(&r);
+    assert_int_equal(tn_call(node, &r, "GET", "/metrics", NULL), 200);
+    static const char *const series[] = {
+        "cadre_http_requests_total",
+        "cadre_http_request_duration_seconds_bucket",
+        "cadre_messages_sent_total{kind=\"control\"}",
+        "cadre_actor_restarts_total",
+        "cadre_persist_batch_rows_count",
+        "cadre_persist_batch_seconds_sum",
+        "cadre_tasks{status=\"todo\"} 0",
+        "cadre_persist_up 1",
+    };
+    for (size_t i = 0; i < sizeof series / sizeof series[0]; i++) {
+        if (!strstr(r.body, series[i])) {
+            fail_msg("/metrics lacks %s:\n%s", series[i], r.body);
+        }
+    }
+    tn_resp_free(&r);
+}
+
 int
 main(void)
 {
@@ -225,6 +253,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_agent_remote_and_restart_of_the_node, s_setup,
                                         s_teardown),
         cmocka_unit_test_setup_teardown(test_agent_bad_input_changes_nothing, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_metrics_page, s_setup, s_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
