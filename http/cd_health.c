@@ -381,11 +381,14 @@ cd_health_metrics(cd_http_rctx_t *rctx)
     s_metrics_t *m =
         (s_metrics_t *)h2o_mem_alloc_shared(&rctx->req->pool, sizeof *m, s_metrics_dispose);
     memset(m, 0, sizeof *m);
+    //  Nothing to ask when persist is not running (a page without it).
+    cd_actor_status_t status = cd_registry_status(http->rt.registry, CD_HEALTH_PERSIST);
     cd_envelope_t env;
     cd__http_envelope_init(http, &env, CD_KIND_CONTROL, CD_HEALTH_PERSIST);
     env.headers[0] = (cd_env_header_t){cd_str("op"), cd_str("stats")};
     env.n_headers = 1;
-    if (cd__http_call(rctx, &env, http->opts.ready_timeout_ms, s_metrics_on_persist, m) != 0) {
+    if (status != CD_ACTOR_RUNNING ||
+        cd__http_call(rctx, &env, http->opts.ready_timeout_ms, s_metrics_on_persist, m) != 0) {
         s_metrics_on_persist(rctx, NULL, CD_EDEAD, m);
     }
     return 0;
