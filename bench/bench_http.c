@@ -1,30 +1,41 @@
-/*  bench_http: the HTTP frontend under h2load, next to a bare h2o server
+/*  bench_http: the REST API under h2load, next to a bare h2o server
     measured in the same run (the ceiling).
 
     Two servers run in this process, each on its own event-loop thread on
     127.0.0.1 with an ephemeral port:
-      ours     the node's HTTP layer (cd_http) on a small supervisor tree
-               (deadletter + an echo agent), exactly as cadred starts it
+      ours     a whole node (cd_node_start, exactly what cadred runs) on its
+               embedded PostgreSQL in a scratch data dir, fsync on (or on
+               DATABASE_URL when set)
       ceiling  a bare h2o 2.2 evloop server whose one handler answers 200
-               with the same body, {"status":"ok"} with content-length
-    h2load (Debian's nghttp2-client) drives GET /health over h2c with prior
-    knowledge, --clients connections x --streams concurrent streams
-    (default -c 4 -m 16: 64 streams in flight), --requests per run, one
-    h2load thread. Runs alternate ours / ceiling so that drift hits both;
-    each figure is the median of --runs runs (after one warm-up each).
-    Latency percentiles come from h2load's per-request log.
+               with {"status":"ok"} and a content-length
+    h2load (Debian's nghttp2-client) drives, over h2c with prior knowledge,
+    --clients connections x --streams concurrent streams (default -c 4
+    -m 16: 64 streams in flight), one h2load thread:
+      GET  /health              (and the ceiling's, alternating run by run
+                                 so drift hits both: the ratio)
+      GET  /api/v1/tasks/{id}   a task that exists (a read on an api actor)
+      POST /api/v1/tasks        durable creates: the 201 leaves after the
+                                 task row and its task.created event are
+                                 committed; assigned to an agent that is
+                                 stopped, so every task stays todo
+    Each figure is the median of --runs runs (after a warm-up). Latency
+    percentiles come from h2load's per-request log; non-2xx answers count
+    as failed.
 
     --node HOST:PORT measures an already running node (e.g. cadred from
-    `make run`) instead of the in-process one.
+    `make run`) instead: it must have an agent named "parked" (stopped) or
+    lets this program create one.
 
     Output: a table on stderr and one JSON object on stdout. */
 #include "bench_stats.h"
-#include "cd_deadletter.h"
-#include "cd_echo.h"
+#include "cd_config.h"
 #include "cd_error.h"
-#include "cd_http.h"
 #include "cd_log.h"
-#include "cd_supervisor.h"
+#include "cd_node.h"
+
+#include <curl/curl.h>
+#include <sodium.h>
+#include <sys/stat.h>
 
 #include <h2o.h>
 
@@ -57,7 +68,6 @@ typedef struct {
     double p99_ms; //  99th percentile latency
     long failed;   //  requests that did not succeed
 } run_t;
-
 
 //  --- the ceiling: a bare h2o server ----------------------------------------------------
 
@@ -151,40 +161,41 @@ s_bare_stop(bare_t *bare)
     pthread_join(bare->thread, NULL);
 }
 
-//  --- ours: a node's HTTP layer ------------------------------------------------------------
+//  --- ours: a whole node -------------------------------------------------------------------
 
 typedef struct {
-    cd_runtime_t rt;             //  runtime settings
-    cd_echo_args_t echo;         //  the echo agent's options
-    cd_child_spec_t children[2]; //  deadletter, agent/echo
-    cd_supervisor_spec_t spec;   //  the root
-    cd_root_t *root;             //  the tree
-    cd_http_t *http;             //  the frontend
+    cd_node_t *node; //  the node
+    char dir[64];    //  its scratch data dir
 } node_t;
 
 static int
 s_node_start(node_t *node)
 {
-    static const char *const core[] = {"root", "deadletter", NULL};
     memset(node, 0, sizeof *node);
-    node->rt = (cd_runtime_t){cd_registry_new("bench"), 1000, 1000, 1000, 5000, 5000, 5, 10};
-    node->children[0] = (cd_child_spec_t){"deadletter", &cd_deadletter_ops, NULL, 0};
-    node->children[1] = (cd_child_spec_t){"agent/echo", &cd_echo_ops, &node->echo, 0};
-    node->spec = (cd_supervisor_spec_t){CD_ONE_FOR_ONE, -1, 0, node->children, 2};
-    char why[160];
-    node->root = cd_root_new(&node->rt, "root", &node->spec, why, sizeof why);
-    if (!node->root) {
-        fprintf(stderr, "bench_http: tree: %s\n", why);
+    snprintf(node->dir, sizeof node->dir, "/tmp/cadre-bench-http-XXXXXX");
+    if (!mkdtemp(node->dir) || chmod(node->dir, 0711) != 0) {
+        fprintf(stderr, "bench_http: cannot make a scratch dir\n");
         return -1;
     }
-    cd_http_opts_t opts;
-    cd_http_opts_defaults(&opts);
-    opts.addr = "127.0.0.1:0";
-    opts.core_actors = core;
+    char dir_env[128];
+    snprintf(dir_env, sizeof dir_env, "CADRE_DATA_DIR=%s", node->dir);
+    const char *url = getenv("DATABASE_URL");
+    char url_env[1024];
+    snprintf(url_env, sizeof url_env, "DATABASE_URL=%s", url ? url : "");
+    char *env[] = {dir_env, "CADRE_HTTP_ADDR=127.0.0.1:0", "CADRE_LOG_LEVEL=error",
+                   url ? url_env : NULL, NULL};
+    char *argv[] = {"cadred", NULL};
+    cd_config_t *config = NULL;
     char *errmsg = NULL;
-    if (cd_http_start(&opts, &node->rt, &node->http, &errmsg) != 0) {
-        fprintf(stderr, "bench_http: %s\n", errmsg ? errmsg : "cannot start HTTP");
+    int rc = cd_config_load(1, argv, env, &config, &errmsg);
+    if (rc == 0) {
+        fprintf(stderr, "starting a node (embedded PostgreSQL in %s) ...\n", node->dir);
+        rc = cd_node_start(&config, zclock_usecs(), &node->node, &errmsg);
+    }
+    if (rc != 0) {
+        fprintf(stderr, "bench_http: node: %s\n", errmsg ? errmsg : cd_strerror(rc));
         free(errmsg);
+        cd_config_destroy(&config);
         return -1;
     }
     return 0;
@@ -193,16 +204,101 @@ s_node_start(node_t *node)
 static void
 s_node_stop(node_t *node)
 {
-    cd_http_stop(&node->http);
-    cd_root_destroy(&node->root);
-    cd_registry_destroy(&node->rt.registry);
+    fprintf(stderr, "stopping the node ...\n");
+    cd_node_stop(&node->node);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", node->dir);
+    if (system(cmd) != 0) {
+        fprintf(stderr, "bench_http: could not remove %s\n", node->dir);
+    }
+}
+
+typedef struct {
+    char *data;
+    size_t len;
+} buf_t;
+
+static size_t
+s_collect(char *data, size_t size, size_t n, void *arg)
+{
+    buf_t *buf = (buf_t *)arg;
+    size_t add = size * n;
+    buf->data = (char *)realloc(buf->data, buf->len + add + 1);
+    memcpy(buf->data + buf->len, data, add);
+    buf->len += add;
+    buf->data[buf->len] = '\0';
+    return add;
+}
+
+//  One JSON request for the set-up. Returns the status; *body (caller
+//  frees) the answer.
+static long
+s_request(const char *base, const char *method, const char *path, const char *json, char **body)
+{
+    char url[512];
+    snprintf(url, sizeof url, "http://%s%s", base, path);
+    CURL *curl = curl_easy_init();
+    struct curl_slist *headers = curl_slist_append(NULL, "Content-Type: application/json");
+    buf_t buf = {NULL, 0};
+    curl_easy_setopt(curl, CURLOPT_URL, url);
+    curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method);
+    if (json) {
+        curl_easy_setopt(curl, CURLOPT_POSTFIELDS, json);
+    }
+    curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt(curl, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE);
+    curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 20000L);
+    curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(curl, CURLOPT_NOPROXY, "*");
+    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, s_collect);
+    curl_easy_setopt(curl, CURLOPT_WRITEDATA, &buf);
+    long status = 0;
+    if (curl_easy_perform(curl) == CURLE_OK) {
+        curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+    }
+    curl_easy_cleanup(curl);
+    curl_slist_free_all(headers);
+    *body = buf.data ? buf.data : strdup("");
+    return status;
+}
+
+//  The parked agent (created and stopped if needed) and one task to read.
+//  Returns the task id, or -1.
+static long long
+s_setup(const char *base)
+{
+    char *body = NULL;
+    long status =
+        s_request(base, "POST", "/api/v1/agents", "{\"name\":\"parked\",\"kind\":\"echo\"}", &body);
+    free(body);
+    if (status != 201 && status != 409) {
+        fprintf(stderr, "bench_http: creating the agent: HTTP %ld\n", status);
+        return -1;
+    }
+    status = s_request(base, "POST", "/api/v1/agents/parked/stop", NULL, &body);
+    free(body);
+    if (status != 202) {
+        fprintf(stderr, "bench_http: stopping the agent: HTTP %ld\n", status);
+        return -1;
+    }
+    status = s_request(base, "POST", "/api/v1/tasks",
+                       "{\"title\":\"read me\",\"assignee\":{\"agent\":\"parked\"},"
+                       "\"input\":{\"n\":1}}",
+                       &body);
+    const char *id = strstr(body, "\"id\":");
+    long long task = status == 201 && id ? atoll(id + 5) : -1;
+    if (task < 0) {
+        fprintf(stderr, "bench_http: creating a task: HTTP %ld %.200s\n", status, body);
+    }
+    free(body);
+    return task;
 }
 
 //  --- h2load ---------------------------------------------------------------------------------
 
 //  Runs h2load once against url. Returns 0 and fills *run, or -1.
 static int
-s_h2load(const options_t *opt, const char *url, long requests, run_t *run)
+s_h2load(const options_t *opt, const char *url, const char *data_file, long requests, run_t *run)
 {
     char log_path[] = "/tmp/bench_http.XXXXXX";
     int log_fd = mkstemp(log_path);
@@ -211,8 +307,12 @@ s_h2load(const options_t *opt, const char *url, long requests, run_t *run)
     }
     close(log_fd);
     char cmd[1024];
-    snprintf(cmd, sizeof cmd, "h2load -n %ld -c %d -m %d -t 1 --log-file=%s %s 2>&1", requests,
-             opt->clients, opt->streams, log_path, url);
+    char data[256] = "";
+    if (data_file) {
+        snprintf(data, sizeof data, "-d %s -H 'content-type: application/json'", data_file);
+    }
+    snprintf(cmd, sizeof cmd, "h2load -n %ld -c %d -m %d -t 1 %s --log-file=%s %s 2>&1", requests,
+             opt->clients, opt->streams, data, log_path, url);
     FILE *out = popen(cmd, "r");
     if (!out) {
         unlink(log_path);
@@ -227,9 +327,8 @@ s_h2load(const options_t *opt, const char *url, long requests, run_t *run)
             const char *comma = strchr(at, ',');
             run->rps = comma ? atof(comma + 1) : 0;
         }
-        if (strncmp(line, "requests: ", 10) == 0) {
-            const char *s = strstr(line, "done, ");
-            succeeded = s ? atol(s + 6) : -1;
+        if (strncmp(line, "status codes: ", 14) == 0) {
+            succeeded = atol(line + 14); //  "N 2xx, ..."
         }
     }
     int status = pclose(out);
@@ -264,6 +363,27 @@ s_usage(void)
 {
     fprintf(stderr, "usage: bench_http [--runs N] [--requests N] [--clients N] [--streams N]\n"
                     "                  [--node HOST:PORT]\n");
+}
+
+//  Medians of runs: rps, p50, p99; failed summed.
+static void
+s_medians(const run_t *runs, int n, run_t *out)
+{
+    double v[MAX_RUNS];
+    out->failed = 0;
+    for (int r = 0; r < n; r++) {
+        v[r] = runs[r].rps;
+        out->failed += runs[r].failed;
+    }
+    out->rps = bench_median(v, n);
+    for (int r = 0; r < n; r++) {
+        v[r] = runs[r].p50_ms;
+    }
+    out->p50_ms = bench_median(v, n);
+    for (int r = 0; r < n; r++) {
+        v[r] = runs[r].p99_ms;
+    }
+    out->p99_ms = bench_median(v, n);
 }
 
 int
@@ -317,12 +437,25 @@ main(int argc, char **argv)
         setrlimit(RLIMIT_NOFILE, &files);
     }
     zsys_handler_set(NULL);
+    zsys_set_max_sockets(0);
     zsys_set_linger(0);
     zsys_init();
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    if (sodium_init() < 0) {
+        return 1;
+    }
 
     node_t node;
     bool own_node = opt.node == NULL;
     if (own_node && s_node_start(&node) != 0) {
+        return 1;
+    }
+    const char *base = own_node ? cd_node_http_addr(node.node) : opt.node;
+    long long task = s_setup(base);
+    if (task < 0) {
+        if (own_node) {
+            s_node_stop(&node);
+        }
         return 1;
     }
     bare_t bare;
@@ -331,66 +464,73 @@ main(int argc, char **argv)
         fprintf(stderr, "bench_http: cannot start the bare h2o server\n");
         return 1;
     }
-    char ours_url[256], bare_url[256];
-    snprintf(ours_url, sizeof ours_url, "http://%s/health",
-             own_node ? cd_http_addr(node.http) : opt.node);
-    snprintf(bare_url, sizeof bare_url, "http://127.0.0.1:%d/health", bare.port);
-
-    run_t warm;
-    long warm_requests = opt.requests / 10 < 1000 ? 1000 : opt.requests / 10;
-    if (s_h2load(&opt, ours_url, warm_requests, &warm) != 0 ||
-        s_h2load(&opt, bare_url, warm_requests, &warm) != 0) {
-        fprintf(stderr, "bench_http: h2load failed (is %s answering?)\n", ours_url);
+    char data_file[] = "/tmp/bench_http_body.XXXXXX";
+    int data_fd = mkstemp(data_file);
+    static const char task_body[] =
+        "{\"title\":\"bench\",\"priority\":5,\"assignee\":{\"agent\":\"parked\"},"
+        "\"input\":{\"n\":42,\"text\":\"hello\"}}";
+    if (data_fd < 0 || write(data_fd, task_body, sizeof task_body - 1) != sizeof task_body - 1) {
         return 1;
     }
-    run_t ours[MAX_RUNS], ceiling[MAX_RUNS];
-    for (int r = 0; r < opt.runs; r++) {
-        fprintf(stderr, "\rrun %d/%d ...", r + 1, opt.runs);
-        if (s_h2load(&opt, ours_url, opt.requests, &ours[r]) != 0 ||
-            s_h2load(&opt, bare_url, opt.requests, &ceiling[r]) != 0) {
-            fprintf(stderr, "\nbench_http: h2load failed\n");
+    close(data_fd);
+
+    enum { HEALTH, BARE, GET_TASK, POST_TASK, N_SCENARIOS };
+    static const char *const names[] = {"GET /health", "bare h2o", "GET /api/v1/tasks/{id}",
+                                        "POST /api/v1/tasks"};
+    char urls[N_SCENARIOS][256];
+    snprintf(urls[HEALTH], sizeof urls[0], "http://%s/health", base);
+    snprintf(urls[BARE], sizeof urls[0], "http://127.0.0.1:%d/health", bare.port);
+    snprintf(urls[GET_TASK], sizeof urls[0], "http://%s/api/v1/tasks/%lld", base, task);
+    snprintf(urls[POST_TASK], sizeof urls[0], "http://%s/api/v1/tasks", base);
+
+    run_t runs[N_SCENARIOS][MAX_RUNS];
+    long warm_requests = opt.requests / 10 < 1000 ? 1000 : opt.requests / 10;
+    for (int k = 0; k < N_SCENARIOS; k++) {
+        run_t warm;
+        if (s_h2load(&opt, urls[k], k == POST_TASK ? data_file : NULL, warm_requests, &warm) != 0) {
+            fprintf(stderr, "bench_http: h2load failed on %s\n", urls[k]);
             return 1;
         }
     }
-    fprintf(stderr, "\r%-20s\r", "");
-    double v[MAX_RUNS] = {0};
-    double med[2][3];
-    long failed[2] = {0, 0};
-    for (int s = 0; s < 2; s++) {
-        const run_t *runs = s == 0 ? ours : ceiling;
-        for (int r = 0; r < opt.runs; r++) {
-            v[r] = runs[r].rps;
-            failed[s] += runs[r].failed;
+    for (int r = 0; r < opt.runs; r++) {
+        for (int k = 0; k < N_SCENARIOS; k++) {
+            fprintf(stderr, "\rrun %d/%d: %-24s", r + 1, opt.runs, names[k]);
+            if (s_h2load(&opt, urls[k], k == POST_TASK ? data_file : NULL, opt.requests,
+                         &runs[k][r]) != 0) {
+                fprintf(stderr, "\nbench_http: h2load failed on %s\n", urls[k]);
+                return 1;
+            }
         }
-        med[s][0] = bench_median(v, opt.runs);
-        for (int r = 0; r < opt.runs; r++) {
-            v[r] = runs[r].p50_ms;
-        }
-        med[s][1] = bench_median(v, opt.runs);
-        for (int r = 0; r < opt.runs; r++) {
-            v[r] = runs[r].p99_ms;
-        }
-        med[s][2] = bench_median(v, opt.runs);
     }
-    double ratio = med[0][0] / med[1][0];
+    fprintf(stderr, "\r%-60s\r", "");
+    unlink(data_file);
+    run_t med[N_SCENARIOS];
+    for (int k = 0; k < N_SCENARIOS; k++) {
+        s_medians(runs[k], opt.runs, &med[k]);
+    }
+    double ratio = med[HEALTH].rps / med[BARE].rps;
 
-    fprintf(stderr,
-            "GET /health over h2c, h2load -c %d -m %d -t 1, %ld requests per run; medians of %d "
-            "runs\n",
-            opt.clients, opt.streams, opt.requests, opt.runs);
-    fprintf(stderr, "%-10s | %12s | %9s | %9s | %6s\n", "server", "req/s", "p50", "p99", "failed");
-    fprintf(stderr, "%-10s | %12.0f | %7.3fms | %7.3fms | %6ld\n", own_node ? "ours" : opt.node,
-            med[0][0], med[0][1], med[0][2], failed[0]);
-    fprintf(stderr, "%-10s | %12.0f | %7.3fms | %7.3fms | %6ld\n", "bare h2o", med[1][0], med[1][1],
-            med[1][2], failed[1]);
-    fprintf(stderr, "ours / ceiling: %.1f%%\n", ratio * 100);
-    printf("{\"bench\":\"http\",\"route\":\"GET /health\",\"protocol\":\"h2c\",\"clients\":%d,"
-           "\"streams\":%d,\"requests\":%ld,\"runs\":%d,"
-           "\"ours\":{\"rps\":%.0f,\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"failed\":%ld},"
-           "\"ceiling\":{\"rps\":%.0f,\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"failed\":%ld},"
-           "\"ratio\":%.3f}\n",
-           opt.clients, opt.streams, opt.requests, opt.runs, med[0][0], med[0][1], med[0][2],
-           failed[0], med[1][0], med[1][1], med[1][2], failed[1], ratio);
+    fprintf(stderr, "h2c, h2load -c %d -m %d -t 1, %ld requests per run; medians of %d runs%s\n",
+            opt.clients, opt.streams, opt.requests, opt.runs,
+            own_node ? " (node on embedded PostgreSQL, fsync on)" : "");
+    fprintf(stderr, "%-24s | %10s | %9s | %9s | %6s\n", "scenario", "req/s", "p50", "p99",
+            "failed");
+    for (int k = 0; k < N_SCENARIOS; k++) {
+        fprintf(stderr, "%-24s | %10.0f | %7.3fms | %7.3fms | %6ld\n", names[k], med[k].rps,
+                med[k].p50_ms, med[k].p99_ms, med[k].failed);
+    }
+    fprintf(stderr, "GET /health ours / bare h2o: %.1f%%\n", ratio * 100);
+    printf("{\"bench\":\"http\",\"protocol\":\"h2c\",\"clients\":%d,\"streams\":%d,"
+           "\"requests\":%ld,\"runs\":%d,\"scenarios\":{",
+           opt.clients, opt.streams, opt.requests, opt.runs);
+    static const char *const keys[] = {"health", "ceiling", "get_task", "post_task"};
+    for (int k = 0; k < N_SCENARIOS; k++) {
+        printf("%s\"%s\":{\"route\":\"%s\",\"rps\":%.0f,\"p50_ms\":%.3f,\"p99_ms\":%.3f,"
+               "\"failed\":%ld}",
+               k ? "," : "", keys[k], names[k], med[k].rps, med[k].p50_ms, med[k].p99_ms,
+               med[k].failed);
+    }
+    printf("},\"health_ratio\":%.3f}\n", ratio);
 
     s_bare_stop(&bare);
     if (own_node) {
