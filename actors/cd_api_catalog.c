@@ -503,9 +503,12 @@ s_member_added(cd_api_req_t *req, const cd_api_result_t *res, void *arg)
         cd_api_error(req, 404, "not_found", "no such team", NULL);
     } else if (!s_invalid_answered(req, res->value)) {
         //  The agent exists, so its name is [a-z0-9_-]: safe in a path.
+        json_t *team = json_loads(res->value, 0, NULL);
         char location[160];
-        snprintf(location, sizeof location, "/api/v1/teams/%s/members/%s", cd_api_param(req, "id"),
+        snprintf(location, sizeof location, "/api/v1/teams/%lld/members/%s",
+                 (long long)json_integer_value(json_object_get(team, "id")),
                  json_string_value(json_object_get(cd_api_body(req), "agent")));
+        json_decref(team);
         cd_api_reply_text(req, 201, res->value, location);
     }
 }
