@@ -647,12 +647,11 @@ test_catalog_pagination(void **state)
 {
     tn_node_t *node = (tn_node_t *)*state;
     char body[128];
-    int64_t role = 0, tt = 0;
     for (int i = 0; i < 5; i++) {
         snprintf(body, sizeof body, "{\"name\":\"r%d\"}", i);
-        role = s_create(node, "/api/v1/roles", body);
+        int64_t role = s_create(node, "/api/v1/roles", body);
         snprintf(body, sizeof body, "{\"name\":\"tt%d\",\"roles\":[%lld]}", i, (long long)role);
-        tt = s_create(node, "/api/v1/team-types", body);
+        int64_t tt = s_create(node, "/api/v1/team-types", body);
         snprintf(body, sizeof body, "{\"name\":\"t%d\",\"team_type_id\":%lld}", i, (long long)tt);
         s_create(node, "/api/v1/teams", body);
     }
