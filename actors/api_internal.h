@@ -178,5 +178,6 @@ void cd_api_envelope_init(cd_api_req_t *req, cd_envelope_t *env, cd_kind_t kind,
 extern const cd_api_module_t cd__api_catalog_module;
 extern const cd_api_module_t cd__api_agents_module;
 extern const cd_api_module_t cd__api_node_module;
+extern const cd_api_module_t cd__api_projects_module;
 
 #endif

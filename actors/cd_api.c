@@ -35,6 +35,7 @@ static const cd_api_module_t *const s_modules[] = {
     &cd__api_catalog_module,
     &cd__api_agents_module,
     &cd__api_node_module,
+    &cd__api_projects_module,
 };
 #define S_N_MODULES (sizeof s_modules / sizeof s_modules[0])
 

@@ -9,7 +9,15 @@
       team       {id, name, team_type_id, members: [{agent, role_id}], created_at, updated_at}
     Lists run newest first. Deleting a role still used by a team type or a
     team member, or a team type used by a team, fails with CD_EDB 23503
-    (HTTP 409). */
+    (HTTP 409).
+
+    Writes are single statements (cd_q_catalog_writes, for persist; the
+    functions below run the same SQL). A write whose body names a row that
+    does not exist (a template, role, team type or agent) writes nothing:
+    the statement answers {"invalid": {"field": f, "reason": r}} instead of
+    the row, and the functions return CD_EINVAL with that object in *out
+    (caller frees). A write on an id that does not exist answers no row
+    (CD_ENOTFOUND), before any INVALID. */
 #ifndef CD_DB_Q_CATALOG_H
 #define CD_DB_Q_CATALOG_H
 
@@ -34,6 +42,7 @@ int cd_q_templates_delete(cd_db_t *db, int64_t id);
 //  --- roles ------------------------------------------------------------
 
 //  Creates a role from {name, description?, default_template_id?}.
+//  CD_EINVAL (field default_template_id) for an unknown template.
 int cd_q_roles_insert(cd_db_t *db, const char *json, char **out);
 //  By id, or (id CD_Q_NULL) by name.
 int cd_q_roles_get(cd_db_t *db, int64_t id, const char *name, char **out);
@@ -45,8 +54,8 @@ int cd_q_roles_delete(cd_db_t *db, int64_t id);
 //  --- team types -------------------------------------------------------
 
 //  Creates a team type from {name, description?, roles: [role_id, ...]},
-//  the roles in pipeline order, in one transaction (joining the
-//  caller's if one is open). CD_EDB 23503 for an unknown role.
+//  the roles in pipeline order, in one statement. CD_EINVAL (field roles)
+//  for an unknown role.
 int cd_q_team_types_insert(cd_db_t *db, const char *json, char **out);
 int cd_q_team_types_get(cd_db_t *db, int64_t id, char **out);
 int cd_q_team_types_list(cd_db_t *db, const char *cursor, int limit, cd_q_page_t *out);
@@ -57,8 +66,9 @@ int cd_q_team_types_delete(cd_db_t *db, int64_t id);
 //  --- teams ------------------------------------------------------------
 
 //  Creates a team from {name, team_type_id, members?: [{agent, role_id}]}
-//  in one transaction. CD_EDB 23503 for an unknown type, agent or role;
-//  23505 for a taken name or an agent listed twice.
+//  in one statement. CD_EINVAL (field team_type_id or members) for an
+//  unknown type, agent or role, or an agent listed twice; CD_EDB 23505
+//  for a taken name.
 int cd_q_teams_insert(cd_db_t *db, const char *json, char **out);
 int cd_q_teams_get(cd_db_t *db, int64_t id, char **out);
 int cd_q_teams_list(cd_db_t *db, const char *cursor, int limit, cd_q_page_t *out);
@@ -67,8 +77,8 @@ int cd_q_teams_patch(cd_db_t *db, int64_t id, const char *json, char **out);
 int cd_q_teams_delete(cd_db_t *db, int64_t id);
 
 //  Adds agent to team with role_id, or changes its role if it is a
-//  member already. Returns 0 and the team; CD_EDB 23503 for an unknown
-//  team, agent or role.
+//  member already. Returns 0 and the team; CD_ENOTFOUND for an unknown
+//  team; CD_EINVAL (field agent or role_id) for an unknown agent or role.
 int cd_q_teams_member_add(cd_db_t *db, int64_t team_id, const char *agent, int64_t role_id,
                           char **out);
 

@@ -12,6 +12,23 @@
 
 #include "test_q_support.h"
 
+//  Asserts rc is CD_EINVAL with an INVALID answer naming field in *out
+//  (freed and nulled).
+static void
+s_invalid(int rc, char **out, const char *field)
+{
+    if (rc != CD_EINVAL) {
+        fail_msg("want CD_EINVAL naming %s, got %s", field, cd_errname(rc));
+    }
+    json_t *j = s_parse(*out, true);
+    *out = NULL;
+    json_t *invalid = json_object_get(j, "invalid");
+    assert_non_null(invalid);
+    assert_string_equal(s_str(invalid, "field"), field);
+    assert_non_null(s_str(invalid, "reason"));
+    json_decref(j);
+}
+
 //  The id of the row a function returned in out (freed).
 static int64_t
 s_id_of(char *out)
@@ -93,9 +110,10 @@ test_q_catalog_roles(void **state)
     json_decref(r);
     s_sqlstate(fx->db, cd_q_roles_insert(fx->db, "{\"name\":\"coder\"}", &out), "23505");
     s_sqlstate(fx->db, cd_q_roles_insert(fx->db, "{\"name\":\"\"}", &out), "23514");
-    s_sqlstate(fx->db,
-               cd_q_roles_insert(fx->db, "{\"name\":\"x\",\"default_template_id\":5}", &out),
-               "23503");
+    //  An unknown template writes nothing and names the field.
+    s_invalid(cd_q_roles_insert(fx->db, "{\"name\":\"x\",\"default_template_id\":5}", &out), &out,
+              "default_template_id");
+    assert_int_equal(s_count(fx->db, "SELECT count(*) FROM roles"), 1);
     s_ok(fx->db, cd_q_roles_get(fx->db, CD_Q_NULL, "coder", &out));
     assert_int_equal(s_id_of(out), coder);
     s_ok(fx->db, cd_q_roles_get(fx->db, coder, NULL, &out));
@@ -146,9 +164,8 @@ test_q_catalog_team_types_and_teams(void **state)
     assert_int_equal(json_integer_value(json_array_get(roles, 2)), r[1]);
     json_decref(tt);
     //  All or nothing: an unknown role leaves no team type behind.
-    s_sqlstate(fx->db, cd_q_team_types_insert(fx->db, "{\"name\":\"bad\",\"roles\":[999]}", &out),
-               "23503");
-    assert_null(out);
+    s_invalid(cd_q_team_types_insert(fx->db, "{\"name\":\"bad\",\"roles\":[999]}", &out), &out,
+              "roles");
     assert_int_equal(s_count(fx->db, "SELECT count(*) FROM team_types"), 1);
     s_sqlstate(fx->db, cd_q_team_types_insert(fx->db, "{\"name\":\"pipeline\"}", &out), "23505");
     s_ok(fx->db, cd_q_team_types_insert(fx->db, "{\"name\":\"solo\"}", &out));
@@ -172,10 +189,12 @@ test_q_catalog_team_types_and_teams(void **state)
     json_decref(tt);
     assert_int_equal(cd_q_team_types_patch(fx->db, type + 99, "{}", &out), CD_ENOTFOUND);
     assert_null(out);
-    s_sqlstate(fx->db, cd_q_team_types_patch(fx->db, type, "{\"roles\":[999]}", &out), "23503");
+    s_invalid(cd_q_team_types_patch(fx->db, type, "{\"name\":\"n\",\"roles\":[999]}", &out), &out,
+              "roles");
     s_ok(fx->db, cd_q_team_types_get(fx->db, type, &out));
     tt = s_parse(out, true);
-    assert_int_equal(json_array_size(json_object_get(tt, "roles")), 2); // rolled back
+    assert_int_equal(json_array_size(json_object_get(tt, "roles")), 2); // unchanged
+    assert_string_equal(s_str(tt, "name"), "pipeline");
     json_decref(tt);
     assert_int_equal(cd_q_team_types_get(fx->db, type + 99, &out), CD_ENOTFOUND);
     cd_q_page_t page = {0};
@@ -205,15 +224,17 @@ test_q_catalog_team_types_and_teams(void **state)
              "{\"name\":\"blue\",\"team_type_id\":%lld,\"members\":[{\"agent\":\"ghost\","
              "\"role_id\":%lld}]}",
              (long long)type, (long long)r[0]);
-    s_sqlstate(fx->db, cd_q_teams_insert(fx->db, body, &out), "23503");
+    s_invalid(cd_q_teams_insert(fx->db, body, &out), &out, "members");
     assert_int_equal(s_count(fx->db, "SELECT count(*) FROM teams"), 1);
     snprintf(body, sizeof body,
              "{\"name\":\"blue\",\"team_type_id\":%lld,\"members\":[{\"agent\":\"a1\","
              "\"role_id\":%lld},{\"agent\":\"a1\",\"role_id\":%lld}]}",
              (long long)type, (long long)r[0], (long long)r[1]);
-    s_sqlstate(fx->db, cd_q_teams_insert(fx->db, body, &out), "23505");
-    s_sqlstate(fx->db, cd_q_teams_insert(fx->db, "{\"name\":\"x\",\"team_type_id\":999}", &out),
-               "23503");
+    s_invalid(cd_q_teams_insert(fx->db, body, &out), &out, "members"); // a1 twice
+    s_invalid(cd_q_teams_insert(fx->db, "{\"name\":\"x\",\"team_type_id\":999}", &out), &out,
+              "team_type_id");
+    assert_int_equal(s_count(fx->db, "SELECT count(*) FROM teams"), 1);
+    assert_int_equal(s_count(fx->db, "SELECT count(*) FROM team_members"), 2);
     snprintf(body, sizeof body, "{\"name\":\"blue\",\"team_type_id\":%lld}", (long long)solo);
     s_ok(fx->db, cd_q_teams_insert(fx->db, body, &out));
     int64_t blue = s_id_of(out);
@@ -226,7 +247,9 @@ test_q_catalog_team_types_and_teams(void **state)
     team = s_parse(out, true);
     assert_int_equal(s_int(json_array_get(json_object_get(team, "members"), 0), "role_id"), r[2]);
     json_decref(team);
-    s_sqlstate(fx->db, cd_q_teams_member_add(fx->db, blue, "ghost", r[1], &out), "23503");
+    s_invalid(cd_q_teams_member_add(fx->db, blue, "ghost", r[1], &out), &out, "agent");
+    s_invalid(cd_q_teams_member_add(fx->db, blue, "a2", r[2] + 99, &out), &out, "role_id");
+    assert_int_equal(cd_q_teams_member_add(fx->db, blue + 99, "a2", r[1], &out), CD_ENOTFOUND);
     assert_null(out);
     s_ok(fx->db, cd_q_teams_member_remove(fx->db, blue, "a3"));
     assert_int_equal(cd_q_teams_member_remove(fx->db, blue, "a3"), CD_ENOTFOUND);
@@ -271,6 +294,164 @@ test_q_catalog_team_types_and_teams(void **state)
     assert_int_equal(s_count(fx->db, "SELECT count(*) FROM team_types WHERE name = 'later'"), 0);
 }
 
+//  The persist table: unique "<family>.<verb>" names, nparams as the SQL
+//  uses them, and every statement prepares (as persist prepares it).
+static void
+test_q_catalog_writes_table(void **state)
+{
+    fixture_t *fx = *state;
+    assert_true(cd_q_catalog_n_writes >= 14);
+    for (size_t i = 0; i < cd_q_catalog_n_writes; i++) {
+        const cd_q_write_t *w = &cd_q_catalog_writes[i];
+        assert_non_null(strchr(w->name, '.'));
+        for (size_t j = 0; j < i; j++) {
+            assert_string_not_equal(cd_q_catalog_writes[j].name, w->name);
+        }
+        int highest = 0;
+        for (const char *p = strchr(w->sql, '$'); p; p = strchr(p + 1, '$')) {
+            int n = atoi(p + 1);
+            highest = n > highest ? n : highest;
+        }
+        assert_int_equal(highest, w->nparams);
+        char *sql = NULL;
+        assert_true(asprintf(&sql, "PREPARE s_%zu AS %s", i, w->sql) > 0);
+        char *err = NULL;
+        if (cd_db_exec(fx->db, sql, &err) != 0) {
+            fail_msg("%s: %s", w->name, err);
+        }
+        free(sql);
+    }
+}
+
+//  Patches: a bad body changes nothing; lists grow, shrink and keep
+//  what stays.
+static void
+test_q_catalog_patches(void **state)
+{
+    fixture_t *fx = *state;
+    char *out = NULL;
+    s_ok(fx->db, cd_q_templates_insert(fx->db, "{\"name\":\"t\",\"body\":\"x\"}", &out));
+    int64_t tpl = s_id_of(out);
+    s_ok(fx->db, cd_q_roles_insert(fx->db, "{\"name\":\"a\"}", &out));
+    int64_t ra = s_id_of(out);
+    s_ok(fx->db, cd_q_roles_insert(fx->db, "{\"name\":\"b\"}", &out));
+    int64_t rb = s_id_of(out);
+    char body[256];
+
+    //  Roles: a template by id, unknown ones rejected, null clears.
+    snprintf(body, sizeof body, "{\"default_template_id\":%lld}", (long long)tpl);
+    s_ok(fx->db, cd_q_roles_patch(fx->db, ra, body, &out));
+    json_t *j = s_parse(out, true);
+    assert_int_equal(s_int(j, "default_template_id"), tpl);
+    json_decref(j);
+    s_invalid(cd_q_roles_patch(fx->db, ra, "{\"name\":\"z\",\"default_template_id\":999}", &out),
+              &out, "default_template_id");
+    //  An unknown id is not found, whatever the body.
+    assert_int_equal(cd_q_roles_patch(fx->db, rb + 99, "{\"default_template_id\":999}", &out),
+                     CD_ENOTFOUND);
+    assert_null(out);
+    s_ok(fx->db, cd_q_roles_get(fx->db, ra, NULL, &out));
+    j = s_parse(out, true);
+    assert_string_equal(s_str(j, "name"), "a");
+    assert_int_equal(s_int(j, "default_template_id"), tpl);
+    json_decref(j);
+    s_ok(fx->db, cd_q_roles_patch(fx->db, ra, "{\"default_template_id\":null}", &out));
+    j = s_parse(out, true);
+    assert_true(s_null(j, "default_template_id"));
+    json_decref(j);
+
+    //  Team types: the pipeline grows, repeats a role, empties.
+    snprintf(body, sizeof body, "{\"name\":\"tt\",\"roles\":[%lld]}", (long long)ra);
+    s_ok(fx->db, cd_q_team_types_insert(fx->db, body, &out));
+    int64_t tt = s_id_of(out);
+    snprintf(body, sizeof body, "{\"roles\":[%lld,%lld,%lld]}", (long long)rb, (long long)ra,
+             (long long)rb);
+    s_ok(fx->db, cd_q_team_types_patch(fx->db, tt, body, &out));
+    j = s_parse(out, true);
+    json_t *roles = json_object_get(j, "roles");
+    assert_int_equal(json_array_size(roles), 3);
+    assert_int_equal(json_integer_value(json_array_get(roles, 0)), rb);
+    assert_int_equal(json_integer_value(json_array_get(roles, 1)), ra);
+    assert_int_equal(json_integer_value(json_array_get(roles, 2)), rb);
+    json_decref(j);
+    s_ok(fx->db, cd_q_team_types_get(fx->db, tt, &out)); // what a read sees agrees
+    j = s_parse(out, true);
+    assert_int_equal(json_array_size(json_object_get(j, "roles")), 3);
+    assert_int_equal(json_integer_value(json_array_get(json_object_get(j, "roles"), 0)), rb);
+    json_decref(j);
+    assert_int_equal(cd_q_team_types_patch(fx->db, tt + 99, "{\"roles\":[999]}", &out),
+                     CD_ENOTFOUND);
+    s_ok(fx->db, cd_q_team_types_patch(fx->db, tt, "{\"roles\":[]}", &out));
+    j = s_parse(out, true);
+    assert_int_equal(json_array_size(json_object_get(j, "roles")), 0);
+    json_decref(j);
+    assert_int_equal(s_count(fx->db, "SELECT count(*) FROM team_type_roles"), 0);
+
+    //  Teams: members replaced, one kept (with its added_at), bad ones
+    //  rejected whole.
+    s_ok(fx->db, cd_db_exec(fx->db,
+                            "INSERT INTO agents (name, kind) VALUES ('x1', 'echo'), ('x2', 'echo'),"
+                            " ('x3', 'echo')",
+                            NULL));
+    snprintf(body, sizeof body,
+             "{\"name\":\"team\",\"team_type_id\":%lld,\"members\":[{\"agent\":\"x3\","
+             "\"role_id\":%lld}]}",
+             (long long)tt, (long long)ra);
+    s_ok(fx->db, cd_q_teams_insert(fx->db, body, &out));
+    int64_t team = s_id_of(out);
+    s_ok(fx->db,
+         cd_db_exec(fx->db, "UPDATE team_members SET added_at = now() - interval '1 h'", NULL));
+    snprintf(body, sizeof body,
+             "{\"members\":[{\"agent\":\"x1\",\"role_id\":%lld},{\"agent\":\"x3\",\"role_id\":"
+             "%lld}]}",
+             (long long)ra, (long long)rb);
+    s_ok(fx->db, cd_q_teams_patch(fx->db, team, body, &out));
+    j = s_parse(out, true);
+    json_t *members = json_object_get(j, "members");
+    assert_int_equal(json_array_size(members), 2);
+    assert_string_equal(s_str(json_array_get(members, 0), "agent"), "x3"); // the older one
+    assert_int_equal(s_int(json_array_get(members, 0), "role_id"), rb);
+    assert_string_equal(s_str(json_array_get(members, 1), "agent"), "x1");
+    json_decref(j);
+    snprintf(body, sizeof body,
+             "{\"name\":\"new\",\"members\":[{\"agent\":\"nobody\",\"role_id\":%lld}]}",
+             (long long)ra);
+    s_invalid(cd_q_teams_patch(fx->db, team, body, &out), &out, "members");
+    snprintf(body, sizeof body,
+             "{\"members\":[{\"agent\":\"x2\",\"role_id\":%lld},{\"agent\":\"x2\",\"role_id\":"
+             "%lld}]}",
+             (long long)ra, (long long)ra);
+    s_invalid(cd_q_teams_patch(fx->db, team, body, &out), &out, "members");
+    s_invalid(cd_q_teams_patch(fx->db, team, "{\"team_type_id\":999}", &out), &out, "team_type_id");
+    assert_int_equal(cd_q_teams_patch(fx->db, team + 99, "{\"team_type_id\":999}", &out),
+                     CD_ENOTFOUND);
+    s_ok(fx->db, cd_q_teams_get(fx->db, team, &out));
+    j = s_parse(out, true);
+    assert_string_equal(s_str(j, "name"), "team");
+    assert_int_equal(json_array_size(json_object_get(j, "members")), 2);
+    json_decref(j);
+
+    //  Adding lists the team's other members with the new one.
+    s_ok(fx->db, cd_q_teams_member_add(fx->db, team, "x2", rb, &out));
+    j = s_parse(out, true);
+    members = json_object_get(j, "members");
+    assert_int_equal(json_array_size(members), 3);
+    assert_string_equal(s_str(json_array_get(members, 0), "agent"), "x3");
+    json_decref(j);
+    s_ok(fx->db, cd_q_teams_member_add(fx->db, team, "x3", ra, &out)); // a new role only
+    j = s_parse(out, true);
+    members = json_object_get(j, "members");
+    assert_int_equal(json_array_size(members), 3);
+    assert_string_equal(s_str(json_array_get(members, 0), "agent"), "x3");
+    assert_int_equal(s_int(json_array_get(members, 0), "role_id"), ra);
+    json_decref(j);
+    s_ok(fx->db, cd_q_teams_patch(fx->db, team, "{\"members\":[]}", &out));
+    j = s_parse(out, true);
+    assert_int_equal(json_array_size(json_object_get(j, "members")), 0);
+    json_decref(j);
+    assert_int_equal(s_count(fx->db, "SELECT count(*) FROM team_members"), 0);
+}
+
 int
 main(void)
 {
@@ -278,6 +459,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_q_catalog_templates, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_q_catalog_roles, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_q_catalog_team_types_and_teams, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_q_catalog_writes_table, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_q_catalog_patches, s_setup, s_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
