@@ -10,8 +10,12 @@
     cd_q_hitl_cancel_task. */
 #include "cd_q_hitl.h"
 #include "cd_error.h"
+#include "db_internal.h"
 
 #include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #define HITL_JSON                                                                                  \
     "json_build_object('id', h.id, 'task_id', h.task_id, 'project_id', h.project_id, 'agent', "    \
@@ -80,15 +84,15 @@ cd_q_hitl_list(cd_db_t *db, const cd_q_hitl_filter_t *f, cd_q_page_t *out)
 //  so it holds what is pending now, not at the statement's snapshot.
 static const char s_respond[] =
     "WITH target AS (SELECT h.id, h.task_id FROM hitl_requests h WHERE h.id = $1"
-    "  AND ($4::bigint IS NULL OR EXISTS (SELECT FROM tasks o"
-    "  WHERE o.id = h.task_id AND o.created_by = $4))),"
+    "  AND ($3::bigint IS NULL OR EXISTS (SELECT FROM tasks o"
+    "  WHERE o.id = h.task_id AND o.created_by = $3))),"
     " pending AS (SELECT p.id FROM hitl_requests p"
     "  WHERE p.task_id = (SELECT task_id FROM target) AND p.status = 'pending'"
     "  ORDER BY p.id FOR UPDATE),"
-    " u AS (UPDATE hitl_requests h SET status = 'answered', response = $2::jsonb,"
-    "  approved = $3::boolean, answered_at = now()"
+    " u AS (UPDATE hitl_requests h SET status = 'answered', response = $2::jsonb -> 'response',"
+    "  approved = ($2::jsonb ->> 'approved')::boolean, answered_at = now()"
     "  WHERE h.id = $1 AND h.id IN (SELECT id FROM pending) RETURNING h.*),"
-    " resumed AS (UPDATE tasks t SET status = 'in_progress', lease_owner = $5::text,"
+    " resumed AS (UPDATE tasks t SET status = 'in_progress', lease_owner = $4::text,"
     "  lease_expires_at = now() + t.timeout_ms * interval '1 millisecond'"
     "  FROM u WHERE t.id = u.task_id AND t.status = 'waiting_human'"
     "  AND NOT EXISTS (SELECT FROM pending p WHERE p.id <> u.id)"
@@ -109,7 +113,7 @@ static const char s_respond[] =
     " AND NOT EXISTS (SELECT FROM u)";
 
 const cd_q_write_t cd_q_hitl_writes[] = {
-    {"hitl.respond", s_respond, 5},
+    {"hitl.respond", s_respond, 4},
 };
 const size_t cd_q_hitl_n_writes = sizeof cd_q_hitl_writes / sizeof cd_q_hitl_writes[0];
 
@@ -117,11 +121,16 @@ int
 cd_q_hitl_respond(cd_db_t *db, int64_t id, const char *response, int approved, int64_t created_by,
                   const char *node_id, char **out)
 {
-    char b1[24], b4[24];
-    const char *params[] = {cd__q_i64(b1, id), response,
-                            approved < 0 ? NULL : (approved ? "true" : "false"),
-                            cd__q_i64(b4, created_by), node_id};
-    return cd__q_cas_json(db, s_respond, 5, params, out);
+    //  The statement takes the API's body, {response, approved?}.
+    size_t size = strlen(response) + 48;
+    char *body = (char *)cd__db_checked(malloc(size), __FILE__, __LINE__);
+    snprintf(body, size, "{\"response\": %s, \"approved\": %s}", response,
+             approved < 0 ? "null" : (approved ? "true" : "false"));
+    char b1[24], b3[24];
+    const char *params[] = {cd__q_i64(b1, id), body, cd__q_i64(b3, created_by), node_id};
+    int rc = cd__q_cas_json(db, s_respond, 4, params, out);
+    free(body);
+    return rc;
 }
 
 int

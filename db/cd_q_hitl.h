@@ -51,8 +51,8 @@ typedef struct {
 int cd_q_hitl_list(cd_db_t *db, const cd_q_hitl_filter_t *filter, cd_q_page_t *out);
 
 //  The writes persist runs for this family (cd_q.h, cd_q_write_t):
-//    "hitl.respond" ($1 id, $2 response JSON, $3 approved "true"/"false"
-//    or NULL, $4 created_by or NULL, $5 node id taking the task's lease):
+//    "hitl.respond" ($1 id, $2 the API's body {response, approved?} as
+//    JSON text, $3 created_by or NULL, $4 node id taking the task's lease):
 //    no row when there is no such request (or not of created_by's tasks);
 //    else one row (json, ok): ok true and the answered request, or ok
 //    false and the request as it is with "conflict": true added (it was

@@ -44,7 +44,8 @@ static const char s_insert[] =
     " FROM (SELECT $1::jsonb AS e) b RETURNING " SCHEDULE_JSON;
 
 //  `cur` is the schedule as read, `n` its trigger and switch after the
-//  patch (a key of $2 replaces the column); next_run_at follows from
+//  patch (a key of $2 replaces the column; a new interval_s clears cron
+//  and a new cron interval_s, unless $2 gives both); next_run_at follows from
 //  comparing them. The UPDATE re-checks updated_at against $4 on the
 //  latest row version, so a schedule changed since the caller read it
 //  (and computed $3 from it) is a conflict.
@@ -53,8 +54,11 @@ static const char s_patch[] =
     "  WHERE s.id = $1 AND ($5::bigint IS NULL OR s.created_by = $5)),"
     " n AS (SELECT c.id,"
     "  CASE WHEN $2::jsonb ? 'interval_s' THEN ($2::jsonb ->> 'interval_s')::int"
+    "  WHEN jsonb_typeof($2::jsonb -> 'cron') = 'string' THEN NULL"
     "  ELSE c.interval_s END AS interval_s,"
-    "  CASE WHEN $2::jsonb ? 'cron' THEN $2::jsonb ->> 'cron' ELSE c.cron END AS cron,"
+    "  CASE WHEN $2::jsonb ? 'cron' THEN $2::jsonb ->> 'cron'"
+    "  WHEN jsonb_typeof($2::jsonb -> 'interval_s') = 'number' THEN NULL"
+    "  ELSE c.cron END AS cron,"
     "  CASE WHEN $2::jsonb ? 'enabled' THEN ($2::jsonb ->> 'enabled')::boolean"
     "  ELSE c.enabled END AS enabled,"
     "  c.interval_s AS old_interval, c.cron AS old_cron, c.enabled AS was_enabled FROM cur c),"

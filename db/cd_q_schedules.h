@@ -54,7 +54,8 @@ int cd_q_schedules_list(cd_db_t *db, int64_t created_by, const char *cursor, int
                         cd_q_page_t *out);
 
 //  Applies a PATCH body: name, interval_s, cron, task, enabled, catch_up
-//  (setting one of interval_s and cron, set the other to null). The next
+//  (a non-null interval_s clears cron and a non-null cron clears
+//  interval_s, unless the body gives both, which is 23514). The next
 //  time follows: none when the schedule ends up disabled; kept when it
 //  was enabled and its interval and cron are unchanged; else (enabled
 //  now, or a new trigger) next_run_at for a cron schedule (the caller

@@ -285,7 +285,7 @@ test_q_hitl_respond_resumes_task_after_the_last(void **state)
     //  The statement persist runs is the one these calls ran.
     assert_int_equal(cd_q_hitl_n_writes, 1);
     assert_string_equal(cd_q_hitl_writes[0].name, "hitl.respond");
-    assert_int_equal(cd_q_hitl_writes[0].nparams, 5);
+    assert_int_equal(cd_q_hitl_writes[0].nparams, 4);
 }
 
 typedef struct {

@@ -151,8 +151,22 @@ test_q_schedules_crud(void **state)
                                      " WHERE next_run_at > now() + interval '3599 seconds'"
                                      " AND next_run_at <= now() + interval '3600 seconds'"),
                      1);
+    //  A new cron clears the interval (and the other way round) ...
+    s_ok(fx->db, cd_q_schedules_patch(fx->db, every, "{\"cron\":\"0 0 * * *\"}",
+                                      "2033-01-01T00:00:00Z", NULL, CD_Q_NULL, &out));
+    s = s_parse(out, true);
+    assert_true(s_null(s, "interval_s"));
+    assert_string_equal(s_str(s, "next_run_at"), "2033-01-01T00:00:00.000000Z");
+    json_decref(s);
+    s_ok(fx->db,
+         cd_q_schedules_patch(fx->db, every, "{\"interval_s\":60}", NULL, NULL, CD_Q_NULL, &out));
+    s = s_parse(out, true);
+    assert_true(s_null(s, "cron"));
+    assert_int_equal(s_int(s, "interval_s"), 60);
+    json_decref(s);
+    //  ... but both at once are refused.
     s_sqlstate(fx->db,
-               cd_q_schedules_patch(fx->db, every, "{\"cron\":\"* * * * *\"}",
+               cd_q_schedules_patch(fx->db, every, "{\"cron\":\"* * * * *\",\"interval_s\":5}",
                                     "2030-01-01T00:00:00Z", NULL, CD_Q_NULL, &out),
                "23514");
     s_sqlstate(
