@@ -36,6 +36,9 @@ static const cd_api_module_t *const s_modules[] = {
     &cd__api_agents_module,
     &cd__api_node_module,
     &cd__api_projects_module,
+    &cd__api_hitl_module,
+    &cd__api_schedules_module,
+    &cd__api_system_module,
 };
 #define S_N_MODULES (sizeof s_modules / sizeof s_modules[0])
 

@@ -57,6 +57,7 @@ typedef struct {
     const char *persist;  //  the persist actor's name ("persist")
     const char *agents;   //  the agents supervisor's name ("agents")
     const char *bus;      //  the bus actor's name ("bus"), or NULL
+    int64_t started_us;   //  node start, monotonic µs (zclock_usecs), for uptime; 0: unknown
 } cd_api_args_t;
 
 extern const cd_actor_ops_t cd_api_ops;

@@ -7,7 +7,7 @@
     so nothing is parsed here.
 
     Interface: cd_q_page_fini; layer-private cd__q_i64, cd__q_limit,
-    cd__q_one, cd__q_cas, cd__q_page, cd__q_all, cd__q_write,
+    cd__q_one, cd__q_cas, cd__q_cas_json, cd__q_page, cd__q_all, cd__q_write,
     cd__q_tx_begin, cd__q_tx_end. */
 #include "cd_q.h"
 #include "cd_error.h"
@@ -71,6 +71,31 @@ cd__q_cas(cd_db_t *db, const char *sql, int nparams, const char *const *params, 
         const char *ok = cd_db_rows_get(rows, 0, 0);
         rc = ok && strcmp(ok, "t") == 0 ? 0 : CD_ESTATE;
         const char *json = cd_db_rows_get(rows, 0, 1);
+        if (out && json) {
+            *out = cd__db_strdup(json);
+        }
+    }
+    cd_db_rows_destroy(&rows);
+    return rc;
+}
+
+int
+cd__q_cas_json(cd_db_t *db, const char *sql, int nparams, const char *const *params, char **out)
+{
+    if (out) {
+        *out = NULL;
+    }
+    cd_db_rows_t *rows = NULL;
+    int rc = cd_db_query(db, sql, nparams, params, &rows);
+    if (rc != 0) {
+        return rc;
+    }
+    if (cd_db_rows_count(rows) == 0) {
+        rc = CD_ENOTFOUND;
+    } else {
+        const char *ok = cd_db_rows_get(rows, 0, 1);
+        rc = ok && strcmp(ok, "t") == 0 ? 0 : CD_ESTATE;
+        const char *json = cd_db_rows_get(rows, 0, 0);
         if (out && json) {
             *out = cd__db_strdup(json);
         }

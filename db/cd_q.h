@@ -119,6 +119,13 @@ int cd__q_cas(cd_db_t *db, const char *sql, int nparams, const char *const *para
 int cd__q_page(cd_db_t *db, const char *sql, int nparams, const char **params, int limit,
                cd_q_page_t *out);
 
+//  As cd__q_cas for a statement whose columns are the other way round,
+//  (json, ok): a write statement persist runs (persist answers with the
+//  first column only, so the JSON itself must also tell a conflict apart,
+//  e.g. by a "conflict": true member).
+int cd__q_cas_json(cd_db_t *db, const char *sql, int nparams, const char *const *params,
+                   char **out);
+
 //  Runs sql and collects the first column of every row (JSON text) into
 //  *out, with no cursor.
 int cd__q_all(cd_db_t *db, const char *sql, int nparams, const char *const *params,

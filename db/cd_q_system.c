@@ -8,8 +8,8 @@
     statement sees neither its own row nor the other's; one retry (a new
     statement, a new snapshot) then finds it.
 
-    Interface: cd_q_config_{get_all,get,set,delete},
-    cd_q_stats_{insert,list,purge}, cd_q_audit_{insert,list},
+    Interface: cd_q_system_writes, cd_q_config_{get_all,get,set,delete},
+    cd_q_stats_{insert,snapshot,current,list,purge}, cd_q_audit_{insert,list},
     cd_q_nodes_{register,heartbeat,list,expired,delete},
     cd_q_idem_{begin,finish,abandon,purge},
     cd_q_connections_{insert,get,sealed,list,patch,delete}. */
@@ -62,30 +62,29 @@ cd_q_config_get(cd_db_t *db, const char *key, char **out)
     return cd__q_one(db, "SELECT value FROM config WHERE key = $1", 1, params, out);
 }
 
+//  Keys whose value is JSON null are deleted; the others are set. The
+//  answer is the whole config after the change, built from the
+//  statement's snapshot (the rows before) minus the patched keys plus the
+//  rows written: a statement's final SELECT does not see its own CTEs'
+//  writes.
+static const char s_config_patch[] =
+    "WITH b AS (SELECT key, value FROM jsonb_each($1::jsonb)),"
+    " d AS (DELETE FROM config c USING b WHERE c.key = b.key AND jsonb_typeof(b.value) = 'null'"
+    "  RETURNING c.key),"
+    " s AS (INSERT INTO config (key, value) SELECT key, value FROM b"
+    "  WHERE jsonb_typeof(value) <> 'null'"
+    "  ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()"
+    "  RETURNING key, value)"
+    " SELECT coalesce(jsonb_object_agg(x.key, x.value ORDER BY x.key), '{}') FROM ("
+    "  SELECT c.key, c.value FROM config c WHERE NOT EXISTS (SELECT FROM b WHERE b.key = c.key)"
+    "  UNION ALL SELECT key, value FROM s) x";
+
 int
 cd_q_config_set(cd_db_t *db, const char *json, char **out)
 {
-    *out = NULL;
-    bool own = false;
-    int rc = cd__q_tx_begin(db, &own);
-    if (rc != 0) {
-        return rc;
-    }
     const char *params[] = {json};
-    rc = cd_db_exec_params(db,
-                           "INSERT INTO config (key, value) SELECT key, value FROM jsonb_each($1)"
-                           " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value,"
-                           " updated_at = now()",
-                           1, params, NULL);
-    if (rc == 0) {
-        rc = cd__q_one(db, s_config_all, 0, NULL, out);
-    }
-    rc = cd__q_tx_end(db, own, rc);
-    if (rc != 0) {
-        free(*out);
-        *out = NULL;
-    }
-    return rc;
+    *out = NULL;
+    return cd__q_one(db, s_config_patch, 1, params, out);
 }
 
 int
@@ -97,6 +96,30 @@ cd_q_config_delete(cd_db_t *db, const char *key)
 
 //  --- stats history ------------------------------------------------------
 
+//  The counters of a snapshot (see cd_q_system.h), read from the tables:
+//  events_total from the primary key's end rather than count(*), which
+//  would scan the largest table every minute.
+#define STATS_COUNTERS                                                                             \
+    "jsonb_build_object('tasks', (SELECT jsonb_object_agg(v.s, coalesce(c.n, 0))"                  \
+    " FROM unnest(ARRAY['todo', 'in_progress', 'waiting_human', 'done', 'failed', 'cancelled'])"   \
+    " v(s) LEFT JOIN (SELECT status, count(*) AS n FROM tasks GROUP BY status) c"                  \
+    " ON c.status = v.s), 'agents', (SELECT jsonb_object_agg(v.s, coalesce(c.n, 0))"               \
+    " FROM unnest(ARRAY['starting', 'idle', 'busy', 'stopped', 'crashed', 'offline']) v(s)"        \
+    " LEFT JOIN (SELECT status, count(*) AS n FROM agents GROUP BY status) c ON c.status = v.s),"  \
+    " 'hitl_pending', (SELECT count(*) FROM hitl_requests WHERE status = 'pending'),"              \
+    " 'schedules_enabled', (SELECT count(*) FROM scheduled_tasks WHERE enabled),"                  \
+    " 'events_total', (SELECT coalesce(max(id), 0) FROM events))"
+
+static const char s_stats_snapshot[] =
+    "INSERT INTO stats_history AS s (node_id, stats)"
+    " SELECT $1, " STATS_COUNTERS " || coalesce($2::jsonb, '{}') RETURNING " STATS_JSON;
+
+const cd_q_write_t cd_q_system_writes[] = {
+    {"config.patch", s_config_patch, 1},
+    {"stats.snapshot", s_stats_snapshot, 2},
+};
+const size_t cd_q_system_n_writes = sizeof cd_q_system_writes / sizeof cd_q_system_writes[0];
+
 int
 cd_q_stats_insert(cd_db_t *db, const char *node_id, const char *stats, char **out)
 {
@@ -105,6 +128,20 @@ cd_q_stats_insert(cd_db_t *db, const char *node_id, const char *stats, char **ou
                      "INSERT INTO stats_history AS s (node_id, stats) VALUES ($1, $2)"
                      " RETURNING " STATS_JSON,
                      2, params, out);
+}
+
+int
+cd_q_stats_snapshot(cd_db_t *db, const char *node_id, const char *extra, char **out)
+{
+    const char *params[] = {node_id, extra};
+    return cd__q_one(db, s_stats_snapshot, 2, params, out);
+}
+
+int
+cd_q_stats_current(cd_db_t *db, char **out)
+{
+    return cd__q_one(db, "SELECT jsonb_build_object('ts', cd_ts(now())) || " STATS_COUNTERS, 0,
+                     NULL, out);
 }
 
 int

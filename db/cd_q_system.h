@@ -18,6 +18,14 @@
 
 #include "cd_q.h"
 
+//  The writes persist runs for this family (cd_q.h, cd_q_write_t):
+//    "config.patch"    ($1 {key: value, ...}) -> the whole config after it
+//                      (as cd_q_config_set)
+//    "stats.snapshot"  ($1 node id, $2 extra JSON object or NULL) -> the
+//                      snapshot row (as cd_q_stats_snapshot)
+extern const cd_q_write_t cd_q_system_writes[];
+extern const size_t cd_q_system_n_writes;
+
 //  --- config -----------------------------------------------------------
 
 //  Every key: {key: value, ...} ({} when empty) in *out (caller frees).
@@ -26,9 +34,10 @@ int cd_q_config_get_all(cd_db_t *db, char **out);
 //  One key's JSON value, or CD_ENOTFOUND.
 int cd_q_config_get(cd_db_t *db, const char *key, char **out);
 
-//  Sets every key of the JSON object json to its value, in one
-//  transaction, and returns the whole config. CD_EDB 22023 if json is
-//  not an object.
+//  Sets every key of the JSON object json to its value, and deletes the
+//  keys whose value is null (a JSON merge patch, RFC 7396, one level
+//  deep), in one statement; returns the whole config after it. CD_EDB
+//  22023 if json is not an object.
 int cd_q_config_set(cd_db_t *db, const char *json, char **out);
 
 //  Deletes a key. Returns 0 or CD_ENOTFOUND.
@@ -38,6 +47,22 @@ int cd_q_config_delete(cd_db_t *db, const char *key);
 
 //  Stores a snapshot (a JSON object) from node_id (or NULL).
 int cd_q_stats_insert(cd_db_t *db, const char *node_id, const char *stats, char **out);
+
+//  The counters, read from the tables now: {tasks: {todo, in_progress,
+//  waiting_human, done, failed, cancelled}, agents: {starting, idle,
+//  busy, stopped, crashed, offline}, hitl_pending, schedules_enabled,
+//  events_total}. events_total is the newest event's id: events are
+//  numbered in commit order, so it counts the events committed so far
+//  (an upper bound: a rolled-back write may burn an id). cd_q_stats_current
+//  adds ts (now, RFC 3339).
+int cd_q_stats_current(cd_db_t *db, char **out);
+
+//  Stores a snapshot of the counters (as cd_q_stats_current, without ts:
+//  the row has its own) merged with extra (a JSON object of what the node
+//  knows, e.g. {"uptime_s": 60}, or NULL), from node_id (or NULL).
+//  Returns 0 and the row. The periodic writer (actors/cd_stats) sends the
+//  same statement to persist.
+int cd_q_stats_snapshot(cd_db_t *db, const char *node_id, const char *extra, char **out);
 
 //  Snapshots taken at or after since (RFC 3339, or NULL), oldest first.
 int cd_q_stats_list(cd_db_t *db, const char *since, const char *cursor, int limit,

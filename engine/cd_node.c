@@ -17,6 +17,7 @@
 #include "cd_log.h"
 #include "cd_migrate.h"
 #include "cd_persist.h"
+#include "cd_stats.h"
 #include "cd_pgembed.h"
 #include "cd_port.h"
 #include "cd_supervisor.h"
@@ -48,6 +49,7 @@ struct cd_node {
     const char *conninfo;             //  the database (borrowed from config or pg)
     cd_persist_args_t persist;        //  persist actor settings
     cd_api_args_t api;                //  API actor settings
+    cd_stats_args_t stats;            //  stats snapshot writer settings
     char **api_names;                 //  "api/<i>" (owned)
     cd_child_spec_t *root_children;   //  deadletter, persist, api/*, [cluster], agents
     cd_supervisor_spec_t root_spec;   //  the root supervisor
@@ -189,7 +191,7 @@ s_start_tree(s_node_t *node, char **errmsg)
     };
     size_t n = 0;
     node->root_children =
-        (cd_child_spec_t *)zmalloc(((size_t)config->api_workers + 4) * sizeof(cd_child_spec_t));
+        (cd_child_spec_t *)zmalloc(((size_t)config->api_workers + 5) * sizeof(cd_child_spec_t));
     node->root_children[n++] =
         (cd_child_spec_t){"deadletter", &cd_deadletter_ops, NULL, CD_RESTART_PERMANENT};
     size_t n_stmts = 0;
@@ -205,13 +207,18 @@ s_start_tree(s_node_t *node, char **errmsg)
     node->api = (cd_api_args_t){.conninfo = node->conninfo,
                                 .node_id = node->node_id,
                                 .persist = "persist",
-                                .agents = "agents"};
+                                .agents = "agents",
+                                .started_us = node->started_us};
     node->api_names = (char **)zmalloc(((size_t)config->api_workers + 1) * sizeof(char *));
     for (int i = 0; i < config->api_workers; i++) {
         node->api_names[i] = zsys_sprintf("%s/%d", CD_API_NAME, i);
         node->root_children[n++] =
             (cd_child_spec_t){node->api_names[i], &cd_api_ops, &node->api, CD_RESTART_PERMANENT};
     }
+    node->stats = (cd_stats_args_t){
+        .persist = "persist", .node_id = node->node_id, .started_us = node->started_us};
+    node->root_children[n++] =
+        (cd_child_spec_t){CD_STATS_NAME, &cd_stats_ops, &node->stats, CD_RESTART_PERMANENT};
     if (config->cluster_addr || config->n_peers) {
         node->cluster = (cd_cluster_args_t){config->cluster_addr, config->peers, config->n_peers,
                                             config->heartbeat_ivl_ms, config->heartbeat_timeout_ms};

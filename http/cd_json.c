@@ -201,26 +201,29 @@ cd_json_validate(const json_t *obj, const cd_json_schema_t *schema, cd_json_prob
     const json_t *value;
     json_object_foreach((json_t *)obj, key, value)
     {
-        const cd_json_field_t *field = NULL;
+        const cd_json_field_t *field = NULL, *other = NULL;
         for (size_t i = 0; i < schema->n_fields && !field; i++) {
             if (strcmp(schema->fields[i].name, key) == 0) {
                 field = &schema->fields[i];
+            } else if (strcmp(schema->fields[i].name, CD_JSON_OTHER_KEYS) == 0) {
+                other = &schema->fields[i];
             }
         }
-        if (!field) {
-            //  The key is borrowed from obj; the caller reports it before
-            //  releasing obj.
+        //  Keys are borrowed from obj; the caller reports them before
+        //  releasing obj.
+        if (!field && !other) {
             s_problem(problem, "validation_failed", key, "unknown field");
             return CD_EINVAL;
         }
-        const char *wrong = s_check_field(field, value);
+        const char *wrong = s_check_field(field ? field : other, value);
         if (wrong) {
-            s_problem(problem, "validation_failed", field->name, wrong);
+            s_problem(problem, "validation_failed", field ? field->name : key, wrong);
             return CD_EINVAL;
         }
     }
     for (size_t i = 0; i < schema->n_fields; i++) {
-        if (schema->fields[i].required && !json_object_get(obj, schema->fields[i].name)) {
+        if (schema->fields[i].required && strcmp(schema->fields[i].name, CD_JSON_OTHER_KEYS) != 0 &&
+            !json_object_get(obj, schema->fields[i].name)) {
             s_problem(problem, "validation_failed", schema->fields[i].name, "required");
             return CD_EINVAL;
         }
@@ -270,6 +273,7 @@ cd_json_schema_doc(const cd_json_schema_t *schema)
 {
     json_t *properties = s_need(json_object());
     json_t *required = s_need(json_array());
+    json_t *other = NULL; //  the schema of other keys, if any
     for (size_t i = 0; i < schema->n_fields; i++) {
         const cd_json_field_t *field = &schema->fields[i];
         json_t *prop = s_need(json_object());
@@ -290,13 +294,18 @@ cd_json_schema_doc(const cd_json_schema_t *schema)
         if (field->description) {
             json_object_set_new(prop, "description", json_string(field->description));
         }
+        if (strcmp(field->name, CD_JSON_OTHER_KEYS) == 0) {
+            json_decref(other);
+            other = prop;
+            continue;
+        }
         json_object_set_new(properties, field->name, prop);
         if (field->required) {
             json_array_append_new(required, json_string(field->name));
         }
     }
-    json_t *doc = s_need(json_pack("{s:s, s:o, s:b}", "type", "object", "properties", properties,
-                                   "additionalProperties", 0));
+    json_t *doc = s_need(json_pack("{s:s, s:o, s:o}", "type", "object", "properties", properties,
+                                   "additionalProperties", other ? other : json_false()));
     if (json_array_size(required)) {
         json_object_set_new(doc, "required", required);
     } else {

@@ -53,6 +53,12 @@ typedef struct {
     const char *description; //  one line for the OpenAPI document
 } cd_json_field_t;
 
+//  A field named CD_JSON_OTHER_KEYS ("*") stands for every key the other
+//  fields do not name (for bodies whose keys are data, like PATCH
+//  /config): such keys are checked against it (type, null, bounds) and a
+//  problem names the key itself. Without one, unknown keys are refused.
+#define CD_JSON_OTHER_KEYS "*"
+
 //  An object schema: its fields, nothing else is allowed.
 typedef struct {
     const char *name;              //  component name in the OpenAPI document

@@ -41,6 +41,20 @@ test_q_system_config(void **state)
     assert_int_equal(cd_q_config_get(fx->db, "nope", &out), CD_ENOTFOUND);
     s_sqlstate(fx->db, cd_q_config_set(fx->db, "[1,2]", &out), "22023");
     assert_null(out);
+    //  null deletes a key (a missing one too); the others are set at once.
+    s_ok(fx->db, cd_q_config_set(fx->db, "{\"llm_prices\":null,\"a.b\":[1],\"gone\":null}", &out));
+    c = s_parse(out, true);
+    assert_int_equal(json_object_size(c), 2);
+    assert_null(json_object_get(c, "llm_prices"));
+    assert_int_equal(json_array_size(json_object_get(c, "a.b")), 1);
+    json_decref(c);
+    assert_int_equal(s_count(fx->db, "SELECT count(*) FROM config"), 2);
+    s_ok(fx->db, cd_q_config_set(fx->db, "{}", &out));
+    c = s_parse(out, true);
+    assert_int_equal(json_object_size(c), 2);
+    json_decref(c);
+    s_ok(fx->db, cd_q_config_set(fx->db, "{\"a.b\":null,\"llm_prices\":{\"m\":2}}", &out));
+    free(out);
     s_ok(fx->db, cd_q_config_delete(fx->db, "retention_days"));
     assert_int_equal(cd_q_config_delete(fx->db, "retention_days"), CD_ENOTFOUND);
     s_ok(fx->db, cd_q_config_get_all(fx->db, &out));
@@ -82,6 +96,43 @@ test_q_system_stats_and_audit(void **state)
     int64_t n = -1;
     s_ok(fx->db, cd_q_stats_purge(fx->db, "2999-01-01T00:00:00Z", &n));
     assert_int_equal(n, 3);
+
+    //  The counters, now and as a snapshot.
+    s_raw_task(fx->db, "{\"agent\":\"a\"}", CD_Q_NULL, CD_Q_NULL);
+    s_raw_task(fx->db, "{\"agent\":\"a\"}", CD_Q_NULL, CD_Q_NULL);
+    s_ok(fx->db, cd_db_exec(fx->db,
+                            "INSERT INTO agents (name, kind, status) VALUES ('a', 'echo', 'idle');"
+                            "INSERT INTO events (type) VALUES ('agent.status'), ('agent.status')",
+                            NULL));
+    s_ok(fx->db, cd_q_stats_current(fx->db, &out));
+    json_t *cur = s_parse(out, true);
+    assert_non_null(s_str(cur, "ts"));
+    json_t *tasks = json_object_get(cur, "tasks");
+    assert_int_equal(json_object_size(tasks), 6);
+    assert_int_equal(s_int(tasks, "todo"), 2);
+    assert_int_equal(s_int(tasks, "waiting_human"), 0);
+    json_t *agents = json_object_get(cur, "agents");
+    assert_int_equal(json_object_size(agents), 6);
+    assert_int_equal(s_int(agents, "idle"), 1);
+    assert_int_equal(s_int(agents, "busy"), 0);
+    assert_int_equal(s_int(cur, "hitl_pending"), 0);
+    assert_int_equal(s_int(cur, "schedules_enabled"), 0);
+    assert_int_equal(s_int(cur, "events_total"), 2);
+    s_ok(fx->db, cd_q_stats_snapshot(fx->db, "n1", "{\"uptime_s\":61}", &out));
+    json_t *snap = s_parse(out, true);
+    assert_string_equal(s_str(snap, "node_id"), "n1");
+    json_t *stats = json_object_get(snap, "stats");
+    assert_int_equal(s_int(stats, "uptime_s"), 61);
+    assert_int_equal(s_int(json_object_get(stats, "tasks"), "todo"), 2);
+    assert_true(json_equal(json_object_get(stats, "agents"), agents));
+    assert_null(json_object_get(stats, "ts")); //  the row's ts says when
+    json_decref(snap);
+    json_decref(cur);
+    s_ok(fx->db, cd_q_stats_snapshot(fx->db, NULL, NULL, &out));
+    free(out);
+    s_sqlstate(fx->db, cd_q_stats_snapshot(fx->db, "n1", "[1]", &out), "23514");
+    assert_int_equal(s_count(fx->db, "SELECT count(*) FROM stats_history"), 2);
+    assert_int_equal(cd_q_system_n_writes, 2);
 
     int64_t ann = s_user(fx->db, "ann");
     s_ok(fx->db, cd_q_audit_insert(fx->db, ann, "task.create", "task/1", "{\"title\":\"t\"}",

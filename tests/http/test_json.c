@@ -159,6 +159,57 @@ test_json_schema_names_the_field(void **state)
     }
 }
 
+//  A schema whose keys are data: "*" checks every key not named.
+static void
+test_json_other_keys_follow_the_star_field(void **state)
+{
+    static const cd_json_field_t fields[] = {
+        {"mode", CD_JSON_STRING, false, false, 1, 4, NULL},
+        {CD_JSON_OTHER_KEYS, CD_JSON_INTEGER, true, false, 0, 9, "a digit"},
+    };
+    static const cd_json_schema_t schema = {"Digits", fields, 2};
+    struct {
+        const char *body;
+        int rc;
+        const char *field;
+        const char *reason;
+    } rows[] = {
+        {"{}", 0, NULL, NULL}, //  required means nothing for other keys
+        {"{\"a\":1,\"b.c\":9,\"mode\":\"x\"}", 0, NULL, NULL},
+        {"{\"*\":3}", 0, NULL, NULL},
+        {"{\"a\":1,\"zz\":10}", CD_EINVAL, "zz", "out of range"},
+        {"{\"q\":null}", CD_EINVAL, "q", "must not be null"},
+        {"{\"q\":\"1\"}", CD_EINVAL, "q", "must be an integer"},
+        {"{\"mode\":1}", CD_EINVAL, "mode", "must be a string"}, //  a named field keeps its rules
+        {"{\"mode\":\"toolong\"}", CD_EINVAL, "mode", "length out of range"},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        json_t *obj = json_loads(rows[i].body, 0, NULL);
+        assert_non_null(obj);
+        cd_json_problem_t problem;
+        int rc = cd_json_validate(obj, &schema, &problem);
+        if (rc != rows[i].rc) {
+            fail_msg("row %zu '%s': rc %d", i, rows[i].body, rc);
+        }
+        if (rc != 0) {
+            assert_string_equal(problem.field, rows[i].field);
+            assert_string_equal(problem.reason, rows[i].reason);
+        }
+        json_decref(obj);
+    }
+    json_t *doc = cd_json_schema_doc(&schema);
+    json_t *other = json_object_get(doc, "additionalProperties");
+    assert_true(json_is_object(other));
+    assert_string_equal(json_string_value(json_object_get(other, "type")), "integer");
+    assert_null(json_object_get(json_object_get(doc, "properties"), CD_JSON_OTHER_KEYS));
+    assert_null(json_object_get(doc, "required"));
+    json_decref(doc);
+    //  Without a "*" field, other keys are refused.
+    doc = cd_json_schema_doc(&s_schema);
+    assert_true(json_is_false(json_object_get(doc, "additionalProperties")));
+    json_decref(doc);
+}
+
 static void
 test_json_content_types(void **state)
 {
@@ -300,6 +351,7 @@ main(void)
         cmocka_unit_test(test_json_malformed_bodies_are_invalid_json),
         cmocka_unit_test(test_json_nesting_is_bounded_before_parsing),
         cmocka_unit_test(test_json_schema_names_the_field),
+        cmocka_unit_test(test_json_other_keys_follow_the_star_field),
         cmocka_unit_test(test_json_content_types),
         cmocka_unit_test(test_json_error_body_has_the_contract_shape),
         cmocka_unit_test(test_json_msgpack_round_trip),
