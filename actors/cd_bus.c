@@ -612,7 +612,7 @@ s_emit_ephemeral(cd_actor_t *self, s_bus_t *bus, const cd_envelope_t *env, const
         bus->dropped++;
         return;
     }
-    char ts[40];
+    char ts[64];
     s_timestamp(env->ts > 0 ? env->ts : cd_now_us(), ts, sizeof ts);
     json_t *event = json_pack("{s:n, s:s, s:s%, s:o, s:o, s:o, s:o}", "id", "ts", ts, "type",
                               e->type.ptr, (size_t)e->type.len, "project_id",
@@ -734,7 +734,8 @@ s_emit(cd_actor_t *self, s_bus_t *bus, const cd_envelope_t *env)
     out.deadline = env->deadline;
     out.headers[0] = (cd_env_header_t){cd_str("op"), cd_str("write")};
     out.headers[1] = (cd_env_header_t){cd_str("reply_to"), cd_str(reply)};
-    out.n_headers = 2;
+    out.headers[2] = (cd_env_header_t){cd_str("ack"), cd_str("errors")};
+    out.n_headers = answer ? 2 : 3;
     out.payload_type = CD_PAYLOAD_MAP;
     out.payload = cd_pack_bytes(p);
     int rc = cd_actor_send(self, &out);

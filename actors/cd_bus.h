@@ -31,8 +31,9 @@
       header, else `from`): persist answers the emitter directly, after
       COMMIT, as it answers any write (result {"value": nil, "rows": 1,
       "replayed": bool}, or error {"code", "message", "sqlstate",
-      "in_doubt"}). With ack=none persist answers the bus instead, which
-      counts and logs failures. The event then reaches watchers from the
+      "in_doubt"}). With ack=none the write asks persist for errors only
+      (its header ack=errors), which go to the bus, which counts and logs
+      them. The event then reaches watchers from the
       table, with its id.
       persist false: an ephemeral event (task.token): no row and no id; it
       goes to the watcher at once (if one watches), and the emitter gets

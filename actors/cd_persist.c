@@ -49,6 +49,7 @@ typedef struct {
     uint8_t trace_id[CD_ENV_UUID_SIZE]; //  copied to the answer
     int64_t arrived_us;                 //  monotonic, when handled
     int64_t expires_us; //  monotonic, when it fails if still waiting for the database
+    bool errors_only;   //  header ack=errors: no answer when it succeeds
 } s_pending_t;
 
 typedef struct {
@@ -420,6 +421,8 @@ s_pending_new(s_persist_t *persist, const cd_envelope_t *env, const char **why)
     p->req.values = values;
     p->req.lengths = lengths;
     p->task_id = env->task_id;
+    cd_str_t ack = {NULL, 0};
+    p->errors_only = cd_envelope_header(env, "ack", &ack) && cd_str_eq(ack, "errors");
     memcpy(p->trace_id, env->trace_id, sizeof p->trace_id);
     p->arrived_us = s_mono_us();
     p->expires_us = p->arrived_us + (int64_t)persist->cfg.wait_timeout_ms * 1000;
@@ -514,20 +517,22 @@ s_answer(cd_actor_t *self, s_persist_t *persist, s_pending_t **p_p)
     const cd_batch_outcome_t *o = &p->req.out;
     cd_envelope_t out;
     if (o->rc == 0) {
-        cd_pack_reset(persist->pack);
-        cd_pack_map(persist->pack, 3);
-        cd_pack_cstr(persist->pack, "value");
-        if (o->value) {
-            cd_pack_cstr(persist->pack, o->value);
-        } else {
-            cd_pack_nil(persist->pack);
+        if (!p->errors_only) {
+            cd_pack_reset(persist->pack);
+            cd_pack_map(persist->pack, 3);
+            cd_pack_cstr(persist->pack, "value");
+            if (o->value) {
+                cd_pack_cstr(persist->pack, o->value);
+            } else {
+                cd_pack_nil(persist->pack);
+            }
+            cd_pack_cstr(persist->pack, "rows");
+            cd_pack_int(persist->pack, o->rows);
+            cd_pack_cstr(persist->pack, "replayed");
+            cd_pack_bool(persist->pack, o->replayed);
+            s_answer_env(self, &out, CD_KIND_RESULT, p->reply_to, p->req.id, p->task_id,
+                         p->trace_id, persist->pack);
         }
-        cd_pack_cstr(persist->pack, "rows");
-        cd_pack_int(persist->pack, o->rows);
-        cd_pack_cstr(persist->pack, "replayed");
-        cd_pack_bool(persist->pack, o->replayed);
-        s_answer_env(self, &out, CD_KIND_RESULT, p->reply_to, p->req.id, p->task_id, p->trace_id,
-                     persist->pack);
         if (o->replayed) {
             persist->replayed++;
         } else {

@@ -19,8 +19,10 @@
     a float, a boolean ("true"/"false") or bin (bytes taken as text; still
     UTF-8-checked). The envelope's `id` is the request id: send a retry
     with the same id and it is applied at most once. The answer goes to the
-    `reply_to` header if present, else to `from`; `deadline` (if set) bounds
-    how long the request may wait.
+    `reply_to` header if present, else to `from`; header `ack` = "errors"
+    asks for errors only (no result when it succeeds: for writers that
+    fire and forget, such as the event bus's unacknowledged emits);
+    `deadline` (if set) bounds how long the request may wait.
 
     Answer, with parent_id = the request id and task_id/trace_id copied:
       kind `result`, payload {"value": str|nil, "rows": int, "replayed": bool}
