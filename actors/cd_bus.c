@@ -57,6 +57,7 @@ typedef struct {
     bool ever_connected;      //  a connect has succeeded once
     int64_t last_seen;        //  newest event id sent (or skipped at a watch start); -1 unknown
     int64_t watched_until_us; //  monotonic end of the watch lease; 0 when not watched
+    bool announce;            //  a watch started: send the position before anything
     bool read_armed;          //  a read timer is set
     int retry_timer;          //  timer id while waiting to retry a full watcher, 0 if none
     cd_runtime_t live_rt;     //  the node's settings with a send timeout of 0
@@ -377,6 +378,23 @@ s_send_rows(cd_actor_t *self, s_bus_t *bus, const cd_db_rows_t *rows, int n)
 
 static int s_on_retry(cd_actor_t *self, void *arg);
 
+//  Sends the position alone, {"prev": last_seen, "last": last_seen,
+//  "events": []}: a watcher that is behind it learns of its gap now, not
+//  at the next commit. Returns the send's result.
+static int
+s_announce(s_bus_t *bus)
+{
+    cd_pack_reset(bus->out);
+    cd_pack_map(bus->out, 3);
+    cd_pack_cstr(bus->out, "prev");
+    cd_pack_int(bus->out, bus->last_seen);
+    cd_pack_cstr(bus->out, "last");
+    cd_pack_int(bus->out, bus->last_seen);
+    cd_pack_cstr(bus->out, "events");
+    cd_pack_array(bus->out, 0);
+    return s_send_live(bus);
+}
+
 //  Reads what committed after last_seen and sends it, while watched.
 static void
 s_read(cd_actor_t *self, s_bus_t *bus)
@@ -384,6 +402,17 @@ s_read(cd_actor_t *self, s_bus_t *bus)
     if (!bus->db || bus->last_seen < 0 || bus->retry_timer || !s_watched(bus) ||
         !s_watcher_here(bus)) {
         return;
+    }
+    if (bus->announce) {
+        int rc = s_announce(bus);
+        if (rc != 0) {
+            if (rc == CD_EBUSY) {
+                bus->delayed++;
+                bus->retry_timer = cd_actor_after(self, bus->cfg.retry_ms, s_on_retry, bus);
+            }
+            return;
+        }
+        bus->announce = false;
     }
     for (int round = 0; round < S_READ_ROUNDS; round++) {
         char after[S_ID_TEXT];
@@ -881,8 +910,13 @@ s_watch(cd_actor_t *self, s_bus_t *bus, const cd_envelope_t *env)
         //  A new watch: its watcher replays what came before by itself.
         cd_log_debug(cd_actor_name(self), "watch started", NULL);
         bus->last_seen = -1;
+        bus->announce = true;
         if (bus->db) {
             s_seek_head(self, bus);
+        }
+        if (!bus->read_armed) {
+            bus->read_armed = true;
+            cd_actor_after(self, 0, s_on_read, bus);
         }
     }
     bus->watched_until_us = s_mono_us() + (int64_t)bus->cfg.watch_lease_ms * 1000;

@@ -49,8 +49,8 @@
       after watch_lease_ms without a renewal (an `on` again), so a watcher
       that went away costs nothing for long; watchers renew at least every
       watch_lease_ms / 2. When a watch starts, reading starts at the newest
-      event then (the watcher replays what came before with op=list). No
-      answer.
+      event then (the watcher replays what came before with op=list), and
+      the first live envelope says so (below). No answer.
 
     op=list, payload map (every key optional)
         {"project_id": int, "task_id": int, "agent": str, "types": str,
@@ -79,7 +79,10 @@
       of them: filtering is the watcher's job), ascending. Envelopes chain:
       the next one's prev is this one's last. A prev above the last `last`
       a watcher saw means it missed events (the bus restarted, or a watch
-      lapsed and started again): it reads them back itself (op=list).
+      lapsed and started again): it reads them back itself (op=list). The
+      first envelope after a watch starts is the position alone, prev =
+      last = the newest id, events empty, so that a watcher that is behind
+      learns it at once rather than at the next commit.
         {"events": [EVENT...]}
       ephemeral events (id nil), without prev and last.
     EVENT = [id: int|nil, type: str, project_id: int|nil,

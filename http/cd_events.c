@@ -1085,6 +1085,10 @@ s_on_page(cd_http_rctx_t *rctx, const cd_envelope_t *reply, int rc, void *arg)
             s_finish_replay(sub);
         }
     }
+    cd_log_debug("http", "event replay page", "{s:i, s:b, s:I, s:I, s:b}", "events",
+                 (int)json_array_size(events), "more", json_is_string(next), "head",
+                 (json_int_t)json_integer_value(head), "pos", (json_int_t)sub->pos, "replaying",
+                 sub->replaying);
     json_decref(payload);
     s_flush(sub);
     if (s_release(sub)) {
@@ -1137,6 +1141,8 @@ s_offer(s_sub_t *sub, s_batch_t *batch)
     }
     if (!s_apply(sub, batch)) {
         //  A gap: read it back first.
+        cd_log_debug("http", "event stream gap: replaying", "{s:I, s:I}", "pos",
+                     (json_int_t)sub->pos, "prev", (json_int_t)batch->prev);
         sub->replaying = true;
         sub->page_wanted = true;
         s_hold(sub, batch);

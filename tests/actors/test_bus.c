@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include "../db/test_q_support.h"
+#include "cd_log.h"
 #include "cd_q_events.h"
 #include "cd_testbus.h"
 
@@ -64,6 +65,7 @@ s_fx_teardown(void **state)
 static void
 s_watch(fx_t *fx, bool on)
 {
+    bool was = tb_stat(fx->test, "watched") != 0;
     tb_request(fx->http, "watch", on ? "{\"on\": true}" : "{\"on\": false}", NULL);
     //  The bus has handled it once it answers something sent after it.
     int64_t want = on ? 1 : 0, watched = -1;
@@ -71,6 +73,17 @@ s_watch(fx_t *fx, bool on)
         watched = tb_stat(fx->test, "watched");
     }
     assert_int_equal(watched, want);
+    if (on && !was) {
+        //  A new watch: first the position alone, at the newest event.
+        tb_msg_t msg;
+        assert_true(tb_recv(fx->http, 5000, &msg));
+        assert_int_equal(msg.kind, CD_KIND_EVENT);
+        int64_t prev = json_integer_value(json_object_get(msg.payload, "prev"));
+        assert_int_equal(prev, json_integer_value(json_object_get(msg.payload, "last")));
+        assert_int_equal(prev, tb_stat(fx->test, "last_seen"));
+        assert_int_equal(json_array_size(json_object_get(msg.payload, "events")), 0);
+        json_decref(msg.payload);
+    }
 }
 
 //  What the watcher collected: persisted ids in order (and their types),
@@ -567,6 +580,11 @@ test_bus_survives_a_database_restart(void **state)
 int
 main(void)
 {
+    cd_log_level_t level = CD_LOG_WARN;
+    if (getenv("CADRE_LOG_LEVEL")) {
+        cd_log_level_parse(getenv("CADRE_LOG_LEVEL"), &level);
+    }
+    cd_log_set_level(level);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(
             test_bus_emitted_events_are_committed_once_and_fanned_out_in_order, s_fx_setup,

@@ -785,6 +785,97 @@ test_events_sse_resume_with_last_event_id_has_no_gap_and_no_duplicate(void **sta
     free(all);
 }
 
+//  Waits until c has received `last` (or timeout_ms).
+static void
+s_sse_await_id(sse_t *c, int64_t last, int timeout_ms)
+{
+    int64_t deadline = ht_now_ms() + timeout_ms;
+    while (ht_now_ms() < deadline && !atomic_load(&c->done)) {
+        pthread_mutex_lock(&c->lock);
+        int64_t top = c->n ? c->ids[c->n - 1] : -1;
+        pthread_mutex_unlock(&c->lock);
+        if (top >= last) {
+            return;
+        }
+        zclock_sleep(10);
+    }
+}
+
+//  c received exactly the committed events after `after`, in order.
+static void
+s_sse_check_exact(fx_t *fx, sse_t *c, int64_t after)
+{
+    int64_t *committed = calloc(SSE_MAX, sizeof *committed);
+    int n = s_committed_ids(fx, committed, SSE_MAX);
+    int first = 0;
+    while (first < n && committed[first] <= after) {
+        first++;
+    }
+    pthread_mutex_lock(&c->lock);
+    if (c->n != n - first) {
+        fail_msg("received %d events, %d committed after %lld", c->n, n - first, (long long)after);
+    }
+    for (int i = 0; i < c->n; i++) {
+        if (c->ids[i] != committed[first + i]) {
+            fail_msg("event %d: received %lld, committed %lld", i, (long long)c->ids[i],
+                     (long long)committed[first + i]);
+        }
+    }
+    pthread_mutex_unlock(&c->lock);
+    free(committed);
+}
+
+static void
+test_events_sse_replay_longer_than_the_buffer_has_no_gap(void **state)
+{
+    fx_t *fx = *state;
+    //  A small buffer: live batches held during the replay overflow it,
+    //  are dropped, and are read back from the table instead.
+    s_fx_start(fx, 0, 16 << 10, false);
+    for (int i = 0; i < 6; i++) {
+        s_emit_committed(fx, 250, "task.started", 2, i, "r");
+    }
+    enum { N = 1500 };
+    writer_t w = {&fx->tree.rt, N, 0};
+    pthread_t thread;
+    assert_int_equal(pthread_create(&thread, NULL, s_writer_main, &w), 0);
+    zclock_sleep(50);
+    sse_t *c = s_sse_start(fx, "/api/v1/events?after=0", HT_H2C, -1);
+    s_sse_await_ok(c, 5000);
+    pthread_join(thread, NULL);
+    int64_t last = s_count(s_db(fx), "SELECT max(id) FROM events");
+    s_sse_await_id(c, last, 20000);
+    s_sse_check_exact(fx, c, 0);
+    assert_int_equal(s_metric(fx, "cadre_http_slow_clients_dropped_total"), 0);
+    s_sse_stop(&c);
+}
+
+static void
+test_events_sse_bus_restart_is_repaired_without_a_gap(void **state)
+{
+    fx_t *fx = *state;
+    s_fx_start(fx, 0, 0, false);
+    s_emit_committed(fx, 10, "task.created", 1, 1, "b");
+    sse_t *c = s_sse_start(fx, "/api/v1/events?after=0", HT_HTTP1, -1);
+    s_sse_await_ok(c, 5000);
+    assert_int_equal(s_sse_await(c, 10, 5000), 10);
+    //  The bus restarts (its watch is lost with it) while events keep
+    //  being committed; the stream must come out whole.
+    enum { N = 400 };
+    writer_t w = {&fx->tree.rt, N, 0};
+    pthread_t thread;
+    assert_int_equal(pthread_create(&thread, NULL, s_writer_main, &w), 0);
+    zclock_sleep(30);
+    char why[128];
+    assert_int_equal(cd_root_call(fx->tree.root, "RESTART", "", "bus", NULL, 5000, why, sizeof why),
+                     0);
+    pthread_join(thread, NULL);
+    int64_t last = s_count(s_db(fx), "SELECT max(id) FROM events");
+    s_sse_await_id(c, last, 15000);
+    s_sse_check_exact(fx, c, 0);
+    s_sse_stop(&c);
+}
+
 static void
 test_events_sse_pings_an_idle_stream(void **state)
 {
@@ -1196,6 +1287,11 @@ test_events_stop_ends_open_streams(void **state)
 int
 main(void)
 {
+    cd_log_level_t level = CD_LOG_WARN;
+    if (getenv("CADRE_LOG_LEVEL")) {
+        cd_log_level_parse(getenv("CADRE_LOG_LEVEL"), &level);
+    }
+    cd_log_set_level(level);
     curl_global_init(CURL_GLOBAL_ALL);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_events_sse_delivers_live_events_over_h2c, s_fx_setup,
@@ -1205,6 +1301,10 @@ main(void)
         cmocka_unit_test_setup_teardown(
             test_events_sse_resume_with_last_event_id_has_no_gap_and_no_duplicate, s_fx_setup,
             s_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_events_sse_replay_longer_than_the_buffer_has_no_gap,
+                                        s_fx_setup, s_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_events_sse_bus_restart_is_repaired_without_a_gap,
+                                        s_fx_setup, s_fx_teardown),
         cmocka_unit_test_setup_teardown(test_events_sse_pings_an_idle_stream, s_fx_setup,
                                         s_fx_teardown),
         cmocka_unit_test_setup_teardown(test_events_sse_filters_apply_to_replay_and_live,
