@@ -176,13 +176,17 @@ s_db_error(s_bus_t *bus, char *buf, size_t size)
     return buf;
 }
 
-//  After a failed query: CD_ECONN takes the connection down.
+//  After a failed query: a lost connection takes it down. That is
+//  CD_ECONN, and also a failure the server did not report (no SQLSTATE:
+//  libpq's own, such as "server closed the connection unexpectedly", which
+//  can come before libpq marks the connection bad).
 static void
 s_db_failed(cd_actor_t *self, s_bus_t *bus, int rc, const char *what)
 {
     char text[256];
     s_db_error(bus, text, sizeof text);
-    if (rc == CD_ECONN) {
+    const cd_db_error_t *err = bus->db ? cd_db_error(bus->db) : NULL;
+    if (rc == CD_ECONN || !bus->db || !cd_db_connected(bus->db) || !err || !err->sqlstate[0]) {
         s_db_down(self, bus, text);
     } else {
         cd_log_warn(cd_actor_name(self), what, "{s:s, s:s}", "error", cd_errname(rc), "why", text);
