@@ -32,6 +32,7 @@
 #include "cd_batch.h"
 #include "cd_error.h"
 #include "cd_log.h"
+#include "cd_mailer.h"
 
 #include <stdalign.h>
 #include <stdio.h>
@@ -48,6 +49,7 @@ typedef struct {
     uint8_t trace_id[CD_ENV_UUID_SIZE]; //  copied to the answer
     int64_t arrived_us;                 //  monotonic, when handled
     int64_t expires_us; //  monotonic, when it fails if still waiting for the database
+    bool errors_only;   //  header ack=errors: no answer when it succeeds
 } s_pending_t;
 
 typedef struct {
@@ -84,34 +86,38 @@ typedef struct {
 } s_job_t;
 
 typedef struct {
-    cd_persist_args_t cfg;   //  arguments with defaults applied
-    s_name_t *names;         //  statement and table names
-    size_t n_names;          //  entries in names
-    zactor_t *writer;        //  the writer thread (owns the cd_batch_t)
-    s_job_t jobs[2];         //  one with the writer, one being answered
-    s_job_t *busy;           //  the job the writer holds, or NULL
-    s_job_t *answering;      //  the job whose requests are being answered, or NULL
-    s_ring_t queue;          //  pending requests, oldest first
-    cd_pack_t *pack;         //  answer payloads
-    bool db_ok;              //  connected and not known broken
-    bool ever_connected;     //  a connect has succeeded once
-    bool tick_armed;         //  a tick timer is set
-    int msgs_since_tick;     //  write requests handled since the last tick
-    int reconnect_timer;     //  timer id, 0 if none
-    bool prune_wanted;       //  a prune is due when the writer is next idle
-    int backoff_ms;          //  next reconnect delay
-    int64_t down_since_us;   //  monotonic, when the database went away
-    uint64_t batches;        //  transactions committed
-    uint64_t rows;           //  requests applied
-    uint64_t failed;         //  requests answered with an error
-    uint64_t replayed;       //  requests answered from their records
-    uint64_t expired;        //  requests failed for waiting too long
-    uint64_t reconnects;     //  successful connects after the first
-    double last_batch_ms;    //  duration of the last batch
-    double batch_ms_total;   //  time the writer spent in batches
-    int last_batch_size;     //  requests in it
-    cd_batch_stats_t wstats; //  the writer's counters, as of its last job
-    char last_error[256];    //  last database failure, "" if none
+    cd_persist_args_t cfg;    //  arguments with defaults applied
+    s_name_t *names;          //  statement and table names
+    size_t n_names;           //  entries in names
+    zactor_t *writer;         //  the writer thread (owns the cd_batch_t)
+    s_job_t jobs[2];          //  one with the writer, one being answered
+    s_job_t *busy;            //  the job the writer holds, or NULL
+    s_job_t *answering;       //  the job whose requests are being answered, or NULL
+    s_ring_t queue;           //  pending requests, oldest first
+    cd_pack_t *pack;          //  answer payloads
+    bool db_ok;               //  connected and not known broken
+    bool ever_connected;      //  a connect has succeeded once
+    bool tick_armed;          //  a tick timer is set
+    int msgs_since_tick;      //  write requests handled since the last tick
+    int reconnect_timer;      //  timer id, 0 if none
+    bool prune_wanted;        //  a prune is due when the writer is next idle
+    int backoff_ms;           //  next reconnect delay
+    int64_t down_since_us;    //  monotonic, when the database went away
+    uint64_t batches;         //  transactions committed
+    uint64_t rows;            //  requests applied
+    uint64_t failed;          //  requests answered with an error
+    uint64_t replayed;        //  requests answered from their records
+    uint64_t expired;         //  requests failed for waiting too long
+    uint64_t reconnects;      //  successful connects after the first
+    double last_batch_ms;     //  duration of the last batch
+    double batch_ms_total;    //  time the writer spent in batches
+    int last_batch_size;      //  requests in it
+    cd_batch_stats_t wstats;  //  the writer's counters, as of its last job
+    cd_runtime_t notify_rt;   //  the node's settings with a send timeout of 0
+    cd_mailer_t *notifier;    //  sends commit notices (never waits); NULL without cfg.notify
+    uint64_t notices;         //  commit notices sent
+    uint64_t notices_dropped; //  notices not sent: the receiver was full or not running
+    char last_error[256];     //  last database failure, "" if none
 } s_persist_t;
 
 static const s_name_t *
@@ -415,6 +421,8 @@ s_pending_new(s_persist_t *persist, const cd_envelope_t *env, const char **why)
     p->req.values = values;
     p->req.lengths = lengths;
     p->task_id = env->task_id;
+    cd_str_t ack = {NULL, 0};
+    p->errors_only = cd_envelope_header(env, "ack", &ack) && cd_str_eq(ack, "errors");
     memcpy(p->trace_id, env->trace_id, sizeof p->trace_id);
     p->arrived_us = s_mono_us();
     p->expires_us = p->arrived_us + (int64_t)persist->cfg.wait_timeout_ms * 1000;
@@ -509,20 +517,22 @@ s_answer(cd_actor_t *self, s_persist_t *persist, s_pending_t **p_p)
     const cd_batch_outcome_t *o = &p->req.out;
     cd_envelope_t out;
     if (o->rc == 0) {
-        cd_pack_reset(persist->pack);
-        cd_pack_map(persist->pack, 3);
-        cd_pack_cstr(persist->pack, "value");
-        if (o->value) {
-            cd_pack_cstr(persist->pack, o->value);
-        } else {
-            cd_pack_nil(persist->pack);
+        if (!p->errors_only) {
+            cd_pack_reset(persist->pack);
+            cd_pack_map(persist->pack, 3);
+            cd_pack_cstr(persist->pack, "value");
+            if (o->value) {
+                cd_pack_cstr(persist->pack, o->value);
+            } else {
+                cd_pack_nil(persist->pack);
+            }
+            cd_pack_cstr(persist->pack, "rows");
+            cd_pack_int(persist->pack, o->rows);
+            cd_pack_cstr(persist->pack, "replayed");
+            cd_pack_bool(persist->pack, o->replayed);
+            s_answer_env(self, &out, CD_KIND_RESULT, p->reply_to, p->req.id, p->task_id,
+                         p->trace_id, persist->pack);
         }
-        cd_pack_cstr(persist->pack, "rows");
-        cd_pack_int(persist->pack, o->rows);
-        cd_pack_cstr(persist->pack, "replayed");
-        cd_pack_bool(persist->pack, o->replayed);
-        s_answer_env(self, &out, CD_KIND_RESULT, p->reply_to, p->req.id, p->task_id, p->trace_id,
-                     persist->pack);
         if (o->replayed) {
             persist->replayed++;
         } else {
@@ -780,8 +790,35 @@ s_send_batch(s_persist_t *persist)
     return true;
 }
 
+//  Tells cfg.notify that a batch committed (see "Commit notices" in the
+//  header): one envelope, sent without waiting, dropped if it cannot go.
+static void
+s_notify(cd_actor_t *self, s_persist_t *persist)
+{
+    const char *to = persist->cfg.notify;
+    //  A receiver that is not running would make every notice a dead
+    //  letter: skip it quietly (it catches up when it runs).
+    if (!cd_registry_status_deliverable(cd_registry_status(persist->notify_rt.registry, to))) {
+        persist->notices_dropped++;
+        return;
+    }
+    cd_envelope_t env;
+    cd_mailer_envelope_init(persist->notifier, &env, CD_KIND_CONTROL, to);
+    env.headers[0] = (cd_env_header_t){cd_str("op"), cd_str("committed")};
+    env.n_headers = 1;
+    int rc = cd_mailer_send(persist->notifier, &env);
+    if (rc == 0) {
+        persist->notices++;
+    } else {
+        persist->notices_dropped++;
+        cd_log_debug(cd_actor_name(self), "commit notice dropped", "{s:s, s:s}", "to", to, "error",
+                     cd_errname(rc));
+    }
+}
+
 //  A batch came back: requests that lost their connection go back to the
-//  head of the queue; the next batch goes out; then the rest are answered.
+//  head of the queue; the next batch goes out; commit notice; then the
+//  rest are answered.
 static void
 s_batch_done(cd_actor_t *self, s_persist_t *persist, s_job_t *job, bool send_next)
 {
@@ -790,8 +827,10 @@ s_batch_done(cd_actor_t *self, s_persist_t *persist, s_job_t *job, bool send_nex
     persist->batch_ms_total += job->ms;
     persist->last_batch_size = (int)job->n;
     bool requeued = false;
+    bool committed = false;
     for (size_t i = job->n; i-- > 0;) {
         job->pending[i]->req.out = job->reqs[i].out;
+        committed = committed || job->reqs[i].out.rc == 0;
         if (job->reqs[i].out.rc == CD_ECONN) {
             //  Back to the head, in order (this walks from the last).
             s_ring_push_front(&persist->queue, job->pending[i]);
@@ -810,6 +849,11 @@ s_batch_done(cd_actor_t *self, s_persist_t *persist, s_job_t *job, bool send_nex
         //  inbox to go quiet (the tick): the answers below bring more
         //  requests, and a commit costs the same for 30 rows or 300.
         s_send_batch(persist);
+    }
+    //  Before the answers: whoever tails the committed rows is woken as
+    //  early as the requesters are.
+    if (committed && persist->notifier) {
+        s_notify(self, persist);
     }
     for (size_t i = 0; i < job->n; i++) {
         if (job->pending[i]) {
@@ -945,7 +989,7 @@ s_stats(cd_actor_t *self, s_persist_t *persist, const cd_envelope_t *env)
     size_t in_writer = persist->busy && persist->busy->kind == JOB_RUN ? persist->busy->n : 0;
     cd_pack_t *pack = persist->pack;
     cd_pack_reset(pack);
-    cd_pack_map(pack, 15);
+    cd_pack_map(pack, 17);
     cd_pack_cstr(pack, "db_ok");
     cd_pack_bool(pack, persist->db_ok);
     cd_pack_cstr(pack, "pending");
@@ -974,6 +1018,10 @@ s_stats(cd_actor_t *self, s_persist_t *persist, const cd_envelope_t *env)
     cd_pack_int(pack, persist->last_batch_size);
     cd_pack_cstr(pack, "oldest_wait_ms");
     cd_pack_int(pack, oldest);
+    cd_pack_cstr(pack, "notices");
+    cd_pack_uint(pack, persist->notices);
+    cd_pack_cstr(pack, "notices_dropped");
+    cd_pack_uint(pack, persist->notices_dropped);
     cd_pack_cstr(pack, "last_error");
     cd_pack_cstr(pack, persist->last_error);
     char to[2 * CD_ENV_MAX_NAME];
@@ -1049,6 +1097,7 @@ s_default(int value, int def)
 static void
 s_free_state(s_persist_t *persist)
 {
+    cd_mailer_destroy(&persist->notifier);
     cd_pack_destroy(&persist->pack);
     for (int j = 0; j < 2; j++) {
         free(persist->jobs[j].reqs);
@@ -1084,6 +1133,13 @@ s_init(cd_actor_t *self, void *args, void **state_p, const char **why)
         cfg->reconnect_max_ms = cfg->reconnect_min_ms;
     }
     persist->pack = cd_pack_new();
+    if (cfg->notify && *cfg->notify) {
+        //  Its own mailer, so that a notice never waits on a full queue
+        //  while the actor's answers keep the node's send timeout.
+        persist->notify_rt = *cd_actor_runtime(self);
+        persist->notify_rt.send_timeout_ms = 0;
+        persist->notifier = cd_mailer_new(&persist->notify_rt, cd_actor_name(self));
+    }
     cd_batch_t *batch =
         cd_batch_new(&(cd_batch_opts_t){.conninfo = cfg->conninfo,
                                         .max_value_bytes = cfg->max_value_bytes,

@@ -19,8 +19,10 @@
     a float, a boolean ("true"/"false") or bin (bytes taken as text; still
     UTF-8-checked). The envelope's `id` is the request id: send a retry
     with the same id and it is applied at most once. The answer goes to the
-    `reply_to` header if present, else to `from`; `deadline` (if set) bounds
-    how long the request may wait.
+    `reply_to` header if present, else to `from`; header `ack` = "errors"
+    asks for errors only (no result when it succeeds: for writers that
+    fire and forget, such as the event bus's unacknowledged emits);
+    `deadline` (if set) bounds how long the request may wait.
 
     Answer, with parent_id = the request id and task_id/trace_id copied:
       kind `result`, payload {"value": str|nil, "rows": int, "replayed": bool}
@@ -47,7 +49,8 @@
     "rows": int, "failed": int, "replayed": int, "expired": int,
     "in_doubt": int, "reconnects": int, "last_batch_ms": float,
     "batch_ms_total": float, "last_batch_size": int, "oldest_wait_ms": int,
-    "slow_batches": int, "last_error": str}
+    "slow_batches": int, "notices": int, "notices_dropped": int,
+    "last_error": str}
     (for /health/ready: ready while db_ok).
 
     Batching: a batch goes to the database when batch_max requests wait,
@@ -87,7 +90,19 @@
     timeout, and the records make that safe.
 
     Records of committed request ids older than prune_age_s are pruned every
-    prune_interval_s; a replay older than that would be applied again. */
+    prune_interval_s; a replay older than that would be applied again.
+
+    Commit notices: when `notify` names an actor (the event bus, `bus`),
+    then after every batch that committed at least one request persist
+    sends it one `control` envelope with header `op` = "committed" and no
+    payload, before answering the batch's requesters. At most one per
+    batch, whatever the batch held: the receiver reads what changed itself
+    (the bus reads the events table from the last id it saw), so a notice
+    only says "look now". It is never waited for: it is sent without
+    blocking and dropped when the receiver's queue is full (or the
+    receiver is not running); the receiver catches up on the next notice
+    or its own poll, since nothing is lost but the wake-up. Dropped notices
+    are counted (`notices_dropped` in stats). */
 #ifndef CD_ACTORS_PERSIST_H
 #define CD_ACTORS_PERSIST_H
 
@@ -147,6 +162,7 @@ typedef struct {
     size_t max_value_bytes;           //  limit per parameter value (cd_batch)
     int prune_interval_s;             //  how often old request records are pruned
     int prune_age_s;                  //  how old they must be
+    const char *notify;               //  actor told op=committed after a batch, or NULL
 } cd_persist_args_t;
 
 extern const cd_actor_ops_t cd_persist_ops;

@@ -33,6 +33,31 @@ typedef struct {
 //  Events in ascending id order; next_cursor is the last id of the page.
 int cd_q_events_list(cd_db_t *db, const cd_q_event_filter_t *filter, cd_q_page_t *out);
 
+//  Most rows cd_q_events_rows returns at once.
+#define CD_Q_EVENTS_ROWS_MAX 5000
+
+//  Columns of cd_q_events_rows' result.
+enum {
+    CD_Q_EVENT_COL_ID = 0,  // id (integer text)
+    CD_Q_EVENT_COL_TYPE,    // type
+    CD_Q_EVENT_COL_PROJECT, // project_id, or NULL
+    CD_Q_EVENT_COL_TASK,    // task_id, or NULL
+    CD_Q_EVENT_COL_AGENT,   // agent, or NULL
+    CD_Q_EVENT_COL_JSON     // the whole event as JSON, as cd_q_events_list's items
+};
+
+//  The same events as cd_q_events_list (filters, after, ascending ids),
+//  but as a row set that also carries the fields a stream filters on
+//  beside each event's JSON, so that the event bus can forward events and
+//  the HTTP layer match them against subscriptions without parsing any
+//  JSON. An exception to cd_q.h's "rows out are JSON text", for that hot
+//  path only. filter->limit rows at most (<= 0: CD_Q_LIMIT_DEFAULT; above
+//  CD_Q_EVENTS_ROWS_MAX: clamped); there is no cursor: the next page is
+//  after the last id. Returns 0 and *out (caller owns: cd_db_rows_destroy;
+//  columns CD_Q_EVENT_COL_*), or an error (a malformed after is CD_EDB
+//  22P02).
+int cd_q_events_rows(cd_db_t *db, const cd_q_event_filter_t *filter, cd_db_rows_t **out);
+
 //  The highest committed event id (0 if none), where a live stream
 //  starts.
 int cd_q_events_last_id(cd_db_t *db, int64_t *id);

@@ -6,6 +6,7 @@
 
 #include "cd_agents.h"
 #include "cd_api.h"
+#include "cd_bus.h"
 #include "cd_cluster.h"
 #include "cd_config.h"
 #include "cd_datadir.h"
@@ -48,6 +49,7 @@ struct cd_node {
     cd_supervisor_spec_t agents_spec; //  the agents supervisor
     const char *conninfo;             //  the database (borrowed from config or pg)
     cd_persist_args_t persist;        //  persist actor settings
+    cd_bus_args_t bus;                //  event bus settings
     cd_api_args_t api;                //  API actor settings
     cd_stats_args_t stats;            //  stats snapshot writer settings
     char **api_names;                 //  "api/<i>" (owned)
@@ -191,7 +193,7 @@ s_start_tree(s_node_t *node, char **errmsg)
     };
     size_t n = 0;
     node->root_children =
-        (cd_child_spec_t *)zmalloc(((size_t)config->api_workers + 5) * sizeof(cd_child_spec_t));
+        (cd_child_spec_t *)zmalloc(((size_t)config->api_workers + 6) * sizeof(cd_child_spec_t));
     node->root_children[n++] =
         (cd_child_spec_t){"deadletter", &cd_deadletter_ops, NULL, CD_RESTART_PERMANENT};
     size_t n_stmts = 0;
@@ -201,13 +203,18 @@ s_start_tree(s_node_t *node, char **errmsg)
                             .stmts = stmts,
                             .n_stmts = n_stmts,
                             .tables = s_persist_tables,
-                            .n_tables = sizeof s_persist_tables / sizeof s_persist_tables[0]};
+                            .n_tables = sizeof s_persist_tables / sizeof s_persist_tables[0],
+                            .notify = "bus"};
     node->root_children[n++] =
         (cd_child_spec_t){"persist", &cd_persist_ops, &node->persist, CD_RESTART_PERMANENT};
+    node->bus = (cd_bus_args_t){.conninfo = node->conninfo};
+    node->root_children[n++] =
+        (cd_child_spec_t){"bus", &cd_bus_ops, &node->bus, CD_RESTART_PERMANENT};
     node->api = (cd_api_args_t){.conninfo = node->conninfo,
                                 .node_id = node->node_id,
                                 .persist = "persist",
                                 .agents = "agents",
+                                .bus = "bus",
                                 .started_us = node->started_us};
     node->api_names = (char **)zmalloc(((size_t)config->api_workers + 1) * sizeof(char *));
     for (int i = 0; i < config->api_workers; i++) {
@@ -340,7 +347,7 @@ s_sync_agents(s_node_t *node, char **errmsg)
 static int
 s_start_http(s_node_t *node, char **errmsg)
 {
-    static const char *const core[] = {"root", "deadletter", "persist", "agents", NULL};
+    static const char *const core[] = {"root", "deadletter", "persist", "bus", "agents", NULL};
     const cd_config_t *config = node->config;
     cd_http_opts_t opts;
     cd_http_opts_defaults(&opts);

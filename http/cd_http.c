@@ -189,6 +189,8 @@ s_reason(int status)
         return "Unsupported Media Type";
     case 423:
         return "Locked";
+    case 426:
+        return "Upgrade Required";
     case 429:
         return "Too Many Requests";
     case 431:
@@ -245,6 +247,31 @@ cd__http_send(cd_http_rctx_t *rctx, int status, const char *content_type, const 
     } else {
         h2o_send(req, &buf, 1, H2O_SEND_STATE_FINAL);
     }
+    double seconds = (double)(cd__http_now_us() - rctx->start_us) / 1e6;
+    cd_metrics_request(rctx->http->metrics, rctx->route_index, status, seconds);
+}
+
+void
+cd__http_start_stream(cd_http_rctx_t *rctx, int status, const char *content_type,
+                      h2o_generator_t *generator)
+{
+    assert(!rctx->answered);
+    rctx->answered = true;
+    h2o_req_t *req = rctx->req;
+    req->res.status = status;
+    req->res.reason = s_reason(status);
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, content_type,
+                   strlen(content_type));
+    h2o_start_response(req, generator);
+    double seconds = (double)(cd__http_now_us() - rctx->start_us) / 1e6;
+    cd_metrics_request(rctx->http->metrics, rctx->route_index, status, seconds);
+}
+
+void
+cd__http_upgraded(cd_http_rctx_t *rctx, int status)
+{
+    assert(!rctx->answered);
+    rctx->answered = true;
     double seconds = (double)(cd__http_now_us() - rctx->start_us) / 1e6;
     cd_metrics_request(rctx->http->metrics, rctx->route_index, status, seconds);
 }
@@ -418,6 +445,19 @@ s_kill(s_conn_t *conn, cd_h2guard_verdict_t verdict)
     }
     if (fd >= 0) {
         shutdown(fd, SHUT_RDWR);
+    }
+}
+
+void
+cd__http_abort(cd_http_t *http, h2o_req_t *req)
+{
+    //  h2o 2.2.5 offers no public way to reset one HTTP/2 stream from a
+    //  handler (that is in http2_internal.h, which Debian's headers cannot
+    //  compile without klib's khash.h), so the connection goes, with
+    //  whatever else it carries: its client is not reading.
+    s_conn_t *conn = (s_conn_t *)zhashx_lookup(http->by_conn, req->conn);
+    if (conn) {
+        s_kill(conn, CD_H2GUARD_OK);
     }
 }
 
@@ -793,6 +833,7 @@ s_begin_stop(cd_http_t *http)
         http->listener = NULL;
     }
     h2o_context_request_shutdown(&http->ctx);
+    cd__events_shutdown(http);
     cd__http_calls_abort(http);
     //  Check soon rather than at the next sweep.
     h2o_timeout_unlink(&http->sweep_entry);
@@ -928,6 +969,7 @@ s_thread_setup(cd_http_t *http)
         http->start_err = s_sprintf("cannot watch the HTTP port's inbox");
         return rc;
     }
+    cd__events_start(http);
     int stop_fd = dup(http->stop_fd);
     if (stop_fd < 0) {
         http->start_err = s_sprintf("dup: %s", strerror(errno));
@@ -957,6 +999,7 @@ s_thread_teardown(cd_http_t *http)
         h2o_socket_close(http->stop_sock);
         http->stop_sock = NULL;
     }
+    cd__events_stop(http);
     cd__http_calls_stop(http);
     cd_port_destroy(&http->port);
     if (http->loop) {
@@ -1029,6 +1072,9 @@ cd_http_opts_defaults(cd_http_opts_t *opts)
         .max_continuations = 32,
         .stop_timeout_ms = 2000,
         .ready_timeout_ms = 1000,
+        .events_ping_ms = 15000,
+        .events_max_buffer = 1u << 20,
+        .events_max_subscribers = 10000,
     };
 }
 
@@ -1051,6 +1097,10 @@ s_check_opts(const cd_http_opts_t *opts, char **errmsg)
     } else if (opts->request_timeout_ms < 1 || opts->idle_timeout_ms < 1 ||
                opts->stop_timeout_ms < 1 || opts->ready_timeout_ms < 1) {
         bad = "timeouts must be positive";
+    } else if (opts->events_ping_ms < 1 || opts->events_max_subscribers < 1 ||
+               opts->events_max_buffer < 4096) {
+        bad = "events_ping_ms and events_max_subscribers must be positive, events_max_buffer "
+              "at least 4 KiB";
     } else if (opts->max_requests_per_conn_s < 0 || opts->resets_per_s < 0 ||
                opts->resets_burst < 0 || opts->control_frames_per_s < 0 ||
                opts->control_frames_burst < 0 || opts->max_continuations < 0) {

@@ -20,7 +20,14 @@
                                      it, and a client that ignores 429s is
                                      disconnected
     and HTTP/2 abuse budgets (cd_h2guard.h): client resets, control frames,
-    CONTINUATION frames per header block.
+    CONTINUATION frames per header block. Event streams (cd_events.h):
+      events_ping_ms        15 s     ": ping" on idle SSE streams (a ping
+                                     frame on WebSockets)
+      events_max_buffer     1 MiB    bytes waiting for one subscriber; a
+                                     backlog that stays above it (or goes
+                                     above 16x) drops the subscriber
+      events_max_subscribers 10000   SSE + WebSocket subscribers at once
+                                     (beyond: 503)
 
     Threads: cd_http_start and cd_http_stop are called from one thread (the
     node's main thread); everything else happens in the HTTP thread. */
@@ -56,6 +63,9 @@ typedef struct {
     int max_continuations;          //  CONTINUATION frames in one header block
     int stop_timeout_ms;            //  cd_http_stop waits this long for clients to finish
     int ready_timeout_ms;           //  how long /health/ready waits for persist's stats
+    int events_ping_ms;             //  period of ": ping" on event streams
+    size_t events_max_buffer;       //  bytes queued for one event subscriber at most
+    int events_max_subscribers;     //  event subscribers at once
     int64_t started_us;             //  node start, monotonic µs (zclock_usecs); 0: now
     const char *const *core_actors; //  NULL-terminated names that must run to be ready
     int api_actors;                 //  REST API actors api/0 .. api/N-1 (0: none)

@@ -19,13 +19,23 @@
     timer, and a late reply finds nothing and is dropped. A call that
     outlives its timeout is answered 504 by its callback (rc CD_ETIMEDOUT).
 
-    Interface: cd__http_envelope_init, cd__http_call, cd__http_call_failed,
-    cd__http_calls_start / _abort / _stop / _pending, cd_http_route_forward. */
+    A detached call belongs to no request (an event subscriber's replay
+    outlives a WebSocket's upgrade request): its record is malloc'd, freed
+    after its callback, and its owner cancels it if it goes first.
+
+    `event` envelopes are not replies: they go to the event streams
+    (cd_events.c).
+
+    Interface: cd__http_envelope_init, cd__http_call, cd__http_call_detached,
+    cd__http_call_cancel, cd__http_call_failed, cd__http_calls_start /
+    _abort / _stop / _pending, cd_http_route_forward. */
 #include "http_internal.h"
 
 #include "cd_error.h"
 #include "cd_log.h"
 
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -33,12 +43,13 @@
 
 typedef struct {
     cd_http_t *http;              //  the server
-    cd_http_rctx_t *rctx;         //  the request (same pool)
+    cd_http_rctx_t *rctx;         //  the request (same pool), NULL when detached
     uint8_t id[CD_ENV_UUID_SIZE]; //  the envelope id: the table key
     h2o_timeout_entry_t timeout;  //  its deadline
     cd__http_reply_fn *fn;        //  the handler's callback
     void *arg;                    //  passed to fn
     bool pending;                 //  in the table, fn not yet called
+    bool detached;                //  malloc'd, freed after fn (or when cancelled)
 } s_call_t;
 
 //  Keys are the 16 id bytes, borrowed from the record.
@@ -87,19 +98,35 @@ s_call_dispose(void *data)
     }
 }
 
+//  Calls fn once; a detached record goes with it.
+static void
+s_finish(s_call_t *call, const cd_envelope_t *reply, int rc)
+{
+    call->fn(call->rctx, reply, rc, call->arg);
+    if (call->detached) {
+        free(call);
+    }
+}
+
 static void
 s_on_timeout(h2o_timeout_entry_t *entry)
 {
     s_call_t *call = H2O_STRUCT_FROM_MEMBER(s_call_t, timeout, entry);
     s_settle(call);
     cd_metrics_call(call->http->metrics, CD_CALL_TIMED_OUT);
-    cd_metrics_limit(call->http->metrics, CD_LIMIT_REQUEST_TIMEOUT);
-    call->fn(call->rctx, NULL, CD_ETIMEDOUT, call->arg);
+    if (!call->detached) {
+        cd_metrics_limit(call->http->metrics, CD_LIMIT_REQUEST_TIMEOUT);
+    }
+    s_finish(call, NULL, CD_ETIMEDOUT);
 }
 
 static void
 s_dispatch(cd_http_t *http, const cd_envelope_t *env)
 {
+    if (env->kind == CD_KIND_EVENT) {
+        cd__events_live(http, env);
+        return;
+    }
     s_call_t *call = NULL;
     if (!s_zero(env->parent_id)) {
         call = (s_call_t *)zhashx_lookup(http->calls, env->parent_id);
@@ -116,7 +143,7 @@ s_dispatch(cd_http_t *http, const cd_envelope_t *env)
     }
     s_settle(call);
     cd_metrics_call(http->metrics, CD_CALL_REPLIED);
-    call->fn(call->rctx, env, 0, call->arg);
+    s_finish(call, env, 0);
 }
 
 //  Drains the inbox until ZeroMQ says it is empty, or a batch is done.
@@ -185,7 +212,7 @@ cd__http_calls_abort(cd_http_t *http)
     s_call_t *call;
     while ((call = (s_call_t *)zhashx_first(http->calls)) != NULL) {
         s_settle(call);
-        call->fn(call->rctx, NULL, CD_ECLOSED, call->arg);
+        s_finish(call, NULL, CD_ECLOSED);
     }
 }
 
@@ -244,11 +271,11 @@ cd__http_envelope_init(cd_http_t *http, cd_envelope_t *env, cd_kind_t kind, cons
     cd_mailer_envelope_init(cd_port_mailer(http->port), env, kind, to);
 }
 
-int
-cd__http_call(cd_http_rctx_t *rctx, cd_envelope_t *env, int timeout_ms, cd__http_reply_fn *fn,
-              void *arg)
+//  Sends env for a call. The caller records the call only after this
+//  succeeded: the reply cannot come before, it is read by this same loop.
+static int
+s_call_send(cd_http_t *http, cd_envelope_t *env)
 {
-    cd_http_t *http = rctx->http;
     if (http->stopping) {
         return CD_ECLOSED;
     }
@@ -258,15 +285,15 @@ cd__http_call(cd_http_rctx_t *rctx, cd_envelope_t *env, int timeout_ms, cd__http
     int rc = cd_port_send(http->port, env);
     if (rc != 0) {
         cd_metrics_call(http->metrics, rc == CD_EBUSY ? CD_CALL_BUSY : CD_CALL_UNDELIVERABLE);
-        return rc;
     }
-    //  The reply cannot be handled before this returns: it is read by this
-    //  same loop.
-    s_call_t *call =
-        (s_call_t *)h2o_mem_alloc_shared(&rctx->req->pool, sizeof *call, s_call_dispose);
-    memset(call, 0, sizeof *call);
+    return rc;
+}
+
+static void
+s_call_register(cd_http_t *http, s_call_t *call, const cd_envelope_t *env, int timeout_ms,
+                cd__http_reply_fn *fn, void *arg)
+{
     call->http = http;
-    call->rctx = rctx;
     memcpy(call->id, env->id, CD_ENV_UUID_SIZE);
     call->fn = fn;
     call->arg = arg;
@@ -275,7 +302,52 @@ cd__http_call(cd_http_rctx_t *rctx, cd_envelope_t *env, int timeout_ms, cd__http
     zhashx_insert(http->calls, call->id, call);
     h2o_timeout_link(http->loop, s_timeout_list(http, (uint64_t)(timeout_ms > 0 ? timeout_ms : 1)),
                      &call->timeout);
+}
+
+int
+cd__http_call(cd_http_rctx_t *rctx, cd_envelope_t *env, int timeout_ms, cd__http_reply_fn *fn,
+              void *arg)
+{
+    cd_http_t *http = rctx->http;
+    int rc = s_call_send(http, env);
+    if (rc != 0) {
+        return rc;
+    }
+    s_call_t *call =
+        (s_call_t *)h2o_mem_alloc_shared(&rctx->req->pool, sizeof *call, s_call_dispose);
+    memset(call, 0, sizeof *call);
+    call->rctx = rctx;
+    s_call_register(http, call, env, timeout_ms, fn, arg);
     return 0;
+}
+
+int
+cd__http_call_detached(cd_http_t *http, cd_envelope_t *env, int timeout_ms, cd__http_reply_fn *fn,
+                       void *arg)
+{
+    int rc = s_call_send(http, env);
+    if (rc != 0) {
+        return rc;
+    }
+    s_call_t *call = (s_call_t *)calloc(1, sizeof *call);
+    if (!call) {
+        fprintf(stderr, "%s:%d: out of memory\n", __FILE__, __LINE__);
+        abort();
+    }
+    call->detached = true;
+    s_call_register(http, call, env, timeout_ms, fn, arg);
+    return 0;
+}
+
+void
+cd__http_call_cancel(cd_http_t *http, const uint8_t id[CD_ENV_UUID_SIZE])
+{
+    s_call_t *call = http->calls ? (s_call_t *)zhashx_lookup(http->calls, id) : NULL;
+    if (call && call->detached) {
+        s_settle(call);
+        cd_metrics_call(http->metrics, CD_CALL_CLIENT_GONE);
+        free(call);
+    }
 }
 
 void

@@ -37,6 +37,8 @@ struct cd_metrics {
     uint64_t connections;                      //  accepted
     int64_t open;                              //  open now
     uint64_t slow_clients;                     //  dropped slow clients
+    int64_t subscribers;                       //  event subscribers now
+    uint64_t events_sent;                      //  events handed to SSE streams
 };
 
 static const char *const s_limit_names[CD_LIMIT_COUNT_] = {"body_size", "header_size", "rate",
@@ -140,6 +142,24 @@ void
 cd_metrics_slow_client(cd_metrics_t *self)
 {
     self->slow_clients++;
+}
+
+void
+cd_metrics_event_subscribers(cd_metrics_t *self, int delta)
+{
+    self->subscribers += delta;
+}
+
+void
+cd_metrics_events_sent(cd_metrics_t *self, uint64_t n)
+{
+    self->events_sent += n;
+}
+
+uint64_t
+cd_metrics_slow_clients(const cd_metrics_t *self)
+{
+    return self->slow_clients;
 }
 
 uint64_t
@@ -263,13 +283,20 @@ s_http(FILE *out, const cd_metrics_t *self)
             "because their buffer overflowed.\n"
             "# TYPE cadre_http_slow_clients_dropped_total counter\n"
             "cadre_http_slow_clients_dropped_total %llu\n"
+            "# HELP cadre_http_event_subscribers Event subscribers (SSE and WebSocket) now.\n"
+            "# TYPE cadre_http_event_subscribers gauge\n"
+            "cadre_http_event_subscribers %lld\n"
+            "# HELP cadre_http_events_sent_total Events written to SSE streams.\n"
+            "# TYPE cadre_http_events_sent_total counter\n"
+            "cadre_http_events_sent_total %llu\n"
             "# HELP cadre_http_connections_total Connections accepted.\n"
             "# TYPE cadre_http_connections_total counter\n"
             "cadre_http_connections_total %llu\n"
             "# HELP cadre_http_connections_open Connections open now.\n"
             "# TYPE cadre_http_connections_open gauge\n"
             "cadre_http_connections_open %lld\n",
-            (unsigned long long)self->slow_clients, (unsigned long long)self->connections,
+            (unsigned long long)self->slow_clients, (long long)self->subscribers,
+            (unsigned long long)self->events_sent, (unsigned long long)self->connections,
             (long long)self->open);
     fputs("# HELP cadre_http_actor_calls_total Calls from HTTP handlers to actors, by outcome.\n"
           "# TYPE cadre_http_actor_calls_total counter\n",

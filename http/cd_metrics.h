@@ -3,8 +3,8 @@
     Counted in the HTTP thread only (plain integers, no atomics): requests
     by route and status with a latency histogram per route, limit hits,
     connections closed by the HTTP/2 guard, connections, actor calls and
-    their outcomes, slow clients dropped. Actor figures (status, restarts,
-    dead letters) are read from the registry when the page is rendered.
+    their outcomes, event subscribers, events sent, slow clients dropped. Actor figures (status,
+   restarts, dead letters) are read from the registry when the page is rendered.
 
     Exposition format 0.0.4 (text/plain; version=0.0.4). */
 #ifndef CD_HTTP_METRICS_H
@@ -63,6 +63,14 @@ void cd_metrics_connection(cd_metrics_t *self, int delta);
 
 //  A slow event-stream client was disconnected.
 void cd_metrics_slow_client(cd_metrics_t *self);
+
+//  An event subscriber (SSE or WebSocket) came (+1) or went (-1).
+void cd_metrics_event_subscribers(cd_metrics_t *self, int delta);
+
+//  n events were handed to SSE streams.
+void cd_metrics_events_sent(cd_metrics_t *self, uint64_t n);
+
+uint64_t cd_metrics_slow_clients(const cd_metrics_t *self);
 
 //  Reads back a counter (tests).
 uint64_t cd_metrics_limit_hits(const cd_metrics_t *self, cd_limit_t limit);

@@ -1,9 +1,20 @@
 /*  cd_routes: the route table (see cd_routes.h). Resource routes join it
     as their modules are written. */
 #include "cd_routes.h"
+#include "cd_events.h"
 #include "cd_health.h"
 
 #define S_OBJECT(props) "{\"type\":\"object\",\"properties\":{" props "}}"
+
+//  API.md's event.
+#define S_EVENT                                                                                    \
+    S_OBJECT("\"id\":{\"type\":\"integer\",\"nullable\":true},"                                    \
+             "\"ts\":{\"type\":\"string\",\"format\":\"date-time\"},"                              \
+             "\"type\":{\"type\":\"string\"},"                                                     \
+             "\"project_id\":{\"type\":\"integer\",\"nullable\":true},"                            \
+             "\"task_id\":{\"type\":\"integer\",\"nullable\":true},"                               \
+             "\"agent\":{\"type\":\"string\",\"nullable\":true},"                                  \
+             "\"data\":{\"type\":\"object\"}")
 
 const cd_route_t cd_http_routes[] = {
     {"GET", "/health", cd_health_live, 0, "Liveness: 200 while the process runs", NULL, 200, NULL,
@@ -41,6 +52,24 @@ const cd_route_t cd_http_routes[] = {
      NULL, 200, "text/plain; version=0.0.4", "{\"type\":\"string\"}", NULL},
     {"GET", "/openapi.json", cd_health_openapi, 0, "This document", NULL, 200, NULL,
      "{\"type\":\"object\"}", NULL},
+    {"GET", "/api/v1/events", cd_events_get, CD_ROUTE_AUTH,
+     "Events. Accept: text/event-stream: Server-Sent Events (id:, event:, data: lines; "
+     "\": ping\" when idle), replaying after Last-Event-ID or ?after= first, with no gap and no "
+     "duplicate, then live; otherwise the persisted events as a list, ascending by id (?after= "
+     "or ?cursor=, ?limit= 1..1000, default 50). Filters project_id, task_id, agent, types "
+     "(comma list)",
+     NULL, 200, NULL,
+     S_OBJECT("\"items\":{\"type\":\"array\",\"items\":" S_EVENT "},"
+              "\"next_cursor\":{\"type\":\"string\",\"nullable\":true}"),
+     NULL},
+    {"GET", "/ws", cd_events_ws, CD_ROUTE_AUTH,
+     "Events over a WebSocket (HTTP/1.1 Upgrade): send {\"subscribe\": {project_id?, task_id?, "
+     "agent?, types?}, \"after\": id?}; receive {\"subscribed\": true}, then one event JSON "
+     "per text message (replayed after `after` first); bad messages get {\"error\": ...}",
+     NULL, 101, NULL,
+     "{\"type\":\"string\",\"description\":\"101 Switching Protocols; then WebSocket text "
+     "messages, each an event (or {subscribed} / {error})\"}",
+     NULL},
 };
 
 const size_t cd_http_n_routes = sizeof cd_http_routes / sizeof cd_http_routes[0];

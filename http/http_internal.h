@@ -5,7 +5,8 @@
     context; handlers (cd_health.c, future resource modules) answer through
     the cd__http_send* helpers, which set content-length, count the request
     in the metrics and mark it answered; cd_http_call.c sends envelopes to
-    actors and calls back when the reply arrives. All of it runs in the
+    actors and calls back when the reply arrives; cd_events.c keeps the
+    event streams (SSE and WebSocket subscribers). All of it runs in the
     HTTP thread. */
 #ifndef CD_HTTP_INTERNAL_H
 #define CD_HTTP_INTERNAL_H
@@ -21,11 +22,14 @@
 #include <h2o.h>
 #include <h2o/http1.h>
 #include <h2o/http2.h>
+#include <h2o/websocket.h>
 #include <jansson.h>
 #include <pthread.h>
 #include <semaphore.h>
 
 #define CD__HTTP_CALL_TIMEOUTS 8 //  distinct call timeouts in use at once
+
+typedef struct cd__events cd__events_t;
 
 //  A call timeout: one h2o timeout list per distinct duration.
 typedef struct {
@@ -73,6 +77,7 @@ struct cd_http {
     zhashx_t *calls;                                     //  message id -> pending call
     cd_pack_t *pack;                                     //  reused payload buffer for calls
     unsigned api_next;                                   //  round-robin over the api actors
+    cd__events_t *events;                                //  event subscribers (cd_events.c)
     cd__http_timeout_t timeouts[CD__HTTP_CALL_TIMEOUTS]; //  call timeout lists
     h2o_timeout_t sweep_timeout;                         //  periodic checks
     h2o_timeout_entry_t sweep_entry;                     //  its entry
@@ -121,6 +126,27 @@ const char *cd__http_header(cd_http_rctx_t *rctx, const char *name, size_t *len)
 //  Monotonic microseconds (CLOCK_MONOTONIC, as zclock_usecs).
 int64_t cd__http_now_us(void);
 
+//  --- streams and upgrades (cd_http.c) -------------------------------------------
+
+//  Starts a response whose body the handler sends itself, as h2o streams
+//  it (h2o_send with H2O_SEND_STATE_IN_PROGRESS, then again from
+//  generator->proceed): status, content type, no content-length (HTTP/1.1
+//  sends it chunked). Marks the request answered and counts it, with the
+//  time to this start. generator is borrowed until the request ends.
+void cd__http_start_stream(cd_http_rctx_t *rctx, int status, const char *content_type,
+                           h2o_generator_t *generator);
+
+//  Marks a request answered by an upgrade (a WebSocket's 101) and counts it.
+void cd__http_upgraded(cd_http_rctx_t *rctx, int status);
+
+//  Ends a streamed response that is stuck (its client does not read) from
+//  outside h2o's callbacks by shutting its connection down (both ways):
+//  h2o's pending write fails, it closes the connection and disposes the
+//  request (and, for HTTP/2, every other stream of that connection) soon
+//  after. Not during this call: the request stays valid until its pool's
+//  dispose callbacks run.
+void cd__http_abort(cd_http_t *http, h2o_req_t *req);
+
 //  --- calling actors (cd_http_call.c) ------------------------------------------
 
 //  Called once per call: with the reply (rc 0; borrowed, valid during the
@@ -142,6 +168,16 @@ void cd__http_envelope_init(cd_http_t *http, cd_envelope_t *env, cd_kind_t kind,
 //  handler answers itself.
 int cd__http_call(cd_http_rctx_t *rctx, cd_envelope_t *env, int timeout_ms, cd__http_reply_fn *fn,
                   void *arg);
+
+//  A call that belongs to no request (an event subscriber's): as
+//  cd__http_call, with fn called with rctx NULL. The record is freed after
+//  fn; the caller that goes away first cancels it with the envelope's id.
+int cd__http_call_detached(cd_http_t *http, cd_envelope_t *env, int timeout_ms,
+                           cd__http_reply_fn *fn, void *arg);
+
+//  Forgets a pending detached call: fn will not be called. No-op for an
+//  unknown id.
+void cd__http_call_cancel(cd_http_t *http, const uint8_t id[CD_ENV_UUID_SIZE]);
 
 //  Answers a failed cd__http_call: 404 not_found, 503 not_ready with
 //  Retry-After, or 500.
@@ -177,5 +213,21 @@ int cd__http_api_call_bare(cd_http_rctx_t *rctx, const char *op, cd__http_reply_
 //  Reads an api actor's JSON answer: status and parsed body (caller owns
 //  it). Returns 0 or CD_EPROTO.
 int cd__http_api_reply_json(const cd_envelope_t *reply, int *status, json_t **body);
+//  --- event streams (cd_events.c) ------------------------------------------------
+
+//  Sets the event streams up (HTTP thread, at start, after the port).
+//  Returns 0.
+int cd__events_start(cd_http_t *http);
+
+//  A live `event` envelope from the bus (cd_bus.h), for the subscribers.
+//  env is borrowed for the call.
+void cd__events_live(cd_http_t *http, const cd_envelope_t *env);
+
+//  The server is stopping: ends every SSE stream (after what is in flight)
+//  and closes every WebSocket (going away).
+void cd__events_shutdown(cd_http_t *http);
+
+//  Releases what is left (no connection is open any more).
+void cd__events_stop(cd_http_t *http);
 
 #endif

@@ -1,8 +1,8 @@
 /* label: db */
 /*  test_persist: the persist actor in a real supervisor tree against a real
     PostgreSQL from the fixture: concurrent writers, a crash of the server in
-    the middle of a stream, bad input inside one batch, replays, and a
-    database that stays away. Writers are ports in threads of their own; each
+    the middle of a stream, bad input inside one batch, replays, a
+    database that stays away, and commit notices. Writers are ports in threads of their own; each
     request's id is the envelope id, and every check counts rows by request
     (seq) so that a duplicate would show. */
 #include <stdarg.h>
@@ -831,6 +831,149 @@ test_persist_unreachable_database_fails_requests_after_the_timeout(void **state)
     cd_pack_destroy(&pack);
 }
 
+//  Receives what is queued for port within timeout_ms: commit notices
+//  (counted) and anything else (failed). Returns the count.
+static int
+s_drain_notices(cd_port_t *port, int timeout_ms)
+{
+    int n = 0;
+    cd_envelope_t env;
+    while (cd_port_recv(port, timeout_ms, &env) == 0) {
+        cd_str_t op = {NULL, 0};
+        assert_int_equal(env.kind, CD_KIND_CONTROL);
+        assert_true(cd_envelope_header(&env, "op", &op) && cd_str_eq(op, "committed"));
+        assert_int_equal(env.payload_type, CD_PAYLOAD_NONE);
+        assert_true(cd_str_eq(env.from, "persist"));
+        n++;
+    }
+    return n;
+}
+
+static int64_t
+s_stat(fx_t *fx, const char *key)
+{
+    cd_envelope_t env;
+    cd_mailer_envelope_init(cd_port_mailer(fx->port), &env, CD_KIND_CONTROL, "persist");
+    env.headers[0] = (cd_env_header_t){cd_str("op"), cd_str("stats")};
+    env.n_headers = 1;
+    assert_int_equal(cd_port_send(fx->port, &env), 0);
+    int64_t deadline = zclock_mono() + 5000;
+    while (zclock_mono() < deadline) {
+        cd_envelope_t ans;
+        if (cd_port_recv(fx->port, 50, &ans) == 0 && memcmp(ans.parent_id, env.id, 16) == 0) {
+            return s_read_int(ans.payload, key);
+        }
+    }
+    fail_msg("no stats");
+    return -1;
+}
+
+static void
+test_persist_notifies_after_each_committing_batch_and_never_waits(void **state)
+{
+    fx_t *fx = *state;
+    //  Small queues, so that the receiver below fills up quickly.
+    fx->rt.queue_hwm = 8;
+    fx->args.notify = "bus";
+    s_fx_start(fx);
+    cd_port_t *bus = cd_port_new(&fx->rt, "bus");
+    assert_non_null(bus);
+    cd_pack_t *pack = cd_pack_new();
+    s_answer_t a;
+
+    //  One write, one batch, one notice.
+    uint8_t id[16];
+    s_pack_ev(pack, 1, 0, "output", 6, false, NULL);
+    assert_int_equal(s_send_write(fx->port, pack, id, false, 1), 0);
+    s_await(fx->port, id, &a, 5000);
+    assert_int_equal(a.kind, CD_KIND_RESULT);
+    assert_int_equal(s_drain_notices(bus, 200), 1);
+
+    //  A batch in which nothing commits (the only request fails in the
+    //  database) sends none; neither does a request refused before batching.
+    s_pack_stmt(pack, "kv.put", 2, "k", "v");
+    assert_int_equal(s_send_write(fx->port, pack, id, false, 0), 0);
+    s_await(fx->port, id, &a, 5000);
+    assert_int_equal(s_drain_notices(bus, 200), 1);
+    assert_int_equal(s_send_write(fx->port, pack, id, false, 0), 0);
+    s_await(fx->port, id, &a, 5000);
+    assert_string_equal(a.sqlstate, "23505");
+    s_pack_stmt(pack, "no.such", 0);
+    assert_int_equal(s_send_write(fx->port, pack, id, false, 0), 0);
+    s_await(fx->port, id, &a, 5000);
+    assert_string_equal(a.code, "bad_request");
+    assert_int_equal(s_drain_notices(bus, 200), 0);
+
+    //  Requests in windows of 8 (the queues hold 8): at most one notice
+    //  per batch, and a notice for every committing batch.
+    int64_t batches0 = s_stat(fx, "batches");
+    int64_t notices0 = s_stat(fx, "notices");
+    enum { BURST = 96, WINDOW = 8 };
+    int received = 0;
+    for (int i = 0; i < BURST; i += WINDOW) {
+        uint8_t ids[WINDOW][16];
+        for (int j = 0; j < WINDOW; j++) {
+            s_pack_ev(pack, 2, i + j, "output", 6, false, NULL);
+            assert_int_equal(s_send_write(fx->port, pack, ids[j], false, 2), 0);
+        }
+        for (int j = 0; j < WINDOW; j++) {
+            s_await(fx->port, ids[j], &a, 10000);
+            assert_int_equal(a.kind, CD_KIND_RESULT);
+        }
+        received += s_drain_notices(bus, 0);
+    }
+    int64_t notices = s_stat(fx, "notices") - notices0;
+    int64_t batches = s_stat(fx, "batches") - batches0;
+    received += s_drain_notices(bus, 100);
+    print_message("%d writes: %lld batches, %lld notices\n", BURST, (long long)batches,
+                  (long long)notices);
+    assert_true(batches >= BURST / WINDOW && batches <= BURST);
+    assert_int_equal(notices, batches);
+    assert_int_equal(received, notices);
+
+    //  A receiver that never reads: its queue fills, notices are dropped,
+    //  and writers are answered as fast as ever.
+    int64_t dropped0 = s_stat(fx, "notices_dropped");
+    int64_t t0 = zclock_mono();
+    enum { N = 60 };
+    for (int i = 0; i < N; i++) {
+        s_pack_ev(pack, 3, i, "output", 6, false, NULL);
+        assert_int_equal(s_send_write(fx->port, pack, id, false, 3), 0);
+        s_await(fx->port, id, &a, 5000);
+        assert_int_equal(a.kind, CD_KIND_RESULT);
+    }
+    int64_t took = zclock_mono() - t0;
+    int64_t dropped = s_stat(fx, "notices_dropped") - dropped0;
+    print_message("%d sequential writes with a full receiver: %lld ms, %lld notices dropped\n", N,
+                  (long long)took, (long long)dropped);
+    assert_true(dropped > 0);
+    //  Far below one send timeout (5 s) per write.
+    assert_true(took < 5000);
+    //  Once it reads again, later commits reach it (ZeroMQ reopens a full
+    //  pipe a moment after the reader has caught up, so allow a few).
+    int queued = s_drain_notices(bus, 100);
+    assert_true(queued > 0 && queued < N);
+    int later = 0;
+    for (int i = 0; i < 20 && later == 0; i++) {
+        s_pack_ev(pack, 3, N + i, "output", 6, false, NULL);
+        assert_int_equal(s_send_write(fx->port, pack, id, false, 3), 0);
+        s_await(fx->port, id, &a, 5000);
+        later = s_drain_notices(bus, 50);
+    }
+    assert_int_equal(later, 1);
+
+    //  Without a receiver at all: counted as dropped, no dead letter.
+    cd_port_destroy(&bus);
+    uint64_t dead0 = cd_registry_dead_letters(fx->rt.registry);
+    dropped0 = s_stat(fx, "notices_dropped");
+    s_pack_ev(pack, 4, 0, "output", 6, false, NULL);
+    assert_int_equal(s_send_write(fx->port, pack, id, false, 4), 0);
+    s_await(fx->port, id, &a, 5000);
+    assert_int_equal(s_stat(fx, "notices_dropped") - dropped0, 1);
+    assert_int_equal(cd_registry_dead_letters(fx->rt.registry), dead0);
+    cd_pack_destroy(&pack);
+}
+
 int
 main(void)
 {
@@ -849,6 +992,8 @@ main(void)
         cmocka_unit_test_setup_teardown(
             test_persist_unreachable_database_fails_requests_after_the_timeout, s_setup_unreachable,
             s_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_persist_notifies_after_each_committing_batch_and_never_waits, s_setup, s_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -127,6 +127,83 @@ test_q_events_insert_list(void **state)
     assert_int_equal(n, 5);
 }
 
+static void
+test_q_events_rows_carry_the_filter_fields(void **state)
+{
+    fixture_t *fx = *state;
+    int64_t e1 = s_event(fx->db, "task.created", 3, 9, "coder");
+    int64_t e2 = s_event(fx->db, "agent.status", CD_Q_NULL, CD_Q_NULL, NULL);
+    int64_t e3 = s_event(fx->db, "task.failed", 4, 11, "other");
+
+    //  Every column, and the same JSON as the list gives.
+    cd_db_rows_t *rows = NULL;
+    cd_q_event_filter_t f = CD_Q_EVENT_FILTER_ALL;
+    s_ok(fx->db, cd_q_events_rows(fx->db, &f, &rows));
+    assert_int_equal(cd_db_rows_count(rows), 3);
+    assert_int_equal(cd_db_rows_ncols(rows), 6);
+    int64_t id = 0;
+    assert_int_equal(cd_db_rows_int64(rows, 0, CD_Q_EVENT_COL_ID, &id), 0);
+    assert_int_equal(id, e1);
+    assert_string_equal(cd_db_rows_get(rows, 0, CD_Q_EVENT_COL_TYPE), "task.created");
+    assert_string_equal(cd_db_rows_get(rows, 0, CD_Q_EVENT_COL_PROJECT), "3");
+    assert_string_equal(cd_db_rows_get(rows, 0, CD_Q_EVENT_COL_TASK), "9");
+    assert_string_equal(cd_db_rows_get(rows, 0, CD_Q_EVENT_COL_AGENT), "coder");
+    assert_true(cd_db_rows_isnull(rows, 1, CD_Q_EVENT_COL_PROJECT));
+    assert_true(cd_db_rows_isnull(rows, 1, CD_Q_EVENT_COL_TASK));
+    assert_true(cd_db_rows_isnull(rows, 1, CD_Q_EVENT_COL_AGENT));
+    cd_q_page_t page = {0};
+    s_ok(fx->db, cd_q_events_list(fx->db, &f, &page));
+    json_t *items = s_parse(page.items, false);
+    for (int i = 0; i < 3; i++) {
+        json_t *row = s_parse((char *)cd_db_rows_get(rows, i, CD_Q_EVENT_COL_JSON), false);
+        assert_true(json_equal(row, json_array_get(items, (size_t)i)));
+        json_decref(row);
+    }
+    json_decref(items);
+    cd_q_page_fini(&page);
+    cd_db_rows_destroy(&rows);
+
+    //  Filters, after and limit as the list's.
+    f.types = "task.created,task.failed";
+    f.limit = 1;
+    s_ok(fx->db, cd_q_events_rows(fx->db, &f, &rows));
+    assert_int_equal(cd_db_rows_count(rows), 1);
+    assert_int_equal(cd_db_rows_int64(rows, 0, CD_Q_EVENT_COL_ID, &id), 0);
+    assert_int_equal(id, e1);
+    cd_db_rows_destroy(&rows);
+    char after[24];
+    f.after = cd__q_i64(after, e1);
+    f.limit = 0;
+    s_ok(fx->db, cd_q_events_rows(fx->db, &f, &rows));
+    assert_int_equal(cd_db_rows_count(rows), 1);
+    assert_int_equal(cd_db_rows_int64(rows, 0, CD_Q_EVENT_COL_ID, &id), 0);
+    assert_int_equal(id, e3);
+    cd_db_rows_destroy(&rows);
+    f = CD_Q_EVENT_FILTER_ALL;
+    f.agent = "coder";
+    f.project_id = 3;
+    f.task_id = 9;
+    s_ok(fx->db, cd_q_events_rows(fx->db, &f, &rows));
+    assert_int_equal(cd_db_rows_count(rows), 1);
+    cd_db_rows_destroy(&rows);
+    f = CD_Q_EVENT_FILTER_ALL;
+    f.after = cd__q_i64(after, e3);
+    s_ok(fx->db, cd_q_events_rows(fx->db, &f, &rows));
+    assert_int_equal(cd_db_rows_count(rows), 0);
+    cd_db_rows_destroy(&rows);
+    (void)e2;
+
+    //  A limit above the cap is clamped, a malformed after refused.
+    f = CD_Q_EVENT_FILTER_ALL;
+    f.limit = CD_Q_EVENTS_ROWS_MAX * 10;
+    s_ok(fx->db, cd_q_events_rows(fx->db, &f, &rows));
+    assert_int_equal(cd_db_rows_count(rows), 3);
+    cd_db_rows_destroy(&rows);
+    f.after = "12x";
+    s_sqlstate(fx->db, cd_q_events_rows(fx->db, &f, &rows), "22P02");
+    assert_null(rows);
+}
+
 typedef struct {
     const char *conninfo; // database
     int64_t id;           // the id its event got
@@ -200,6 +277,8 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_q_events_insert_list, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_q_events_rows_carry_the_filter_fields, s_setup,
+                                        s_teardown),
         cmocka_unit_test_setup_teardown(test_q_events_ids_in_commit_order, s_setup, s_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -11,7 +11,9 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <curl/curl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static int
@@ -245,6 +247,53 @@ test_metrics_page(void **state)
     tn_resp_free(&r);
 }
 
+static size_t
+s_sse_collect(char *data, size_t size, size_t n, void *arg)
+{
+    char **buf = (char **)arg;
+    size_t have = *buf ? strlen(*buf) : 0;
+    *buf = (char *)realloc(*buf, have + size * n + 1);
+    memcpy(*buf + have, data, size * n);
+    (*buf)[have + size * n] = '\0';
+    return size * n;
+}
+
+//  The node runs the bus: events of the API's writes are listed and
+//  streamed (replayed with after=0 over SSE on HTTP/2).
+static void
+test_events_of_the_node(void **state)
+{
+    tn_node_t *node = (tn_node_t *)*state;
+    tn_resp_t r;
+    assert_int_equal(
+        tn_call(node, &r, "POST", "/api/v1/agents", "{\"name\":\"ev\",\"kind\":\"echo\"}"), 201);
+    tn_resp_free(&r);
+    assert_int_equal(tn_call(node, &r, "GET", "/api/v1/events?after=0&limit=100", NULL), 200);
+    assert_non_null(strstr(r.body, "\"agent.status\""));
+    assert_non_null(strstr(r.body, "\"ev\""));
+    tn_resp_free(&r);
+
+    char url[256];
+    snprintf(url, sizeof url, "%s/api/v1/events?after=0&agent=ev", node->base);
+    CURL *curl = curl_easy_init();
+    struct curl_slist *headers = curl_slist_append(NULL, "Accept: text/event-stream");
+    char *body = NULL;
+    curl_easy_setopt(curl, CURLOPT_URL, url);
+    curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt(curl, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE);
+    curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 1500L);
+    curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, s_sse_collect);
+    curl_easy_setopt(curl, CURLOPT_WRITEDATA, &body);
+    curl_easy_perform(curl); //  ends by its timeout: a stream does not end
+    curl_easy_cleanup(curl);
+    curl_slist_free_all(headers);
+    assert_non_null(body);
+    assert_non_null(strstr(body, "event: agent.status"));
+    assert_non_null(strstr(body, "id: "));
+    free(body);
+}
+
 int
 main(void)
 {
@@ -254,6 +303,7 @@ main(void)
                                         s_teardown),
         cmocka_unit_test_setup_teardown(test_agent_bad_input_changes_nothing, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_metrics_page, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_events_of_the_node, s_setup, s_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
