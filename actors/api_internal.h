@@ -176,5 +176,6 @@ void cd_api_envelope_init(cd_api_req_t *req, cd_envelope_t *env, cd_kind_t kind,
 
 //  The modules (each cd_api_<family>.c defines one).
 extern const cd_api_module_t cd__api_catalog_module;
+extern const cd_api_module_t cd__api_tasks_module;
 
 #endif

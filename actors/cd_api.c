@@ -33,6 +33,7 @@
 //  The modules, in the order their statements are registered.
 static const cd_api_module_t *const s_modules[] = {
     &cd__api_catalog_module,
+    &cd__api_tasks_module,
 };
 #define S_N_MODULES (sizeof s_modules / sizeof s_modules[0])
 

@@ -140,13 +140,14 @@ static const char s_create[] =
         "c.why") ", 'reason', c.why)"
                  " FROM c WHERE c.why IS NOT NULL";
 
-//  tasks.create_batch: $1 array of bodies, $2 created_by, $3 project owner
-//  scope. All or nothing: the first element that refers to something that
+//  tasks.create_batch: $1 array of bodies (or the batch body {"tasks":
+//  [...]} as the API received it), $2 created_by, $3 project owner scope. All or nothing: the first element that refers to something that
 //  does not exist stops the whole batch. Identity values are drawn as the
 //  ordered SELECT produces rows, so ordering by id gives the request order.
 static const char s_create_batch[] =
     "WITH c AS (SELECT b.e, b.o, " CREATE_WHY " AS why"
-    " FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS b(e, o)),"
+    " FROM jsonb_array_elements(CASE WHEN jsonb_typeof($1::jsonb) = 'object'"
+    " THEN $1::jsonb -> 'tasks' ELSE $1::jsonb END) WITH ORDINALITY AS b(e, o)),"
     " bad AS (SELECT c.o, c.why FROM c WHERE c.why IS NOT NULL ORDER BY c.o LIMIT 1),"
     " t AS (INSERT INTO tasks AS t (event_seq, " TASK_FIELDS ") SELECT 1, " TASK_VALUES
     " FROM c b WHERE NOT EXISTS (SELECT FROM bad) ORDER BY b.o RETURNING t.*)," CREATED_ROWS

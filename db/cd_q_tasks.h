@@ -25,7 +25,8 @@
 //  The writes persist runs for the API (cd_q.h, cd_q_write_t; the answers
 //  they give are described in cd_q_tasks.c):
 //    tasks.create        ($1 body, $2 created_by, $3 project owner scope)
-//    tasks.create_batch  ($1 array of bodies, $2 created_by, $3 project owner scope)
+//    tasks.create_batch  ($1 array of bodies or {"tasks": array}, $2 created_by,
+//                         $3 project owner scope)
 //    tasks.patch         ($1 id, $2 body, $3 owner scope)
 //    tasks.cancel        ($1 id, $2 owner scope)
 //    tasks.retry         ($1 id, $2 owner scope)
@@ -46,7 +47,7 @@ int cd_q_tasks_create(cd_db_t *db, const char *json, int64_t created_by, int64_t
                       char **out);
 
 //  The API's batch create: cd_q_tasks_create for every element of the
-//  JSON array json, in one statement, all or none; out->items receives the
+//  JSON array json (or of json's "tasks" array), in one statement, all or none; out->items receives the
 //  tasks in request order. If an element refers to something that does
 //  not exist, nothing is written and the result is CD_EINVAL with
 //  out->items = {"invalid": "tasks[<i>].<field>", "reason": ...} (i from

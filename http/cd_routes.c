@@ -48,6 +48,7 @@ const size_t cd_http_n_routes = sizeof cd_http_routes / sizeof cd_http_routes[0]
 const cd_route_table_t cd_http_route_tables[] = {
     {cd_http_routes, &cd_http_n_routes},
     {cd_routes_catalog, &cd_routes_catalog_n},
+    {cd_routes_tasks, &cd_routes_tasks_n},
 };
 
 const size_t cd_http_n_route_tables = sizeof cd_http_route_tables / sizeof cd_http_route_tables[0];

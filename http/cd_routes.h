@@ -24,6 +24,8 @@ extern const size_t cd_http_n_route_tables;
 //  cd_http_route_api and their arg the api actor's operation name.
 extern const cd_route_t cd_routes_catalog[];
 extern const size_t cd_routes_catalog_n;
+extern const cd_route_t cd_routes_tasks[];
+extern const size_t cd_routes_tasks_n;
 
 //  The resource routes' handler (cd_http_api.c): forwards to an api actor.
 cd_route_fn cd_http_route_api;
