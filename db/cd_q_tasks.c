@@ -27,6 +27,7 @@
                             "reason": why} when the body names a project,
                             agent, role or team that does not exist (then
                             nothing is written)
+      create_many           an array with one such answer per element
       patch, cancel, retry  the task, {"conflict": true, "status": s} when
                             its status does not allow the change, or no
                             row (no such task, or not the caller's)
@@ -42,7 +43,8 @@
     none (a task may outlive its agent), so such a task waits until it is
     cancelled.
 
-    Interface: cd_q_tasks_insert, cd_q_tasks_insert_batch, cd_q_tasks_get,
+    Interface: cd_q_tasks_writes, cd_q_tasks_create, cd_q_tasks_create_batch,
+    cd_q_tasks_create_many, cd_q_tasks_insert, cd_q_tasks_insert_batch, cd_q_tasks_get,
     cd_q_tasks_list, cd_q_tasks_patch, cd_q_tasks_claim_next,
     cd_q_tasks_renew_leases, cd_q_tasks_update_status,
     cd_q_tasks_fail_attempt, cd_q_tasks_cancel, cd_q_tasks_retry,
@@ -85,28 +87,29 @@
     "'kind', e.kind, 'from', e.from_agent, 'to', e.to_agent, 'status', e.status, 'payload', "      \
     "e.payload)"
 
-//  The columns a create fills and their values from a body b.e; JSON
-//  null counts as absent.
+//  The columns a create fills and their values from a body b.e, by the
+//  user `by` (SQL); JSON null counts as absent.
 #define TASK_FIELDS                                                                                \
     "title, description, priority, project_id, assignee, input, max_attempts, timeout_ms, "        \
     "budget, created_by"
 #define TASK_COLUMNS "(" TASK_FIELDS ")"
-#define TASK_VALUES                                                                                \
+#define TASK_VALUES_BY(by)                                                                         \
     "b.e ->> 'title', coalesce(b.e ->> 'description', ''), coalesce((b.e ->> "                     \
     "'priority')::smallint, 5), (b.e ->> 'project_id')::bigint, nullif(b.e -> 'assignee', "        \
     "'null'), nullif(b.e -> 'input', 'null'), coalesce((b.e ->> 'max_attempts')::int, 3), "        \
-    "coalesce((b.e ->> 'timeout_ms')::bigint, 300000), nullif(b.e -> 'budget', 'null'), "          \
-    "$2::bigint"
+    "coalesce((b.e ->> 'timeout_ms')::bigint, 300000), nullif(b.e -> 'budget', 'null'), " by
+#define TASK_VALUES TASK_VALUES_BY("$2::bigint")
 
 #define FINISHED "('done', 'failed', 'cancelled')"
 
 //  Why a create body b.e refers to something that does not exist, or NULL.
-//  $3 limits projects to one owner's (a `user` caller), NULL for any. A role
-//  exists when the catalog has it or an agent was started with it.
-#define CREATE_WHY                                                                                 \
+//  `scope` (SQL) limits projects to one owner's (a `user` caller), NULL for
+//  any. A role exists when the catalog has it or an agent was started
+//  with it.
+#define CREATE_WHY_IN(scope)                                                                       \
     "CASE WHEN jsonb_typeof(b.e -> 'project_id') = 'number' AND NOT EXISTS (SELECT FROM projects"  \
-    " p WHERE p.id = (b.e ->> 'project_id')::bigint AND ($3::bigint IS NULL OR p.created_by = "    \
-    "$3))"                                                                                         \
+    " p WHERE p.id = (b.e ->> 'project_id')::bigint AND (" scope                                   \
+    " IS NULL OR p.created_by = " scope "))"                                                       \
     " THEN 'no such project'"                                                                      \
     " WHEN b.e -> 'assignee' ? 'agent' AND NOT EXISTS (SELECT FROM agents a"                       \
     " WHERE a.name = b.e -> 'assignee' ->> 'agent') THEN 'no such agent'"                          \
@@ -115,6 +118,7 @@
     " WHERE a.role = b.e -> 'assignee' ->> 'role') THEN 'no such role'"                            \
     " WHEN b.e -> 'assignee' ? 'team' AND NOT EXISTS (SELECT FROM teams m"                         \
     " WHERE m.id = (b.e -> 'assignee' ->> 'team')::bigint) THEN 'no such team' END"
+#define CREATE_WHY CREATE_WHY_IN("$3::bigint")
 
 //  The body field a CREATE_WHY reason is about.
 #define WHY_FIELD(why) "CASE WHEN " why " = 'no such project' THEN 'project_id' ELSE 'assignee' END"
@@ -131,18 +135,24 @@
     "'assignee', t.assignee, 'priority', t.priority, 'created_by', t.created_by)"                  \
     " FROM t ORDER BY t.id)"
 
+//  The answer about a refused body c (CREATE_WHY), with a field prefix: of
+//  a create, and of the element c.o of a batch.
+#define INVALID(prefix)                                                                            \
+    "json_build_object('invalid', " prefix WHY_FIELD("c.why") ", 'reason', c.why)"
+#define INVALID_ONE INVALID("")
+#define INVALID_ELEMENT INVALID("'tasks[' || (c.o - 1) || '].' || ")
+
 //  tasks.create: $1 body, $2 created_by, $3 project owner scope.
 static const char s_create[] =
     "WITH c AS (SELECT b.e, " CREATE_WHY " AS why FROM (SELECT $1::jsonb AS e) b),"
     " t AS (INSERT INTO tasks AS t (event_seq, " TASK_FIELDS ") SELECT 1, " TASK_VALUES
-    " FROM c b WHERE b.why IS NULL RETURNING t.*)," CREATED_ROWS " SELECT " TASK_JSON " FROM t"
-    " UNION ALL SELECT json_build_object('invalid', " WHY_FIELD(
-        "c.why") ", 'reason', c.why)"
-                 " FROM c WHERE c.why IS NOT NULL";
+    " FROM c b WHERE b.why IS NULL RETURNING t.*)," CREATED_ROWS " SELECT " TASK_JSON
+    " FROM t UNION ALL SELECT " INVALID_ONE " FROM c WHERE c.why IS NOT NULL";
 
 //  tasks.create_batch: $1 array of bodies (or the batch body {"tasks":
-//  [...]} as the API received it), $2 created_by, $3 project owner scope. All or nothing: the first element that refers to something that
-//  does not exist stops the whole batch. Identity values are drawn as the
+//  [...]} as the API received it), $2 created_by, $3 project owner scope.
+//  All or nothing: the first element that refers to something that does
+//  not exist stops the whole batch. Identity values are drawn as the
 //  ordered SELECT produces rows, so ordering by id gives the request order.
 static const char s_create_batch[] =
     "WITH c AS (SELECT b.e, b.o, " CREATE_WHY " AS why"
@@ -151,11 +161,31 @@ static const char s_create_batch[] =
     " bad AS (SELECT c.o, c.why FROM c WHERE c.why IS NOT NULL ORDER BY c.o LIMIT 1),"
     " t AS (INSERT INTO tasks AS t (event_seq, " TASK_FIELDS ") SELECT 1, " TASK_VALUES
     " FROM c b WHERE NOT EXISTS (SELECT FROM bad) ORDER BY b.o RETURNING t.*)," CREATED_ROWS
-    " SELECT coalesce((SELECT json_build_object('invalid', 'tasks[' || (bad.o - 1) || '].' "
-    "|| " WHY_FIELD("bad.why") ", 'reason', bad.why) FROM bad),"
-                               " (SELECT coalesce(json_agg(" TASK_JSON
-                               " ORDER BY t.id), '[]'::json) FROM t)),"
-                               " (SELECT count(*) FROM t)";
+    " SELECT coalesce((SELECT " INVALID_ELEMENT " FROM bad c),"
+    " (SELECT coalesce(json_agg(" TASK_JSON " ORDER BY t.id), '[]'::json) FROM t)),"
+    " (SELECT count(*) FROM t)";
+
+//  tasks.create_many: independent creates of several callers in one
+//  statement (the api actor merges concurrent POST /api/v1/tasks into one
+//  write, so the per-statement work is paid once). $1 is an array of
+//  {"b": body, "u": created_by|null, "s": project owner scope|null}. Each
+//  element stands alone: the answer is an array, in request order, of the
+//  task or {"invalid": ...} for each. Valid elements draw their ids in
+//  request order, so the k-th valid element is the k-th new task by id.
+#define CREATE_WHY_MANY CREATE_WHY_IN("b.s")
+#define TASK_VALUES_MANY TASK_VALUES_BY("b.u")
+static const char s_create_many[] =
+    "WITH c AS (SELECT b.e, b.o, b.u, " CREATE_WHY_MANY " AS why"
+    " FROM (SELECT x.e -> 'b' AS e, x.o, (x.e ->> 'u')::bigint AS u,"
+    " (x.e ->> 's')::bigint AS s FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS x(e, o))"
+    " b),"
+    " t AS (INSERT INTO tasks AS t (event_seq, " TASK_FIELDS ") SELECT 1, " TASK_VALUES_MANY
+    " FROM c b WHERE b.why IS NULL ORDER BY b.o RETURNING t.*)," CREATED_ROWS ","
+    " k AS (SELECT row_number() OVER (ORDER BY t.id) AS k, " TASK_JSON " AS j FROM t),"
+    " w AS (SELECT c.o, c.why, row_number() OVER (PARTITION BY c.why IS NULL ORDER BY c.o) AS k"
+    " FROM c)"
+    " SELECT json_agg(CASE WHEN c.why IS NULL THEN k.j ELSE " INVALID_ONE " END ORDER BY c.o)"
+    " FROM w c LEFT JOIN k ON c.why IS NULL AND k.k = c.k";
 
 //  The second branch of a compare-and-set (patch, cancel, retry) on task
 //  $1 within owner scope `scope`: the task as it is when the UPDATE u
@@ -213,9 +243,10 @@ static const char s_archive[] =
     " created_at, started_at, finished_at, $2::bigint FROM d RETURNING " ARCHIVED_JSON;
 
 const cd_q_write_t cd_q_tasks_writes[] = {
-    {"tasks.create", s_create, 3}, {"tasks.create_batch", s_create_batch, 3},
-    {"tasks.patch", s_patch, 3},   {"tasks.cancel", s_cancel, 2},
-    {"tasks.retry", s_retry, 2},   {"tasks.archive", s_archive, 3},
+    {"tasks.create", s_create, 3},           {"tasks.create_batch", s_create_batch, 3},
+    {"tasks.create_many", s_create_many, 1}, {"tasks.patch", s_patch, 3},
+    {"tasks.cancel", s_cancel, 2},           {"tasks.retry", s_retry, 2},
+    {"tasks.archive", s_archive, 3},
 };
 const size_t cd_q_tasks_n_writes = sizeof cd_q_tasks_writes / sizeof cd_q_tasks_writes[0];
 
@@ -262,6 +293,13 @@ cd_q_tasks_create(cd_db_t *db, const char *json, int64_t created_by, int64_t pro
     const char *params[] = {json, cd__q_i64(b1, created_by), cd__q_i64(b2, project_owner)};
     int rc = cd__q_one(db, s_create, 3, params, out);
     return rc == 0 && s_invalid(*out) ? CD_EINVAL : rc;
+}
+
+int
+cd_q_tasks_create_many(cd_db_t *db, const char *json, char **out)
+{
+    const char *params[] = {json};
+    return cd__q_one(db, s_create_many, 1, params, out);
 }
 
 int
@@ -315,12 +353,36 @@ cd_q_tasks_insert_batch(cd_db_t *db, const char *json, int64_t created_by, cd_q_
                      2, params, out);
 }
 
+//  Runs a one-id read as a prepared statement (GET of a task is a hot read:
+//  planning it every time cost several times its execution) and returns
+//  its first column in *out, or CD_ENOTFOUND.
+static int
+s_get_prepared(cd_db_t *db, const char *sql, int64_t id, char **out)
+{
+    *out = NULL;
+    char b1[24];
+    const char *params[] = {cd__q_i64(b1, id)};
+    cd_db_rows_t *rows = NULL;
+    int rc = cd_db_query_prepared(db, sql, 1, params, &rows);
+    if (rc != 0) {
+        return rc;
+    }
+    const char *v = cd_db_rows_get(rows, 0, 0);
+    if (v) {
+        *out = cd__db_strdup(v);
+    }
+    cd_db_rows_destroy(&rows);
+    return v ? 0 : CD_ENOTFOUND;
+}
+
+static const char s_get[] = "SELECT " TASK_JSON " FROM tasks t WHERE t.id = $1::bigint";
+static const char s_archived_get[] =
+    "SELECT " ARCHIVED_JSON " FROM archived_tasks t WHERE t.id = $1::bigint";
+
 int
 cd_q_tasks_get(cd_db_t *db, int64_t id, char **out)
 {
-    char b1[24];
-    const char *params[] = {cd__q_i64(b1, id)};
-    return cd__q_one(db, "SELECT " TASK_JSON " FROM tasks t WHERE t.id = $1", 1, params, out);
+    return s_get_prepared(db, s_get, id, out);
 }
 
 int
@@ -515,10 +577,7 @@ cd_q_tasks_archive(cd_db_t *db, int64_t id, int64_t archived_by, char **out)
 int
 cd_q_tasks_archived_get(cd_db_t *db, int64_t id, char **out)
 {
-    char b1[24];
-    const char *params[] = {cd__q_i64(b1, id)};
-    return cd__q_one(db, "SELECT " ARCHIVED_JSON " FROM archived_tasks t WHERE t.id = $1", 1,
-                     params, out);
+    return s_get_prepared(db, s_archived_get, id, out);
 }
 
 int

@@ -27,6 +27,7 @@
 //    tasks.create        ($1 body, $2 created_by, $3 project owner scope)
 //    tasks.create_batch  ($1 array of bodies or {"tasks": array}, $2 created_by,
 //                         $3 project owner scope)
+//    tasks.create_many   ($1 array of {"b": body, "u": created_by, "s": scope})
 //    tasks.patch         ($1 id, $2 body, $3 owner scope)
 //    tasks.cancel        ($1 id, $2 owner scope)
 //    tasks.retry         ($1 id, $2 owner scope)
@@ -47,13 +48,21 @@ int cd_q_tasks_create(cd_db_t *db, const char *json, int64_t created_by, int64_t
                       char **out);
 
 //  The API's batch create: cd_q_tasks_create for every element of the
-//  JSON array json (or of json's "tasks" array), in one statement, all or none; out->items receives the
-//  tasks in request order. If an element refers to something that does
-//  not exist, nothing is written and the result is CD_EINVAL with
-//  out->items = {"invalid": "tasks[<i>].<field>", "reason": ...} (i from
-//  0) and out->count 0.
+//  JSON array json (or of json's "tasks" array), in one statement, all or none; out->items receives
+//  the tasks in request order. If an element refers to something that does not exist, nothing is
+//  written and the result is CD_EINVAL with out->items = {"invalid": "tasks[<i>].<field>",
+//  "reason": ...} (i from 0) and out->count 0.
 int cd_q_tasks_create_batch(cd_db_t *db, const char *json, int64_t created_by,
                             int64_t project_owner, cd_q_page_t *out);
+
+//  Several independent creates in one statement (the api actor merges
+//  concurrent POST /api/v1/tasks this way): json is an array of {"b":
+//  body, "u": created_by or null, "s": project owner scope or null}. Each
+//  element succeeds or is refused alone, as cd_q_tasks_create would; *out
+//  receives an array, in request order, of the task or the {"invalid":
+//  ...} answer of each. Returns 0, or CD_EDB when the statement as a whole
+//  failed (a bad value in any element: nothing is written).
+int cd_q_tasks_create_many(cd_db_t *db, const char *json, char **out);
 
 //  Creates a task from a POST /api/v1/tasks body {title, description?,
 //  priority?=5, project_id?, assignee, input?, max_attempts?=3,

@@ -1244,6 +1244,70 @@ test_q_tasks_api_writes(void **state)
     assert_int_equal(s_count(fx->db, "SELECT count(*) FROM task_events"), 4);
 }
 
+static void
+test_q_tasks_create_many(void **state)
+{
+    fixture_t *fx = *state;
+    s_catalog(fx->db);
+    int64_t ann = s_user(fx->db, "ann");
+    int64_t bob = s_user(fx->db, "bob");
+    int64_t project = s_project(fx->db);
+    char sql[128];
+    snprintf(sql, sizeof sql, "UPDATE projects SET created_by = %lld", (long long)ann);
+    s_ok(fx->db, cd_db_exec(fx->db, sql, NULL));
+    //  Five callers: ok, unknown agent, ok (ann's project, scoped to ann),
+    //  bob's view of ann's project, ok.
+    char json[1024];
+    snprintf(json, sizeof json,
+             "[{\"b\":{\"title\":\"a\",\"assignee\":{\"agent\":\"coder\"}},\"u\":%lld,\"s\":null},"
+             "{\"b\":{\"title\":\"b\",\"assignee\":{\"agent\":\"ghost\"}},\"u\":null,\"s\":null},"
+             "{\"b\":{\"title\":\"c\",\"project_id\":%lld,\"assignee\":{\"role\":\"dev\"}},"
+             "\"u\":%lld,\"s\":%lld},"
+             "{\"b\":{\"title\":\"d\",\"project_id\":%lld,\"assignee\":{\"role\":\"dev\"}},"
+             "\"u\":%lld,\"s\":%lld},"
+             "{\"b\":{\"title\":\"e\",\"priority\":9,\"assignee\":{\"agent\":\"coder\"}}}]",
+             (long long)ann, (long long)project, (long long)ann, (long long)ann, (long long)project,
+             (long long)bob, (long long)bob);
+    char *out = NULL;
+    s_ok(fx->db, cd_q_tasks_create_many(fx->db, json, &out));
+    json_t *a = s_parse(out, true);
+    assert_int_equal(json_array_size(a), 5);
+    assert_string_equal(s_str(json_array_get(a, 0), "title"), "a");
+    assert_int_equal(s_int(json_array_get(a, 0), "created_by"), ann);
+    assert_string_equal(s_str(json_array_get(a, 1), "invalid"), "assignee");
+    assert_string_equal(s_str(json_array_get(a, 1), "reason"), "no such agent");
+    assert_string_equal(s_str(json_array_get(a, 2), "title"), "c");
+    assert_int_equal(s_int(json_array_get(a, 2), "project_id"), project);
+    assert_string_equal(s_str(json_array_get(a, 3), "invalid"), "project_id");
+    assert_string_equal(s_str(json_array_get(a, 4), "title"), "e");
+    assert_int_equal(s_int(json_array_get(a, 4), "priority"), 9);
+    assert_true(s_null(json_array_get(a, 4), "created_by"));
+    int64_t i0 = s_int(json_array_get(a, 0), "id");
+    int64_t i2 = s_int(json_array_get(a, 2), "id");
+    int64_t i4 = s_int(json_array_get(a, 4), "id");
+    assert_true(i0 < i2 && i2 < i4);
+    json_decref(a);
+    assert_int_equal(s_count(fx->db, "SELECT count(*) FROM tasks"), 3);
+    assert_int_equal(s_count(fx->db, "SELECT count(*) FROM events WHERE type = 'task.created'"), 3);
+    assert_int_equal(s_count(fx->db, "SELECT count(*) FROM task_events WHERE seq = 1"), 3);
+    //  A bad value fails the statement as a whole; nothing is written.
+    s_sqlstate(
+        fx->db,
+        cd_q_tasks_create_many(fx->db,
+                               "[{\"b\":{\"title\":\"f\",\"assignee\":{\"agent\":\"coder\"}}},"
+                               "{\"b\":{\"title\":\"g\",\"priority\":10,"
+                               "\"assignee\":{\"agent\":\"coder\"}}}]",
+                               &out),
+        "23514");
+    assert_int_equal(s_count(fx->db, "SELECT count(*) FROM tasks"), 3);
+    s_ok(fx->db, cd_q_tasks_create_many(fx->db,
+                                        "[{\"b\":{\"title\":\"h\",\"assignee\":{\"agent\":"
+                                        "\"ghost\"}}}]",
+                                        &out));
+    assert_non_null(strstr(out, "invalid"));
+    free(out);
+}
+
 int
 main(void)
 {
@@ -1269,6 +1333,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_q_tasks_create_unknown_references, s_setup,
                                         s_teardown),
         cmocka_unit_test_setup_teardown(test_q_tasks_create_batch, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_q_tasks_create_many, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_q_tasks_api_writes, s_setup, s_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -863,6 +863,104 @@ test_api_tasks_idempotency_key(void **state)
     assert_int_equal(s_sql_int(node, "SELECT count(*) FROM events"), 1);
 }
 
+typedef struct {
+    const tn_node_t *node;
+    int thread;      //  its number
+    int n;           //  creates to send
+    int created;     //  201s with the right task
+    int refused;     //  400s where one was due
+    int wrong;       //  anything else
+    int64_t ids[64]; //  ids of the created tasks
+} creator_t;
+
+//  Sends n creates; every 5th of thread 0 names an agent that does not
+//  exist, every 5th of thread 1 a title the test's trigger refuses.
+static void *
+s_creator(void *arg)
+{
+    creator_t *c = (creator_t *)arg;
+    for (int i = 0; i < c->n; i++) {
+        bool ghost = c->thread == 0 && i % 5 == 0;
+        bool boom = c->thread == 1 && i % 5 == 0;
+        char title[32], body[160];
+        snprintf(title, sizeof title, "%s%d-%d", boom ? "boom" : "t", c->thread, i);
+        snprintf(body, sizeof body, "{\"title\":\"%s\",\"assignee\":{\"agent\":\"%s\"}}", title,
+                 ghost ? "ghost" : "coder");
+        tn_resp_t r;
+        long status = tn_call(c->node, &r, "POST", "/api/v1/tasks", body);
+        if (ghost || boom) {
+            bool ok = status == 400 && strcmp(tn_error_code(&r), "validation_failed") == 0 &&
+                      (!ghost || strcmp(s_field(&r), "assignee") == 0);
+            c->refused += ok;
+            c->wrong += !ok;
+        } else {
+            char loc[64], want[64];
+            snprintf(want, sizeof want, "/api/v1/tasks/%lld", (long long)s_id(r.json));
+            bool ok = status == 201 && r.json && strcmp(s_str(r.json, "title"), title) == 0 &&
+                      tn_header(&r, "location", loc, sizeof loc) && strcmp(loc, want) == 0;
+            if (ok && c->created < 64) {
+                c->ids[c->created] = s_id(r.json);
+            }
+            c->created += ok;
+            c->wrong += !ok;
+            if (!ok) {
+                fprintf(stderr, "create %s: %ld %s\n", title, status, r.body ? r.body : "");
+            }
+        }
+        tn_resp_free(&r);
+    }
+    return NULL;
+}
+
+//  Concurrent creates are merged into shared writes, and each caller still
+//  gets its own answer: its task, or its own refusal (an unknown agent,
+//  answered by the merged statement; a body the database refuses, which
+//  sends the merge again one request per write).
+static void
+test_api_tasks_concurrent_creates(void **state)
+{
+    fx_t *fx = (fx_t *)*state;
+    tn_node_t *node = fx->node;
+    s_sql_exec(node, "CREATE FUNCTION boom() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+                     " IF NEW.title LIKE 'boom%' THEN RAISE check_violation USING MESSAGE = 'boom';"
+                     " END IF; RETURN NEW; END $$");
+    s_sql_exec(node, "CREATE TRIGGER boom BEFORE INSERT ON tasks FOR EACH ROW EXECUTE FUNCTION"
+                     " boom()");
+    int64_t writes_before = s_sql_int(node, "SELECT count(*) FROM persist_requests");
+    enum { THREADS = 16, EACH = 25 };
+    static creator_t creators[THREADS];
+    pthread_t th[THREADS];
+    for (int i = 0; i < THREADS; i++) {
+        creators[i] = (creator_t){.node = node, .thread = i, .n = EACH};
+        assert_int_equal(pthread_create(&th[i], NULL, s_creator, &creators[i]), 0);
+    }
+    int created = 0, refused = 0, wrong = 0;
+    for (int i = 0; i < THREADS; i++) {
+        pthread_join(th[i], NULL);
+        created += creators[i].created;
+        refused += creators[i].refused;
+        wrong += creators[i].wrong;
+    }
+    assert_int_equal(wrong, 0);
+    assert_int_equal(refused, 2 * EACH / 5);
+    assert_int_equal(created, THREADS * EACH - 2 * EACH / 5);
+    assert_int_equal(s_sql_int(node, "SELECT count(*) FROM tasks"), created);
+    assert_int_equal(s_sql_int(node, "SELECT count(*) FROM task_events WHERE kind = 'created'"),
+                     created);
+    assert_int_equal(s_sql_int(node, "SELECT count(*) FROM events WHERE type = 'task.created'"),
+                     created);
+    //  Each thread's tasks were created in its order.
+    for (int i = 0; i < THREADS; i++) {
+        for (int k = 1; k < creators[i].created && k < 64; k++) {
+            assert_true(creators[i].ids[k] > creators[i].ids[k - 1]);
+        }
+    }
+    //  Fewer writes than creates: they were merged.
+    int64_t writes = s_sql_int(node, "SELECT count(*) FROM persist_requests") - writes_before;
+    print_message("%d creates in %lld writes\n", THREADS * EACH, (long long)writes);
+    assert_true(writes < THREADS * EACH);
+}
+
 int
 main(void)
 {
@@ -877,6 +975,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_api_tasks_patch_cancel_retry, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_api_tasks_archive, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_api_tasks_idempotency_key, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_api_tasks_concurrent_creates, s_setup, s_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
