@@ -379,13 +379,15 @@ s_db(cd_api_req_t *req)
 //  statements into one, and the statement's fixed cost (starting the
 //  executor on its CTEs, preparing the CHECKs of three tables) is what
 //  bounds the write path: measured with pgbench, a create costs ~7x less
-//  inside a merge of 100. Four writes out per actor measured best with
-//  h2load (one starves persist's pipeline, eight splits merges too thin).
+//  inside a merge of 100. Two writes out per actor (one being committed,
+//  one queued in persist) measured best at 64 requests in flight with
+//  h2load: one starves persist's pipeline, four split the merges thinner
+//  (faster only at 256 in flight), eight thinner still.
 //  Each request keeps its own answer: the statement answers per element,
 //  and a merge that fails as a whole (a value PostgreSQL refuses) is sent
 //  again one request per write, so one bad body fails alone.
 
-#define S_CREATES_IN_FLIGHT 4      //  create writes out per actor
+#define S_CREATES_IN_FLIGHT 2      //  create writes out per actor
 #define S_MERGE_MAX 500            //  creates per merged write
 #define S_MERGE_BYTES (512 * 1024) //  their bodies' bytes (persist takes 1 MiB a value)
 
