@@ -30,9 +30,11 @@
     - PATCH, retry and DELETE write no bus event: API.md lists no event
       type for them. Retry and cancel write history (kinds retry,
       cancelled).
-    - cancel emits task.cancelled with the agent holding the task: the
-      orchestrator, which tells a running agent to stop, learns of the
-      cancel from that event, committed with the status change.
+    - cancel answers once the status change is committed; telling a
+      running agent to stop is the orchestrator's job, and this module
+      does not call it: the task.cancelled event, committed in the same
+      statement and naming the agent holding the task, is how the
+      orchestrator (once it exists) learns of the cancel.
     - DELETE archives a task in any status; its history stays readable
       through /history, which is 404 only for an id that is neither a task
       nor an archived task.
@@ -864,7 +866,11 @@ s_history(cd_api_req_t *req)
     }
     cd_q_page_t page = {0};
     int rc = cd_q_task_events_list(db, id, cursor, limit, &page);
-    if (rc != 0) {
+    if (rc == CD_EDB && cursor && cd_db_error(db) &&
+        strncmp(cd_db_error(db)->sqlstate, "22", 2) == 0) {
+        //  A cursor of digits beyond any seq.
+        cd_api_invalid(req, "cursor", "not a cursor this API gave out");
+    } else if (rc != 0) {
         cd_api_fail(req, rc, db);
     } else if (page.count > 0 || cursor || s_scope(req) != CD_Q_NULL || s_task_known(req, db, id)) {
         cd_api_reply_page(req, &page);

@@ -741,6 +741,14 @@ test_api_tasks_patch_cancel_retry(void **state)
                         "coder");
     assert_string_equal(json_string_value(json_object_get(r.json, "next_cursor")), "1");
     tn_resp_free(&r);
+    snprintf(sql, sizeof sql, "/api/v1/tasks/%lld/history?cursor=99999999999", (long long)id);
+    assert_int_equal(tn_call(node, &r, "GET", sql, NULL), 400);
+    assert_string_equal(s_field(&r), "cursor");
+    tn_resp_free(&r);
+    snprintf(sql, sizeof sql, "/api/v1/tasks/%lld/history?limit=0", (long long)id);
+    assert_int_equal(tn_call(node, &r, "GET", sql, NULL), 400);
+    assert_string_equal(s_field(&r), "limit");
+    tn_resp_free(&r);
 
     //  Unknown and malformed ids.
     static const char *const unknown[] = {"/api/v1/tasks/999999", "/api/v1/tasks/x"};
