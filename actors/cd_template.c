@@ -46,8 +46,9 @@ cd_template_render(const char *body, const json_t *variables, char **missing)
         size_t vlen = value ? strlen(value) : 0;
         if (len + chunk + vlen + 1 > cap) {
             cap = (len + chunk + vlen + 1) * 2;
-            out = (char *)realloc(out, cap);
-            assert(out);
+            char *grown = (char *)realloc(out, cap);
+            assert(grown); //  out of memory aborts (STYLE.md)
+            out = grown;
         }
         memcpy(out + len, p, chunk);
         len += chunk;
