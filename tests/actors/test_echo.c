@@ -180,7 +180,7 @@ static char *
 s_step(fixture_t *fx, const char *to, int64_t task_id, const char *input, const char *extra,
        cd_kind_t *kind)
 {
-    uint8_t id[CD_ENV_UUID_SIZE];
+    uint8_t id[CD_ENV_UUID_SIZE] = {0};
     assert_int_equal(ts_step_send(fx->port, to, task_id, input, extra, 0, id), 0);
     cd_envelope_t env;
     json_t *payload = NULL;
@@ -273,7 +273,7 @@ static void
 test_echo_step_cancel_drops_the_delayed_answer(void **state)
 {
     fixture_t *fx = s_start();
-    uint8_t first[CD_ENV_UUID_SIZE], second[CD_ENV_UUID_SIZE];
+    uint8_t first[CD_ENV_UUID_SIZE] = {0}, second[CD_ENV_UUID_SIZE] = {0};
     assert_int_equal(ts_step_send(fx->port, "agent/slow", 30, "1", NULL, 0, first), 0);
     assert_int_equal(ts_step_send(fx->port, "agent/slow", 31, "2", NULL, 0, second), 0);
     assert_int_equal(ts_cancel_send(fx->port, "agent/slow", 30, first), 0);

@@ -91,7 +91,7 @@ s_answer(fx_t *fx, int timeout_ms, cd_kind_t *kind, int64_t *task_id)
 static char *
 s_run(fx_t *fx, const char *input, int64_t deadline_us, cd_kind_t *kind)
 {
-    uint8_t id[CD_ENV_UUID_SIZE];
+    uint8_t id[CD_ENV_UUID_SIZE] = {0};
     assert_int_equal(ts_step_send(fx->port, "agent/run", 1, input, NULL, deadline_us, id), 0);
     json_t *payload = s_answer(fx, 10000, kind, NULL);
     char *text = ts_dump(payload);
@@ -249,7 +249,7 @@ test_exec_timeout_kills_the_process_group(void **state)
     assert_non_null(strstr(text, "\"retryable\":true"));
     assert_true(took >= 290 && took < 3000);
     free(text);
-    pid_t pids[2];
+    pid_t pids[2] = {0, 0};
     assert_int_equal(s_read_pids(path, pids, 2), 2);
     assert_true(s_dead(pids[0])); //  the grandchild went with the group
     assert_true(s_dead(pids[1]));
@@ -281,9 +281,9 @@ test_exec_cancel_kills_and_answers_nothing(void **state)
     close(fd);
     char *config = s_sleeper_config(path, 60000);
     fx_t *fx = s_start(config, 1);
-    uint8_t id[CD_ENV_UUID_SIZE];
+    uint8_t id[CD_ENV_UUID_SIZE] = {0};
     assert_int_equal(ts_step_send(fx->port, "agent/run", 9, "null", NULL, 0, id), 0);
-    pid_t pids[2];
+    pid_t pids[2] = {0, 0};
     assert_int_equal(s_read_pids(path, pids, 2), 2);
     assert_int_equal(ts_cancel_send(fx->port, "agent/run", 9, id), 0);
     assert_true(s_dead(pids[0]));
@@ -388,7 +388,7 @@ test_exec_stop_kills_children_and_answers(void **state)
     fx_t *fx = s_start(config, 1);
     assert_int_equal(ts_step_send(fx->port, "agent/run", 21, "null", NULL, 0, NULL), 0);
     assert_int_equal(ts_step_send(fx->port, "agent/run", 22, "null", NULL, 0, NULL), 0);
-    pid_t pids[2];
+    pid_t pids[2] = {0, 0};
     assert_int_equal(s_read_pids(path, pids, 2), 2);
     assert_int_equal(cd_root_destroy(&fx->root), 0);
     assert_true(s_dead(pids[0]));

@@ -161,7 +161,7 @@ static json_t *
 s_step(fx_t *fx, const char *agent, const char *input, const char *more, cd_kind_t *kind)
 {
     char *extra = s_extra(fx, more);
-    uint8_t id[CD_ENV_UUID_SIZE];
+    uint8_t id[CD_ENV_UUID_SIZE] = {0};
     assert_int_equal(ts_step_send(fx->port, agent, fx->task, input, extra, 0, id), 0);
     free(extra);
     cd_envelope_t env;
@@ -473,7 +473,7 @@ test_llm_cancel_aborts_the_transfer(void **state)
     s_agent(fx, "slowpoke", "{\"connection\":\"prov\",\"model\":\"slow\"}");
     s_fx_run(fx);
     char *extra = s_extra(fx, NULL);
-    uint8_t id[CD_ENV_UUID_SIZE];
+    uint8_t id[CD_ENV_UUID_SIZE] = {0};
     assert_int_equal(ts_step_send(fx->port, "agent/slowpoke", fx->task, "\"x\"", extra, 0, id), 0);
     free(extra);
     for (int i = 0; i < 300 && cd_testllm_requests(fx->server) == 0; i++) {
