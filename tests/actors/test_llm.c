@@ -329,9 +329,20 @@ test_llm_plain_answers_and_prompts(void **state)
     json_decref(answer);
     char *auth = cd_testllm_last_auth(fx->server);
     assert_null(auth);
-    //  Three calls made, three rows (unpriced models cost nothing).
-    assert_int_equal(s_count(db, "SELECT count(*) FROM llm_calls"), 3);
-    assert_int_equal(s_count(db, "SELECT count(*) FROM llm_calls WHERE cost_usd = 0"), 3);
+    //  Not orchestrated (no step header): the payload is the input, the
+    //  answer goes to the sender.
+    cd_mailer_envelope_init(cd_port_mailer(fx->port), &env, CD_KIND_TASK, "agent/plain");
+    env.payload_type = CD_PAYLOAD_BIN;
+    env.payload = (cd_bin_t){(const uint8_t *)"raw words", 9};
+    assert_int_equal(cd_port_send(fx->port, &env), 0);
+    assert_int_equal(ts_recv_json(fx->port, 10000, &env, &answer), 0);
+    assert_int_equal(env.kind, CD_KIND_RESULT);
+    assert_string_equal(s_str(answer, "output"), "raw words");
+    json_decref(answer);
+    //  Four calls made, four rows (unpriced models cost nothing; no task).
+    assert_int_equal(s_count(db, "SELECT count(*) FROM llm_calls"), 4);
+    assert_int_equal(s_count(db, "SELECT count(*) FROM llm_calls WHERE cost_usd = 0"), 4);
+    assert_int_equal(s_count(db, "SELECT count(*) FROM llm_calls WHERE task_id IS NULL"), 1);
 }
 
 static void
@@ -488,6 +499,18 @@ test_llm_cancel_aborts_the_transfer(void **state)
     cd_envelope_t env;
     assert_int_equal(cd_port_recv(fx->port, 300, &env), CD_ETIMEDOUT);
     assert_int_equal(cd_testllm_requests(fx->server), 1);
+    //  The agent serves on; the step's deadline bounds a call.
+    extra = s_extra(fx, NULL);
+    int64_t started = zclock_mono();
+    assert_int_equal(ts_step_send(fx->port, "agent/slowpoke", fx->task, "\"x\"", extra,
+                                  cd_now_us() + 300000, NULL),
+                     0);
+    free(extra);
+    json_t *answer = NULL;
+    assert_int_equal(ts_recv_json(fx->port, 5000, &env, &answer), 0);
+    s_expect_error(answer, env.kind, "timeout", true);
+    assert_true(zclock_mono() - started < 3000);
+    json_decref(answer);
 }
 
 static void
