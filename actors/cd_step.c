@@ -239,16 +239,64 @@ cd_step_pack_result(cd_pack_t *pack, cd_bin_t output, const char *handoff_to)
     }
 }
 
+//  Length of the valid UTF-8 sequence at p (at most left bytes), or 0.
+static size_t
+s_utf8_len(const unsigned char *p, size_t left)
+{
+    unsigned char c = p[0];
+    size_t n = c < 0x80                 ? 1
+               : c >= 0xc2 && c <= 0xdf ? 2
+               : c >= 0xe0 && c <= 0xef ? 3
+               : c >= 0xf0 && c <= 0xf4 ? 4
+                                        : 0;
+    if (n == 0 || n > left) {
+        return 0;
+    }
+    for (size_t i = 1; i < n; i++) {
+        if ((p[i] & 0xc0) != 0x80) {
+            return 0;
+        }
+    }
+    //  Overlong forms, surrogates and code points above U+10FFFF.
+    if ((c == 0xe0 && p[1] < 0xa0) || (c == 0xed && p[1] > 0x9f) || (c == 0xf0 && p[1] < 0x90) ||
+        (c == 0xf4 && p[1] > 0x8f)) {
+        return 0;
+    }
+    return n;
+}
+
 void
 cd_step_pack_error(cd_pack_t *pack, const char *code, const char *message, bool retryable,
                    int64_t retry_after_ms)
 {
+    //  Messages carry outside text (a child's stderr, a provider's body)
+    //  cut to length: what is not UTF-8 becomes '?', so the answer always
+    //  converts to JSON further on.
+    char clean[CD_STEP_MAX_MESSAGE + 1];
+    size_t len = 0;
+    const unsigned char *p = (const unsigned char *)(message ? message : "");
+    size_t left = strlen((const char *)p);
+    while (left > 0 && len < CD_STEP_MAX_MESSAGE) {
+        size_t n = s_utf8_len(p, left);
+        if (n == 0) {
+            clean[len++] = '?';
+            n = 1;
+        } else if (len + n > CD_STEP_MAX_MESSAGE) {
+            break;
+        } else {
+            memcpy(clean + len, p, n);
+            len += n;
+        }
+        p += n;
+        left -= n;
+    }
+    clean[len] = '\0';
     cd_pack_reset(pack);
     cd_pack_map(pack, retry_after_ms >= 0 ? 4 : 3);
     cd_pack_cstr(pack, "code");
     cd_pack_cstr(pack, code);
     cd_pack_cstr(pack, "message");
-    cd_pack_cstr(pack, message ? message : "");
+    cd_pack_str(pack, clean, len);
     cd_pack_cstr(pack, "retryable");
     cd_pack_bool(pack, retryable);
     if (retry_after_ms >= 0) {

@@ -21,6 +21,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#define CD_STEP_MAX_MESSAGE 4096 //  bytes of an error answer's message
+
 //  A step, as views into its envelope (borrowed: valid while it is).
 typedef struct {
     int step;           //  step number from the header; 0: not orchestrated
@@ -95,7 +97,11 @@ int cd_step_read_number(cd_bin_t value, double *out);
 void cd_step_pack_result(cd_pack_t *pack, cd_bin_t output, const char *handoff_to);
 
 //  Writes {"code", "message", "retryable", "retry_after_ms"?} into pack,
-//  after resetting it; retry_after_ms < 0 leaves it out.
+//  after resetting it; retry_after_ms < 0 leaves it out. The message is
+//  cut to CD_STEP_MAX_MESSAGE bytes (at a character boundary) and every
+//  byte that is not part of valid UTF-8 becomes '?': messages quote
+//  outside text (stderr, provider bodies) and must stay convertible to
+//  JSON.
 void cd_step_pack_error(cd_pack_t *pack, const char *code, const char *message, bool retryable,
                         int64_t retry_after_ms);
 

@@ -209,6 +209,15 @@ test_exec_exit_status_carries_the_stderr_tail(void **state)
     assert_non_null(strstr(text, "\"retryable\":true"));
     free(text);
     s_stop(&fx);
+    //  Bytes that are not UTF-8 on stderr: the message stays text.
+    fx = s_start("{\"argv\":[\"/bin/sh\",\"-c\",\"printf '\\\\377\\\\376bad \\\\342\\\\202\\\\254' "
+                 ">&2; exit 1\"]}",
+                 1);
+    text = s_run(fx, "null", 0, &kind);
+    assert_int_equal(kind, CD_KIND_ERROR);
+    assert_non_null(strstr(text, "status 1: ??bad \xe2\x82\xac"));
+    free(text);
+    s_stop(&fx);
     //  A program that cannot be executed.
     fx = s_start("{\"argv\":[\"/nonexistent/program\"]}", 1);
     text = s_run(fx, "null", 0, &kind);
