@@ -3,7 +3,13 @@
 
     An echo agent's JSON config becomes the same key/value options a config
     file gives (cd_config_agent_t), so one parser (cd_echo_args_new) serves
-    both sources.
+    both sources; exec and llm agents take JSON configs directly.
+
+    The factory must release a child's args by kind, but the supervisor
+    gives release only the args pointer: so a factory-made child's args
+    are an s_child_t {kind, the kind's args}, and its ops are the kind's
+    ops with an init that unwraps them (s_child_ops, built once: immutable
+    afterwards, like cd_api's statement table).
 
     Interface: cd_agents_kind_valid, cd_agents_kind_local, cd_agents_check,
     cd_agents_factory. */
@@ -11,6 +17,10 @@
 
 #include "cd_echo.h"
 #include "cd_error.h"
+#include "cd_exec.h"
+#include "cd_llm.h"
+
+#include <pthread.h>
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,11 +42,12 @@ cd_agents_kind_valid(const char *kind)
 bool
 cd_agents_kind_local(const char *kind)
 {
-    return kind && streq(kind, "echo");
+    return kind && (streq(kind, "echo") || streq(kind, "llm") || streq(kind, "exec"));
 }
 
-//  Options of an echo config: scalars as text; ask_human (a question or an
-//  object) is kept by the API for the orchestrator and is no actor option.
+//  Options of an echo config: scalars as text, as a config file gives
+//  them; ask_human is a question (text) or an object (its JSON text, which
+//  cd_echo_args_new tells from a question by its leading '{').
 static int
 s_echo_options(const json_t *config, cd_config_agent_t *agent, char *why, size_t why_size)
 {
@@ -48,17 +59,26 @@ s_echo_options(const json_t *config, cd_config_agent_t *agent, char *why, size_t
     {
         char text[64];
         const char *v = NULL;
-        if (streq(key, "ask_human")) {
-            if (!json_is_null(value) && !json_is_string(value) && !json_is_object(value)) {
-                snprintf(why, why_size, "config.ask_human: must be a question or an object");
-                return CD_EINVAL;
-            }
-            continue;
-        }
+        char *dumped = NULL;
         if (json_is_null(value)) {
             continue;
         }
-        if (json_is_string(value)) {
+        if (streq(key, "ask_human")) {
+            if (!json_is_string(value) && !json_is_object(value)) {
+                snprintf(why, why_size, "config.ask_human: must be a question or an object");
+                return CD_EINVAL;
+            }
+            if (json_is_string(value) && json_string_value(value)[0] == '{') {
+                snprintf(why, why_size, "config.ask_human: a question may not start with '{'");
+                return CD_EINVAL;
+            }
+            if (json_is_object(value)) {
+                dumped = json_dumps(value, JSON_COMPACT);
+            }
+        }
+        if (dumped) {
+            v = dumped;
+        } else if (json_is_string(value)) {
             v = json_string_value(value);
         } else if (json_is_integer(value)) {
             snprintf(text, sizeof text, "%lld", (long long)json_integer_value(value));
@@ -72,6 +92,7 @@ s_echo_options(const json_t *config, cd_config_agent_t *agent, char *why, size_t
         agent->options[agent->n_options].key = strdup(key);
         agent->options[agent->n_options].value = strdup(v);
         agent->n_options++;
+        free(dumped);
     }
     return 0;
 }
@@ -116,21 +137,100 @@ cd_agents_check(const char *kind, const json_t *config, char *why, size_t why_si
         snprintf(why, why_size, "config must be an object");
         return CD_EINVAL;
     }
+    int rc = 0;
     if (streq(kind, "echo")) {
         cd_echo_args_t *args = NULL;
-        int rc = s_echo_args("check", config, &args, why, why_size);
+        rc = s_echo_args("check", config, &args, why, why_size);
         cd_echo_args_destroy(&args);
-        return rc;
+    } else if (streq(kind, "exec")) {
+        cd_exec_args_t *args = NULL;
+        rc = cd_exec_args_new(config, 1, &args, why, why_size);
+        cd_exec_args_destroy(&args);
+    } else if (streq(kind, "llm")) {
+        cd_llm_args_t *args = NULL;
+        rc = cd_llm_args_new("check", config, 1, &args, why, why_size);
+        cd_llm_args_destroy(&args);
     }
-    if (streq(kind, "remote")) {
-        return 0;
-    }
-    snprintf(why, why_size, "kind '%s' is not available in this build (available: echo, remote)",
-             kind);
-    return CD_ENOSYS;
+    return rc;
 }
 
 //  --- the factory ---------------------------------------------------------------
+
+typedef enum { S_ECHO, S_EXEC, S_LLM, S_N_KINDS } s_kind_t;
+
+//  A factory-made child's args.
+typedef struct {
+    s_kind_t kind; //  which
+    void *args;    //  the kind's own args (cd_echo_args_t, ...)
+} s_child_t;
+
+static const cd_actor_ops_t *const s_kind_ops[S_N_KINDS] = {&cd_echo_ops, &cd_exec_ops,
+                                                            &cd_llm_ops};
+static cd_actor_ops_t s_child_ops[S_N_KINDS];
+static pthread_once_t s_child_ops_once = PTHREAD_ONCE_INIT;
+
+static int
+s_child_init(cd_actor_t *self, void *args, void **state_p, const char **why)
+{
+    const s_child_t *child = (const s_child_t *)args;
+    return s_kind_ops[child->kind]->init(self, child->args, state_p, why);
+}
+
+static void
+s_child_ops_build(void)
+{
+    for (int k = 0; k < S_N_KINDS; k++) {
+        s_child_ops[k] = *s_kind_ops[k];
+        s_child_ops[k].init = s_child_init;
+    }
+}
+
+static void
+s_child_destroy(s_child_t **child_p)
+{
+    s_child_t *child = *child_p;
+    if (!child) {
+        return;
+    }
+    if (child->kind == S_ECHO) {
+        cd_echo_args_t *args = (cd_echo_args_t *)child->args;
+        cd_echo_args_destroy(&args);
+    } else if (child->kind == S_EXEC) {
+        cd_exec_args_t *args = (cd_exec_args_t *)child->args;
+        cd_exec_args_destroy(&args);
+    } else {
+        cd_llm_args_t *args = (cd_llm_args_t *)child->args;
+        cd_llm_args_destroy(&args);
+    }
+    free(child);
+    *child_p = NULL;
+}
+
+//  Builds the kind's args into child. Returns 0 or CD_EINVAL (why set).
+static int
+s_child_args(const cd_agents_env_t *env, const char *kind, const char *name, const json_t *conf,
+             int concurrency, s_child_t *child, char *why, size_t why_size)
+{
+    if (streq(kind, "echo")) {
+        child->kind = S_ECHO;
+        return s_echo_args(name, conf, (cd_echo_args_t **)&child->args, why, why_size);
+    }
+    if (streq(kind, "exec")) {
+        child->kind = S_EXEC;
+        return cd_exec_args_new(conf, concurrency, (cd_exec_args_t **)&child->args, why, why_size);
+    }
+    child->kind = S_LLM;
+    cd_llm_args_t *args = NULL;
+    int rc = cd_llm_args_new(name, conf, concurrency, &args, why, why_size);
+    if (rc == 0 && env) {
+        args->conninfo = env->conninfo;
+        args->persist = env->persist ? env->persist : args->persist;
+        args->bus = env->bus ? env->bus : args->bus;
+        args->rates = env->rates;
+    }
+    child->args = args;
+    return rc;
+}
 
 static int
 s_build(void *factory_arg, const cd_envelope_t *request, cd_child_spec_t *out, char *why,
@@ -148,10 +248,20 @@ s_build(void *factory_arg, const cd_envelope_t *request, cd_child_spec_t *out, c
     if (cd_msgpack_map_find(request->payload, "config", &field) == 0) {
         cd_msgpack_read_str(field, &config);
     }
+    int64_t concurrency = 1;
+    if (cd_msgpack_map_find(request->payload, "concurrency", &field) == 0 &&
+        (cd_msgpack_read_int(field, &concurrency) != 0 || concurrency < 1 || concurrency > 1024)) {
+        snprintf(why, why_size, "concurrency must be an integer from 1 to 1024");
+        return CD_EINVAL;
+    }
     char kind_s[32];
     snprintf(kind_s, sizeof kind_s, "%.*s", (int)kind.len, kind.ptr);
     char name_s[CD_CONFIG_NAME_MAX + 1];
     snprintf(name_s, sizeof name_s, "%.*s", (int)name.len, name.ptr);
+    //  The agent's own name: the registry name without its prefix.
+    const char *bare = strncmp(name_s, CD_AGENTS_PREFIX, strlen(CD_AGENTS_PREFIX)) == 0
+                           ? name_s + strlen(CD_AGENTS_PREFIX)
+                           : name_s;
     json_t *conf = NULL;
     if (config.len > 0) {
         conf = json_loadb(config.ptr, config.len, 0, NULL);
@@ -165,16 +275,20 @@ s_build(void *factory_arg, const cd_envelope_t *request, cd_child_spec_t *out, c
         snprintf(why, why_size, "agents of kind %s have no actor on this node", kind_s);
         rc = CD_EINVAL;
     }
-    cd_echo_args_t *args = NULL;
+    s_child_t *child = NULL;
     if (rc == 0) {
-        rc = s_echo_args(name_s, conf, &args, why, why_size);
+        child = (s_child_t *)zmalloc(sizeof *child);
+        rc = s_child_args((const cd_agents_env_t *)factory_arg, kind_s, bare, conf,
+                          (int)concurrency, child, why, why_size);
     }
     json_decref(conf);
     if (rc != 0) {
+        s_child_destroy(&child);
         return rc;
     }
-    out->ops = &cd_echo_ops;
-    out->args = args;
+    pthread_once(&s_child_ops_once, s_child_ops_build);
+    out->ops = &s_child_ops[child->kind];
+    out->args = child;
     out->restart = CD_RESTART_PERMANENT;
     return 0;
 }
@@ -182,8 +296,8 @@ s_build(void *factory_arg, const cd_envelope_t *request, cd_child_spec_t *out, c
 static void
 s_release(void *factory_arg, void *child_args)
 {
-    cd_echo_args_t *args = (cd_echo_args_t *)child_args;
-    cd_echo_args_destroy(&args);
+    s_child_t *child = (s_child_t *)child_args;
+    s_child_destroy(&child);
 }
 
 const cd_child_factory_t cd_agents_factory = {s_build, s_release};

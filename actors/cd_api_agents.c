@@ -241,14 +241,15 @@ s_log(cd_api_req_t *req)
 
 //  --- the supervisor ----------------------------------------------------------------
 
-//  Sends op for name to the agents supervisor; config (JSON text) for
-//  start. Returns cd_api_call's result.
+//  Sends op for name to the agents supervisor; config (JSON text) and the
+//  agent's concurrency (0: unknown) for start (cd_agents.h's factory
+//  request). Returns cd_api_call's result.
 static int
 s_supervise(cd_api_req_t *req, const char *op, const char *name, const char *kind,
-            const char *config, cd_api_reply_fn *fn)
+            const char *config, int64_t concurrency, cd_api_reply_fn *fn)
 {
     cd_pack_t *pack = cd_pack_new();
-    cd_pack_map(pack, config ? 3 : 1);
+    cd_pack_map(pack, config ? (concurrency > 0 ? 4 : 3) : 1);
     cd_pack_cstr(pack, "name");
     cd_pack_cstr(pack, name);
     if (config) {
@@ -256,6 +257,10 @@ s_supervise(cd_api_req_t *req, const char *op, const char *name, const char *kin
         cd_pack_cstr(pack, kind);
         cd_pack_cstr(pack, "config");
         cd_pack_cstr(pack, config);
+        if (concurrency > 0) {
+            cd_pack_cstr(pack, "concurrency");
+            cd_pack_int(pack, concurrency);
+        }
     }
     cd_envelope_t env;
     cd_api_envelope_init(req, &env, CD_KIND_CONTROL, cd_api_args(req)->agents);
@@ -375,7 +380,10 @@ s_create_written(cd_api_req_t *req, const cd_api_result_t *res, void *arg)
     }
     const char *name = json_string_value(json_object_get(scratch, "name"));
     const char *config = json_string_value(json_object_get(scratch, "config"));
-    if (s_supervise(req, "start", name, kind, config, s_create_started) != 0) {
+    json_t *agent = json_loads(res->value, 0, NULL);
+    json_int_t concurrency = json_integer_value(json_object_get(agent, "concurrency"));
+    json_decref(agent);
+    if (s_supervise(req, "start", name, kind, config, concurrency, s_create_started) != 0) {
         s_create_started(req, NULL, NULL);
     }
 }
@@ -476,7 +484,8 @@ s_control(cd_api_req_t *req, const char *op, const char *status)
         return 0;
     }
     char *config = json_dumps(json_object_get(agent, "config"), JSON_COMPACT);
-    rc = s_supervise(req, op, name, kind, streq(op, "start") ? config : NULL, s_control_done);
+    rc = s_supervise(req, op, name, kind, streq(op, "start") ? config : NULL,
+                     json_integer_value(json_object_get(agent, "concurrency")), s_control_done);
     free(config);
     json_decref(agent);
     if (rc != 0) {
@@ -541,7 +550,7 @@ s_delete(cd_api_req_t *req)
         return 0;
     }
     json_object_set_new(cd_api_scratch(req), "name", json_string(name));
-    if (s_supervise(req, "remove", name, NULL, NULL, s_delete_removed) != 0) {
+    if (s_supervise(req, "remove", name, NULL, NULL, 0, s_delete_removed) != 0) {
         s_delete_removed(req, NULL, NULL);
     }
     return 0;
@@ -571,7 +580,8 @@ s_patch_removed(cd_api_req_t *req, const cd_envelope_t *reply, void *arg)
         s_write_status(req, "offline", 200);
         return;
     }
-    if (s_supervise(req, "start", name, kind, config, s_patch_restarted) != 0) {
+    json_int_t concurrency = json_integer_value(json_object_get(scratch, "concurrency"));
+    if (s_supervise(req, "start", name, kind, config, concurrency, s_patch_restarted) != 0) {
         s_patch_restarted(req, NULL, NULL);
     }
 }
@@ -594,12 +604,13 @@ s_patch_written(cd_api_req_t *req, const cd_api_result_t *res, void *arg)
     json_t *agent = json_loads(res->value, 0, NULL);
     json_t *scratch = cd_api_scratch(req);
     json_object_set(scratch, "kind", json_object_get(agent, "kind"));
+    json_object_set(scratch, "concurrency", json_object_get(agent, "concurrency"));
     char *config = json_dumps(json_object_get(agent, "config"), JSON_COMPACT);
     json_object_set_new(scratch, "config", json_string(config));
     free(config);
     json_decref(agent);
     const char *name = json_string_value(json_object_get(scratch, "name"));
-    if (s_supervise(req, "remove", name, NULL, NULL, s_patch_removed) != 0) {
+    if (s_supervise(req, "remove", name, NULL, NULL, 0, s_patch_removed) != 0) {
         s_patch_removed(req, NULL, NULL);
     }
 }

@@ -13,6 +13,7 @@
 
 #include "cd_error.h"
 #include "cd_q_catalog.h"
+#include "cd_template.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -228,59 +229,6 @@ s_templates_delete(cd_api_req_t *req)
     return s_delete(req, "templates.delete", NULL);
 }
 
-//  Renders body's {{name}} placeholders from variables into a new string
-//  (caller frees). A placeholder's name may be padded with spaces. String
-//  values are inserted as they are, others as JSON. Returns NULL and sets
-//  *missing (a malloc'd name) when a variable is absent.
-static char *
-s_render(const char *body, const json_t *variables, char **missing)
-{
-    size_t cap = strlen(body) + 64, len = 0;
-    char *out = (char *)malloc(cap);
-    const char *p = body;
-    while (*p) {
-        const char *open = strstr(p, "{{");
-        const char *close = open ? strstr(open + 2, "}}") : NULL;
-        const char *copy_end = close ? open : p + strlen(p);
-        size_t chunk = (size_t)(copy_end - p);
-        char *value = NULL;
-        if (close) {
-            const char *n0 = open + 2, *n1 = close;
-            while (n0 < n1 && *n0 == ' ') {
-                n0++;
-            }
-            while (n1 > n0 && n1[-1] == ' ') {
-                n1--;
-            }
-            char *name = strndup(n0, (size_t)(n1 - n0));
-            const json_t *v = json_object_get(variables, name);
-            if (!v) {
-                *missing = name;
-                free(out);
-                return NULL;
-            }
-            free(name);
-            value = json_is_string(v) ? strdup(json_string_value(v))
-                                      : json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
-        }
-        size_t vlen = value ? strlen(value) : 0;
-        if (len + chunk + vlen + 1 > cap) {
-            cap = (len + chunk + vlen + 1) * 2;
-            out = (char *)realloc(out, cap);
-        }
-        memcpy(out + len, p, chunk);
-        len += chunk;
-        if (value) {
-            memcpy(out + len, value, vlen);
-            len += vlen;
-            free(value);
-        }
-        p = close ? close + 2 : copy_end;
-    }
-    out[len] = '\0';
-    return out;
-}
-
 static int
 s_templates_render(cd_api_req_t *req)
 {
@@ -304,7 +252,7 @@ s_templates_render(cd_api_req_t *req)
     json_t *variables = json_object_get(cd_api_body(req), "variables");
     char *missing = NULL;
     const char *body = json_string_value(json_object_get(template, "body"));
-    char *text = s_render(body ? body : "", variables, &missing);
+    char *text = cd_template_render(body ? body : "", variables, &missing);
     json_decref(template);
     if (!text) {
         char message[200];

@@ -27,6 +27,7 @@
 typedef struct {
     void *socket;       //  watched socket (zsock_t, zactor_t), or NULL for a plain fd
     int fd;             //  the plain fd, or the socket's ZMQ_FD
+    short events;       //  plain fd: what to poll for (a socket: POLLIN)
     short revents;      //  plain fd: what the last poll reported
     cd_actor_io_fn *fn; //  called when readable
     void *arg;          //  passed to fn
@@ -57,6 +58,7 @@ struct cd_actor {
     bool quit;           //  leave the loop after this handler
     zmq_msg_t frames[2]; //  message being handled: envelope, payload frame
     cd_envelope_t env;   //  its decoded view
+    short fd_revents;    //  revents of the fd whose callback runs, else 0
 };
 
 int64_t
@@ -242,15 +244,38 @@ s_watch_add(cd_actor_t *self, s_watch_t watch)
 int
 cd_actor_watch(cd_actor_t *self, void *socket, cd_actor_io_fn *fn, void *arg)
 {
-    s_watch_add(self, (s_watch_t){socket, zsock_fd(socket), 0, fn, arg});
+    s_watch_add(self, (s_watch_t){socket, zsock_fd(socket), POLLIN, 0, fn, arg});
     return 0;
 }
 
 int
 cd_actor_watch_fd(cd_actor_t *self, int fd, cd_actor_io_fn *fn, void *arg)
 {
-    s_watch_add(self, (s_watch_t){NULL, fd, 0, fn, arg});
+    s_watch_add(self, (s_watch_t){NULL, fd, POLLIN, 0, fn, arg});
     return 0;
+}
+
+int
+cd_actor_watch_fd_events(cd_actor_t *self, int fd, short events, cd_actor_io_fn *fn, void *arg)
+{
+    for (size_t i = 0; i < self->n_watches; i++) {
+        if (!self->watches[i].socket && self->watches[i].fd == fd) {
+            self->watches[i].events = events;
+            self->watches[i].revents = 0;
+            self->watches[i].fn = fn;
+            self->watches[i].arg = arg;
+            self->items_dirty = true;
+            return 0;
+        }
+    }
+    s_watch_add(self, (s_watch_t){NULL, fd, events, 0, fn, arg});
+    return 0;
+}
+
+short
+cd_actor_fd_revents(const cd_actor_t *self)
+{
+    return self->fd_revents;
 }
 
 static void
@@ -481,8 +506,10 @@ s_on_watches(cd_actor_t *self)
         s_watch_t watch = self->watches[i];
         if (!watch.socket) {
             self->watches[i].revents = 0;
-            if (watch.revents & (POLLIN | POLLERR | POLLHUP)) {
+            if (watch.revents & (watch.events | POLLERR | POLLHUP)) {
+                self->fd_revents = watch.revents;
                 int rc = watch.fn(self, NULL, watch.arg);
+                self->fd_revents = 0;
                 if (rc != 0) {
                     return rc;
                 }
@@ -527,7 +554,7 @@ s_sleep(cd_actor_t *self, long timeout_ms, bool *pipe_more, bool *inbox_more)
     self->fds[0] = (struct pollfd){zsock_fd(self->pipe), POLLIN, 0};
     self->fds[1] = (struct pollfd){zsock_fd(self->inst->inbox), POLLIN, 0};
     for (size_t i = 0; i < self->n_watches; i++) {
-        self->fds[2 + i] = (struct pollfd){self->watches[i].fd, POLLIN, 0};
+        self->fds[2 + i] = (struct pollfd){self->watches[i].fd, self->watches[i].events, 0};
     }
     if (poll(self->fds, (nfds_t)n, timeout_ms > INT32_MAX ? INT32_MAX : (int)timeout_ms) <= 0) {
         return;

@@ -199,6 +199,20 @@ cd_actor_watch_fd(cd_actor_t *self, int fd, cd_actor_io_fn *fn, void *arg);
 void
 cd_actor_unwatch_fd(cd_actor_t *self, int fd);
 
+//  As cd_actor_watch_fd for the poll(2) events given (POLLIN, POLLOUT or
+//  both; 0 keeps the watch but waits for nothing but errors): fn is called
+//  when poll reports one of them, POLLERR or POLLHUP, and may ask which
+//  with cd_actor_fd_revents. Watching an fd that is already watched
+//  changes its events, callback and argument (what a libcurl socket
+//  callback needs). Returns 0.
+int
+cd_actor_watch_fd_events(cd_actor_t *self, int fd, short events, cd_actor_io_fn *fn, void *arg);
+
+//  In an fd watch's callback: the poll(2) revents that caused the call
+//  (0 anywhere else).
+short
+cd_actor_fd_revents(const cd_actor_t *self);
+
 //  Calls fn(self, arg) once after delay_ms. Returns a timer id (> 0).
 int
 cd_actor_after(cd_actor_t *self, int delay_ms, cd_actor_timer_fn *fn, void *arg);

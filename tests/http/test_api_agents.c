@@ -2,7 +2,8 @@
 /*  test_api_agents: the agents routes over HTTP/2 against a real node:
     creating an agent starts its actor under the supervisor before the 201,
     stop/start/restart act on it, DELETE removes it, a restart of the node
-    brings the table's agents back, and bad input changes nothing. */
+    brings the table's agents back, llm and exec agents are created with
+    their configs checked, and bad input changes nothing. */
 #include "cd_testnode.h"
 
 #include <setjmp.h>
@@ -174,7 +175,11 @@ test_agent_bad_input_changes_nothing(void **state)
     } cases[] = {
         {"{\"name\":\"Bad Name\",\"kind\":\"echo\"}", 400, "name"},
         {"{\"name\":\"a\",\"kind\":\"robot\"}", 400, "kind"},
-        {"{\"name\":\"a\",\"kind\":\"llm\"}", 400, "kind"},
+        {"{\"name\":\"a\",\"kind\":\"llm\"}", 400, "config"},
+        {"{\"name\":\"a\",\"kind\":\"llm\",\"config\":{\"connection\":\"c\"}}", 400, "config"},
+        {"{\"name\":\"a\",\"kind\":\"exec\",\"config\":{\"argv\":[\"ls\"]}}", 400, "config"},
+        {"{\"name\":\"a\",\"kind\":\"exec\",\"config\":{\"argv\":[]}}", 400, "config"},
+        {"{\"name\":\"a\",\"kind\":\"exec\"}", 400, "config"},
         {"{\"name\":\"a\",\"kind\":\"echo\",\"config\":{\"sleep_ms\":\"x\"}}", 400, "config"},
         {"{\"name\":\"a\",\"kind\":\"echo\",\"config\":{\"colour\":1}}", 400, "config"},
         {"{\"name\":\"a\",\"kind\":\"echo\",\"template_id\":999}", 400, "template_id"},
@@ -217,6 +222,57 @@ test_agent_bad_input_changes_nothing(void **state)
     char *config = s_count(node, "SELECT config::text FROM agents WHERE name = 'dup'");
     assert_string_equal(config, "{}");
     free(config);
+}
+
+//  llm and exec agents are created (their actors run when the 201 comes)
+//  and reconfigured; an invalid config is refused naming it.
+static void
+test_agent_llm_and_exec_kinds(void **state)
+{
+    tn_node_t *node = (tn_node_t *)*state;
+    tn_resp_t r;
+    assert_int_equal(tn_call(node, &r, "POST", "/api/v1/agents",
+                             "{\"name\":\"runner\",\"kind\":\"exec\",\"concurrency\":2,"
+                             "\"config\":{\"argv\":[\"/bin/cat\"],\"timeout_ms\":5000}}"),
+                     201);
+    assert_string_equal(s_str(&r, "status"), "idle");
+    tn_resp_free(&r);
+    assert_int_equal(tn_call(node, &r, "POST", "/api/v1/agents",
+                             "{\"name\":\"writer\",\"kind\":\"llm\",\"config\":"
+                             "{\"connection\":\"openai\",\"model\":\"gpt-4o-mini\","
+                             "\"temperature\":0.2,\"max_tokens\":256,\"stream\":true}}"),
+                     201);
+    assert_string_equal(s_str(&r, "status"), "idle");
+    tn_resp_free(&r);
+    char *status = s_actor_status(node, "agent/runner");
+    assert_string_equal(status, "running");
+    free(status);
+    status = s_actor_status(node, "agent/writer");
+    assert_string_equal(status, "running");
+    free(status);
+    assert_int_equal(tn_call(node, &r, "GET", "/api/v1/agents?kind=llm", NULL), 200);
+    assert_int_equal(json_array_size(json_object_get(r.json, "items")), 1);
+    tn_resp_free(&r);
+    //  A PATCH is checked against the kind's rules, then restarts the actor.
+    assert_int_equal(
+        tn_call(node, &r, "PATCH", "/api/v1/agents/runner", "{\"config\":{\"argv\":[\"cat\"]}}"),
+        400);
+    tn_resp_free(&r);
+    assert_int_equal(tn_call(node, &r, "PATCH", "/api/v1/agents/runner",
+                             "{\"config\":{\"argv\":[\"/usr/bin/wc\",\"-c\"]}}"),
+                     200);
+    tn_resp_free(&r);
+    status = s_actor_status(node, "agent/runner");
+    assert_string_equal(status, "running");
+    free(status);
+    char *config = s_count(node, "SELECT config->'argv'->>0 FROM agents WHERE name = 'runner'");
+    assert_string_equal(config, "/usr/bin/wc");
+    free(config);
+    assert_int_equal(tn_call(node, &r, "DELETE", "/api/v1/agents/writer", NULL), 204);
+    tn_resp_free(&r);
+    status = s_actor_status(node, "agent/writer");
+    assert_string_equal(status, "absent");
+    free(status);
 }
 
 //  /metrics carries the figures API.md names beside the HTTP ones.
@@ -302,6 +358,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_agent_remote_and_restart_of_the_node, s_setup,
                                         s_teardown),
         cmocka_unit_test_setup_teardown(test_agent_bad_input_changes_nothing, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_agent_llm_and_exec_kinds, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_metrics_page, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_events_of_the_node, s_setup, s_teardown),
     };
