@@ -16,6 +16,7 @@
 #include "cd_error.h"
 #include "cd_log.h"
 #include "cd_q_system.h"
+#include "cd_q_usage.h"
 
 #include <ctype.h>
 #include <sodium.h>
@@ -32,14 +33,9 @@
 
 //  The modules, in the order their statements are registered.
 static const cd_api_module_t *const s_modules[] = {
-    &cd__api_catalog_module,
-    &cd__api_agents_module,
-    &cd__api_node_module,
-    &cd__api_projects_module,
-    &cd__api_hitl_module,
-    &cd__api_schedules_module,
-    &cd__api_system_module,
-    &cd__api_tasks_module,
+    &cd__api_catalog_module,  &cd__api_agents_module, &cd__api_node_module,
+    &cd__api_projects_module, &cd__api_hitl_module,   &cd__api_schedules_module,
+    &cd__api_system_module,   &cd__api_tasks_module,
 };
 #define S_N_MODULES (sizeof s_modules / sizeof s_modules[0])
 
@@ -101,6 +97,33 @@ static cd_persist_stmt_t *s_stmts;
 static size_t s_n_stmts;
 static pthread_once_t s_stmts_once = PTHREAD_ONCE_INIT;
 
+//  Write tables of other actors that write through persist (they have no
+//  API module): the llm agents' usage ledger.
+typedef struct {
+    const cd_q_write_t *writes;
+    const size_t *n_writes;
+} s_writes_t;
+
+static const s_writes_t s_other_writes[] = {
+    {cd_q_usage_writes, &cd_q_usage_n_writes},
+};
+
+//  Adds a table's statements, each name once.
+static void
+s_stmts_add(const cd_q_write_t *writes, size_t count)
+{
+    for (size_t i = 0; i < count; i++) {
+        const cd_q_write_t *w = &writes[i];
+        bool seen = false;
+        for (size_t j = 0; j < s_n_stmts && !seen; j++) {
+            seen = streq(s_stmts[j].name, w->name);
+        }
+        if (!seen) {
+            s_stmts[s_n_stmts++] = (cd_persist_stmt_t){w->name, w->sql, w->nparams};
+        }
+    }
+}
+
 static void
 s_stmts_build(void)
 {
@@ -108,21 +131,19 @@ s_stmts_build(void)
     for (size_t m = 0; m < S_N_MODULES; m++) {
         n += s_modules[m]->n_writes ? *s_modules[m]->n_writes : 0;
     }
+    for (size_t i = 0; i < sizeof s_other_writes / sizeof s_other_writes[0]; i++) {
+        n += *s_other_writes[i].n_writes;
+    }
     //  Lives as long as the process: the persist actor borrows it. Modules
     //  may share a family's table: each name once.
     s_stmts = (cd_persist_stmt_t *)zmalloc((n + 1) * sizeof *s_stmts);
     for (size_t m = 0; m < S_N_MODULES; m++) {
-        size_t count = s_modules[m]->n_writes ? *s_modules[m]->n_writes : 0;
-        for (size_t i = 0; i < count; i++) {
-            const cd_q_write_t *w = &s_modules[m]->writes[i];
-            bool seen = false;
-            for (size_t j = 0; j < s_n_stmts && !seen; j++) {
-                seen = streq(s_stmts[j].name, w->name);
-            }
-            if (!seen) {
-                s_stmts[s_n_stmts++] = (cd_persist_stmt_t){w->name, w->sql, w->nparams};
-            }
+        if (s_modules[m]->n_writes) {
+            s_stmts_add(s_modules[m]->writes, *s_modules[m]->n_writes);
         }
+    }
+    for (size_t i = 0; i < sizeof s_other_writes / sizeof s_other_writes[0]; i++) {
+        s_stmts_add(s_other_writes[i].writes, *s_other_writes[i].n_writes);
     }
 }
 

@@ -62,8 +62,9 @@ typedef struct {
 
 extern const cd_actor_ops_t cd_api_ops;
 
-//  Every write statement of every API module, for the persist actor's
-//  arguments. Static, built once; *n receives the count.
+//  Every write statement of every API module (and of the other actors that
+//  write through persist: the llm agents' usage ledger), for the persist
+//  actor's arguments. Static, built once; *n receives the count.
 const cd_persist_stmt_t *cd_api_stmts(size_t *n);
 
 //  True if op names an operation some module serves (tests: the route

@@ -50,6 +50,7 @@ struct cd_node {
     const char *conninfo;             //  the database (borrowed from config or pg)
     cd_persist_args_t persist;        //  persist actor settings
     cd_bus_args_t bus;                //  event bus settings
+    cd_agents_env_t agents_env;       //  what agents need from the node (factory_arg)
     cd_api_args_t api;                //  API actor settings
     cd_stats_args_t stats;            //  stats snapshot writer settings
     char **api_names;                 //  "api/<i>" (owned)
@@ -131,6 +132,7 @@ s_agents(s_node_t *node, char **errmsg)
                                                .children = node->agent_specs,
                                                .n_children = config->n_agents,
                                                .factory = &cd_agents_factory,
+                                               .factory_arg = &node->agents_env,
                                                .prefix = CD_AGENTS_PREFIX};
     return 0;
 }
@@ -208,6 +210,10 @@ s_start_tree(s_node_t *node, char **errmsg)
     node->root_children[n++] =
         (cd_child_spec_t){"persist", &cd_persist_ops, &node->persist, CD_RESTART_PERMANENT};
     node->bus = (cd_bus_args_t){.conninfo = node->conninfo};
+    node->agents_env = (cd_agents_env_t){.conninfo = node->conninfo,
+                                         .persist = "persist",
+                                         .bus = "bus",
+                                         .rates = cd_llm_rates_new()};
     node->root_children[n++] =
         (cd_child_spec_t){"bus", &cd_bus_ops, &node->bus, CD_RESTART_PERMANENT};
     node->api = (cd_api_args_t){.conninfo = node->conninfo,
@@ -285,7 +291,8 @@ s_sync_agents(s_node_t *node, char **errmsg)
     cd_db_rows_t *rows = NULL;
     const char *params[] = {node->node_id};
     int rc = cd_db_query(node->db,
-                         "SELECT name, kind, config::text FROM agents WHERE kind = 'echo'"
+                         "SELECT name, kind, config::text, concurrency FROM agents"
+                         " WHERE kind IN ('echo', 'llm', 'exec')"
                          " AND (node_id = $1 OR node_id IS NULL) AND status <> 'stopped'"
                          " ORDER BY name",
                          1, params, &rows);
@@ -306,9 +313,13 @@ s_sync_agents(s_node_t *node, char **errmsg)
             continue;
         }
         cd_pack_reset(pack);
-        cd_pack_map(pack, 3);
+        int64_t concurrency = 1;
+        cd_db_rows_int64(rows, r, 3, &concurrency);
+        cd_pack_map(pack, 4);
         cd_pack_cstr(pack, "name");
         cd_pack_cstr(pack, name);
+        cd_pack_cstr(pack, "concurrency");
+        cd_pack_int(pack, concurrency);
         cd_pack_cstr(pack, "kind");
         cd_pack_cstr(pack, cd_db_rows_get(rows, r, 1));
         cd_pack_cstr(pack, "config");
@@ -376,6 +387,7 @@ s_node_close(s_node_t *node)
     if (node->root && cd_root_destroy(&node->root) != 0) {
         cd_log_error("node", "some actors did not stop in time", NULL);
     }
+    cd_llm_rates_destroy(&node->agents_env.rates);
     cd_db_close(&node->db);
     if (node->pg) {
         cd_log_info("node", "stopping embedded PostgreSQL", NULL);
