@@ -10,8 +10,9 @@
     Parameters: argon2id with libsodium's INTERACTIVE limits, 2 passes over
     64 MiB, one lane. That is the floor the issue sets, and already above
     OWASP's recommendations for argon2id (19 MiB, 2 passes); it costs about
-    0.15-0.35 s of one core per hash on this project's VMs (bench_auth
-    measures it), which is what bounds logins per second by design. Raising
+    80-110 ms of one core per hash on this project's 2-core VMs (bench_auth
+    measures it; more when the machine is busy), which is what bounds
+    logins per second by design (about 10 per core). Raising
     it further would make every login slower and the memory per concurrent
     login (64 MiB) larger; the caller caps concurrent hashes (a worker
     actor, never the HTTP thread) so a login flood cannot exhaust memory.

@@ -6,7 +6,7 @@
         nonce per value);
       - the key-encryption key (KEK), derived from the master password with
         argon2id (crypto_pwhash, MODERATE limits: 3 passes over 256 MiB,
-        about 1-2 s here, once per init or unlock) and a random salt; it
+        0.5-0.7 s here, once per init or unlock) and a random salt; it
         only wraps the DEK (crypto_secretbox again) and is wiped at once.
     What is stored (cd_vault_record_t, the `vault` table): the KDF
     parameters, the salt and the wrapped DEK. Neither key is ever stored.
