@@ -523,8 +523,7 @@ s_found(cd_audit_verifier_t *self, cd_audit_verdict_t verdict, size_t index, int
 static int
 s_recent(const cd_audit_verifier_t *self, const uint8_t hash[CD_AUDIT_HASH_BYTES])
 {
-    size_t n = self->n_good < CD_AUDIT_RECENT ? self->n_good : CD_AUDIT_RECENT;
-    for (size_t k = 0; k < n; k++) {
+    for (size_t k = 0; k < CD_AUDIT_RECENT && k < self->n_good; k++) {
         if (memcmp(self->recent[k].hash, hash, CD_AUDIT_HASH_BYTES) == 0) {
             return (int)k;
         }
