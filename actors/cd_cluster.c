@@ -1,15 +1,29 @@
-/*  cd_cluster: the tcp link between nodes (see cd_cluster.h). */
+/*  cd_cluster: the tcp link between nodes (see cd_cluster.h).
+
+    Start-up order matters for CurveZMQ: policy checks (no insecure
+    non-loopback endpoint, keys well-formed, every peer keyed), then the
+    actor's own ZeroMQ context, the ZAP handler bound in it, and only then
+    the ROUTER; DEALERs (in czmq's shared context: a Curve client needs no
+    handler) come last. */
 #include "cd_cluster.h"
+#include "cd_curve.h"
 #include "cd_error.h"
 #include "cd_log.h"
+#include "cd_zap.h"
+
+#include <sodium.h>
 
 #define CD_CLUSTER_MAX_FRAMES 2 //  envelope [+ payload]
 
 typedef struct {
-    const cd_cluster_args_t *args; //  configuration; borrowed
-    zsock_t *router;               //  inbound, bound on args->bind (or NULL)
-    zhashx_t *peers;               //  node id -> zsock_t * DEALER (owned)
-    const char *node_id;           //  this node
+    const cd_cluster_args_t *args;         //  configuration; borrowed
+    void *ctx;                             //  ZeroMQ context of the inbound side (owned)
+    cd_zap_t *zap;                         //  ZAP handler in ctx, with CurveZMQ (owned)
+    void *router;                          //  inbound ROUTER in ctx, or NULL (owned)
+    zhashx_t *peers;                       //  node id -> zsock_t * DEALER (owned)
+    const char *node_id;                   //  this node
+    bool curve;                            //  links use CurveZMQ
+    char public_key[CD_CURVE_KEY_LEN + 1]; //  this node's public key, with CurveZMQ
 } s_cluster_t;
 
 static void
@@ -32,11 +46,28 @@ s_dealer_destroy(void **item)
     zsock_destroy((zsock_t **)item);
 }
 
+//  Links to a peer. key is its Z85 public key (required with CurveZMQ,
+//  ignored without).
 static int
-s_add_peer(cd_actor_t *self, s_cluster_t *cluster, const char *node_id, const char *endpoint)
+s_add_peer(cd_actor_t *self, s_cluster_t *cluster, const char *node_id, const char *endpoint,
+           const char *key)
 {
     if (streq(node_id, cluster->node_id)) {
         return 0;
+    }
+    const cd_cluster_args_t *args = cluster->args;
+    cd_curve_key_t peer_key = {{0}};
+    if (cluster->curve && cd_curve_key_decode(key, &peer_key) != 0) {
+        cd_log_error(cd_actor_name(self), "peer has no valid CurveZMQ public key", "{s:s, s:s}",
+                     "node", node_id, "endpoint", endpoint);
+        return CD_EINVAL;
+    }
+    if (!cluster->curve && !args->allow_insecure && !cd_curve_endpoint_is_loopback(endpoint)) {
+        cd_log_error(cd_actor_name(self),
+                     "refusing a non-loopback peer without CurveZMQ (configure "
+                     "--curve-secret-key, or --allow-insecure-tcp)",
+                     "{s:s, s:s}", "node", node_id, "endpoint", endpoint);
+        return CD_EPERM;
     }
     const cd_runtime_t *rt = cd_actor_runtime(self);
     zsock_t *dealer = zsock_new(ZMQ_DEALER);
@@ -44,18 +75,29 @@ s_add_peer(cd_actor_t *self, s_cluster_t *cluster, const char *node_id, const ch
     zsock_set_identity(dealer, cluster->node_id);
     zsock_set_sndhwm(dealer, rt->queue_hwm);
     zsock_set_sndtimeo(dealer, rt->send_timeout_ms);
-    s_tcp_options(zsock_resolve(dealer), rt, cluster->args);
+    s_tcp_options(zsock_resolve(dealer), rt, args);
+    if (cluster->curve) {
+        //  The client checks the server's key in the handshake: a node
+        //  that is not this peer cannot answer it.
+        zsock_set_curve_serverkey(dealer, key);
+        zsock_set_curve_publickey(dealer, cluster->public_key);
+        zsock_set_curve_secretkey(dealer, args->curve_secret_key);
+    }
     if (zsock_connect(dealer, "%s", endpoint) != 0) {
         cd_log_error(cd_actor_name(self), "cannot connect to peer", "{s:s, s:s, s:s}", "node",
                      node_id, "endpoint", endpoint, "error", zmq_strerror(zmq_errno()));
         zsock_destroy(&dealer);
         return CD_EINVAL;
     }
+    //  A peer we send to may send to us.
+    if (cluster->zap) {
+        cd_zap_allow(cluster->zap, &peer_key);
+    }
     //  A newer endpoint for a known node replaces the old link.
     zhashx_delete(cluster->peers, node_id);
     zhashx_insert(cluster->peers, node_id, dealer);
-    cd_log_info(cd_actor_name(self), "peer link", "{s:s, s:s}", "node", node_id, "endpoint",
-                endpoint);
+    cd_log_info(cd_actor_name(self), "peer link", "{s:s, s:s, s:s}", "node", node_id, "endpoint",
+                endpoint, "security", cluster->curve ? "curve" : "none");
     return 0;
 }
 
@@ -131,12 +173,16 @@ s_control(cd_actor_t *self, s_cluster_t *cluster, const cd_envelope_t *env)
     cd_envelope_header(env, "node", &node);
     cd_str_t endpoint = {NULL, 0};
     cd_envelope_header(env, "endpoint", &endpoint);
+    cd_str_t key = {NULL, 0};
+    cd_envelope_header(env, "key", &key);
     if (cd_str_eq(op, "peer") && node.len && endpoint.len) {
         char id[CD_ENV_MAX_NAME + 1];
         char ep[CD_ENV_MAX_NAME + 1];
+        char public_key[CD_CURVE_KEY_LEN + 1];
         snprintf(id, sizeof id, "%.*s", (int)node.len, node.ptr);
         snprintf(ep, sizeof ep, "%.*s", (int)endpoint.len, endpoint.ptr);
-        s_add_peer(self, cluster, id, ep);
+        snprintf(public_key, sizeof public_key, "%.*s", (int)key.len, key.ptr);
+        s_add_peer(self, cluster, id, ep, key.len == CD_CURVE_KEY_LEN ? public_key : NULL);
     }
 }
 
@@ -204,11 +250,108 @@ s_fini(cd_actor_t *self, void **state_p)
     }
     if (cluster->router) {
         cd_actor_unwatch(self, cluster->router);
-        zsock_destroy(&cluster->router);
+        zmq_close(cluster->router);
+    }
+    if (cluster->zap) {
+        cd_actor_unwatch(self, cd_zap_socket(cluster->zap));
+        cd_zap_destroy(&cluster->zap);
+    }
+    //  Waits for the ROUTER's linger; every socket of ctx is closed.
+    if (cluster->ctx) {
+        zmq_ctx_term(cluster->ctx);
     }
     zhashx_destroy(&cluster->peers);
+    sodium_memzero(cluster, sizeof *cluster);
     free(cluster);
     *state_p = NULL;
+}
+
+static int
+s_on_zap(cd_actor_t *self, void *socket, void *arg)
+{
+    s_cluster_t *cluster = (s_cluster_t *)arg;
+    cd_zap_handle(cluster->zap);
+    return 0;
+}
+
+//  The checks before any socket exists. Returns 0 or fails the start.
+static int
+s_policy(cd_actor_t *self, s_cluster_t *cluster, const char **why)
+{
+    const cd_cluster_args_t *config = cluster->args;
+    if (!cluster->curve) {
+        if (config->bind && !config->allow_insecure &&
+            !cd_curve_endpoint_is_loopback(config->bind)) {
+            cd_log_error(cd_actor_name(self),
+                         "refusing to bind a non-loopback endpoint without CurveZMQ (configure "
+                         "--curve-secret-key, or --allow-insecure-tcp)",
+                         "{s:s}", "endpoint", config->bind);
+            *why = "refusing a non-loopback tcp bind without CurveZMQ keys";
+            return CD_EPERM;
+        }
+        return 0;
+    }
+    if (!zsys_has_curve()) {
+        *why = "CurveZMQ keys are configured but this ZeroMQ has no CurveZMQ";
+        return CD_ENOSYS;
+    }
+    if (cd_curve_public_of(config->curve_secret_key, cluster->public_key) != 0) {
+        *why = "the CurveZMQ secret key is not a Z85 key";
+        return CD_ECONFIG;
+    }
+    return 0;
+}
+
+//  The actor's context, its ZAP handler (with CurveZMQ) and the ROUTER,
+//  in that order.
+static int
+s_listen(cd_actor_t *self, s_cluster_t *cluster, const char **why)
+{
+    const cd_cluster_args_t *config = cluster->args;
+    const cd_runtime_t *rt = cd_actor_runtime(self);
+    cluster->ctx = zmq_ctx_new();
+    assert(cluster->ctx);
+    if (cluster->curve) {
+        cd_curve_key_t *keys = NULL;
+        size_t n_keys = 0, bad = 0;
+        if (cd_curve_key_list(config->curve_allowed_keys, &keys, &n_keys, &bad) != 0) {
+            cd_log_error(cd_actor_name(self), "an allowed CurveZMQ key is not a Z85 key", "{s:i}",
+                         "position", (int)bad);
+            *why = "an allowed CurveZMQ key is malformed";
+            return CD_ECONFIG;
+        }
+        cluster->zap =
+            cd_zap_new(cluster->ctx, CD_CLUSTER_ZAP_DOMAIN, keys, n_keys, cd_actor_name(self));
+        free(keys);
+        if (!cluster->zap) {
+            *why = "cannot start the ZAP handler; refusing to serve CurveZMQ without it";
+            return CD_EIO;
+        }
+        cd_actor_watch(self, cd_zap_socket(cluster->zap), s_on_zap, cluster);
+    }
+    cluster->router = zmq_socket(cluster->ctx, ZMQ_ROUTER);
+    assert(cluster->router);
+    int on = 1;
+    zmq_setsockopt(cluster->router, ZMQ_ROUTER_MANDATORY, &on, sizeof on);
+    zmq_setsockopt(cluster->router, ZMQ_RCVHWM, &rt->queue_hwm, sizeof rt->queue_hwm);
+    s_tcp_options(cluster->router, rt, config);
+    if (cluster->curve) {
+        zmq_setsockopt(cluster->router, ZMQ_CURVE_SERVER, &on, sizeof on);
+        zmq_setsockopt(cluster->router, ZMQ_CURVE_SECRETKEY, config->curve_secret_key,
+                       CD_CURVE_KEY_LEN);
+        zmq_setsockopt(cluster->router, ZMQ_ZAP_DOMAIN, CD_CLUSTER_ZAP_DOMAIN,
+                       strlen(CD_CLUSTER_ZAP_DOMAIN));
+    }
+    if (zmq_bind(cluster->router, config->bind) != 0) {
+        cd_log_error(cd_actor_name(self), "cannot bind cluster endpoint", "{s:s, s:s}", "endpoint",
+                     config->bind, "error", zmq_strerror(zmq_errno()));
+        *why = "cannot bind the cluster endpoint";
+        return CD_EIO;
+    }
+    cd_actor_watch(self, cluster->router, s_on_router, cluster);
+    cd_log_info(cd_actor_name(self), "cluster link listening", "{s:s, s:s}", "endpoint",
+                config->bind, "security", cluster->curve ? "curve" : "none");
+    return 0;
 }
 
 static int
@@ -219,34 +362,26 @@ s_init(cd_actor_t *self, void *args, void **state_p, const char **why)
     s_cluster_t *cluster = (s_cluster_t *)zmalloc(sizeof *cluster);
     cluster->args = config;
     cluster->node_id = cd_registry_node_id(rt->registry);
+    cluster->curve = config->curve_secret_key != NULL;
     cluster->peers = zhashx_new();
     zhashx_set_destructor(cluster->peers, s_dealer_destroy);
     *state_p = cluster;
-    if (config->bind) {
-        cluster->router = zsock_new(ZMQ_ROUTER);
-        assert(cluster->router);
-        zsock_set_router_mandatory(cluster->router, 1);
-        zsock_set_rcvhwm(cluster->router, rt->queue_hwm);
-        s_tcp_options(zsock_resolve(cluster->router), rt, config);
-        if (zsock_bind(cluster->router, "%s", config->bind) < 0) {
-            cd_log_error(cd_actor_name(self), "cannot bind cluster endpoint", "{s:s, s:s}",
-                         "endpoint", config->bind, "error", zmq_strerror(zmq_errno()));
-            *why = "cannot bind the cluster endpoint";
-            s_fini(self, state_p);
-            return CD_EIO;
-        }
-        cd_actor_watch(self, cluster->router, s_on_router, cluster);
-        cd_log_info(cd_actor_name(self), "cluster link listening", "{s:s}", "endpoint",
-                    config->bind);
+    int rc = s_policy(self, cluster, why);
+    if (rc == 0 && config->bind) {
+        rc = s_listen(self, cluster, why);
     }
-    for (size_t i = 0; i < config->n_peers; i++) {
-        if (s_add_peer(self, cluster, config->peers[i].node_id, config->peers[i].endpoint) != 0) {
-            *why = "cannot connect to a configured peer";
-            s_fini(self, state_p);
-            return CD_EINVAL;
+    for (size_t i = 0; rc == 0 && i < config->n_peers; i++) {
+        const cd_config_peer_t *peer = &config->peers[i];
+        rc = s_add_peer(self, cluster, peer->node_id, peer->endpoint, peer->public_key);
+        if (rc != 0) {
+            *why = rc == CD_EPERM ? "refusing a non-loopback peer without CurveZMQ keys"
+                                  : "cannot link to a configured peer";
         }
     }
-    return 0;
+    if (rc != 0) {
+        s_fini(self, state_p);
+    }
+    return rc;
 }
 
 const cd_actor_ops_t cd_cluster_ops = {

@@ -6,8 +6,12 @@
     by the main thread, so no ZeroMQ call anywhere is interrupted and the
     shutdown happens in one place. Exit codes: 0 after a clean stop, 1 when
     the tree gave up (restart intensity exceeded at the root) or start-up
-    failed, 2 for bad configuration. */
+    failed, 2 for bad configuration.
+
+    One subcommand: `cadred keygen [PATH]` writes a CurveZMQ key pair
+    (engine/cd_curve.c) and exits. */
 #include "cd_config.h"
+#include "cd_curve.h"
 #include "cd_error.h"
 #include "cd_log.h"
 #include "cd_node.h"
@@ -85,6 +89,18 @@ main(int argc, char **argv)
         printf("cadred %s\n", CADRE_VERSION);
         cd_config_destroy(&config);
         return 0;
+    }
+    //  Subcommands are positional arguments; a node takes none.
+    if (config->n_args > 0) {
+        int code = 2;
+        if (streq(config->args[0], "keygen")) {
+            code = cd_curve_keygen_command(config->args + 1, config->n_args - 1, stdout, stderr);
+        } else {
+            fprintf(stderr, "cadred: unknown command '%s'\nTry 'cadred --help'.\n",
+                    config->args[0]);
+        }
+        cd_config_destroy(&config);
+        return code;
     }
     cd_log_level_t level = CD_LOG_INFO;
     cd_log_level_parse(config->log_level, &level);

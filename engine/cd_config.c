@@ -32,6 +32,7 @@
     Interface: cd_config_load, cd_config_destroy, cd_config_print_help,
     cd_config_agent_option. */
 #include "cd_config.h"
+#include "cd_curve.h"
 #include "cd_error.h"
 #include "cd_log.h"
 
@@ -46,6 +47,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -55,11 +57,12 @@ typedef enum {
     S_PATH,     //  a non-empty path, relative to the working directory
     S_SECRET,   //  a non-empty string that is never echoed
     S_INT,      //  an integer in min..max
+    S_BOOL,     //  true/false (yes/no, on/off, 1/0); a flag alone means true
     S_LEVEL,    //  a log level, stored as its canonical name
     S_HOSTPORT, //  host:port or [ipv6]:port
     S_BIND,     //  tcp://host:port, host may be * (a ZeroMQ bind endpoint)
     S_NAME,     //  1..64 of [a-z0-9_-]
-    S_PEERS,    //  list of NODE_ID=tcp://HOST:PORT
+    S_PEERS,    //  list of NODE_ID=[KEY@]tcp://HOST:PORT
     S_AGENTS    //  list of agents
 } s_type_t;
 
@@ -174,7 +177,7 @@ static const s_option_t s_options[] = {
      .metavar = "KEY",
      .unset = "none (tcp links unencrypted)",
      .offset = S_AT(curve_secret_key),
-     .help = "CurveZMQ secret key for tcp links (secret, never printed)."},
+     .help = "CurveZMQ secret key (Z85) of this node's tcp links (secret; cadred keygen)."},
     {.flag = "--curve-allowed-keys",
      .env = "CADRE_CURVE_ALLOWED_KEYS",
      .key = "curve/allowed_keys",
@@ -182,14 +185,23 @@ static const s_option_t s_options[] = {
      .metavar = "KEYS",
      .unset = "none",
      .offset = S_AT(curve_allowed_keys),
-     .help = "CurveZMQ public keys allowed to connect."},
+     .help = "CurveZMQ public keys (Z85, comma-separated) allowed to connect; peers' keys too."},
+    {.flag = "--allow-insecure-tcp",
+     .env = "CADRE_ALLOW_INSECURE_TCP",
+     .key = "cluster/allow_insecure_tcp",
+     .type = S_BOOL,
+     .metavar = "[=true|false]",
+     .def = "false",
+     .offset = S_AT(allow_insecure_tcp),
+     .help = "Let non-loopback tcp links run without CurveZMQ (node traffic in clear)."},
     {.flag = "--peer",
      .env = "CADRE_PEERS",
      .key = "cluster/peers",
      .type = S_PEERS,
-     .metavar = "ID=tcp://HOST:PORT",
+     .metavar = "ID=[KEY@]tcp://HOST:PORT",
      .unset = "none",
-     .help = "Another cluster node; repeatable. Env: comma-separated. File: id = ..."},
+     .help =
+         "Another cluster node, KEY its CurveZMQ public key; repeatable. Env: comma-separated."},
     {.flag = "--queue-hwm",
      .env = "CADRE_QUEUE_HWM",
      .key = "queue/hwm",
@@ -435,7 +447,13 @@ s_int_field(cd_config_t *cfg, const s_option_t *opt)
 static bool
 s_is_str_type(s_type_t type)
 {
-    return type != S_INT && type != S_PEERS && type != S_AGENTS;
+    return type != S_INT && type != S_BOOL && type != S_PEERS && type != S_AGENTS;
+}
+
+static bool *
+s_bool_field(cd_config_t *cfg, const s_option_t *opt)
+{
+    return (bool *)((char *)cfg + opt->offset);
 }
 
 //  Frees a string, wiping it first if it held a secret.
@@ -640,6 +658,7 @@ s_clear_peers(cd_config_t *cfg)
     for (size_t i = 0; i < cfg->n_peers; i++) {
         free(cfg->peers[i].node_id);
         free(cfg->peers[i].endpoint);
+        free(cfg->peers[i].public_key);
     }
     free(cfg->peers);
     cfg->peers = NULL;
@@ -663,31 +682,52 @@ s_list_claim(s_loader_t *self, size_t i, s_src_t src)
 }
 
 //  Appends a peer after checking it. `item` is the text as written, for
-//  messages.
+//  messages; value is what follows "ID=": [KEY@]tcp://HOST:PORT.
 static int
 s_peer_add(s_loader_t *self, s_where_t where, const char *item, const char *node_id,
-           const char *endpoint)
+           const char *value)
 {
     cd_config_t *cfg = self->cfg;
     if (!s_valid_name(node_id)) {
         return s_fail(self, where,
                       "'%s': peer id '%s' is not 1-64 of a-z, 0-9, _ and - "
-                      "(expected ID=tcp://HOST:PORT)",
+                      "(expected ID=[KEY@]tcp://HOST:PORT)",
                       item, node_id);
     }
+    //  A Z85 key may itself hold '@': it is the first 40 characters.
+    const char *endpoint = value;
+    char *key = NULL;
+    const char *at = strstr(value, "@tcp://");
+    if (at) {
+        if (at - value != CD_CURVE_KEY_LEN) {
+            return s_fail(self, where,
+                          "'%s': the public key before '@' is not 40 Z85 characters (quote it in "
+                          "the config file: Z85 uses '#')",
+                          item);
+        }
+        key = s_strndup(value, CD_CURVE_KEY_LEN);
+        endpoint = at + 1;
+        if (!cd_curve_key_valid(key)) {
+            free(key);
+            return s_fail(self, where, "'%s': the public key before '@' is not a Z85 key", item);
+        }
+    }
     if (!s_valid_endpoint(endpoint, false)) {
+        free(key);
         return s_fail(self, where,
                       "'%s': '%s' is not a tcp endpoint tcp://HOST:PORT (port 1..65535)", item,
                       endpoint);
     }
     for (size_t i = 0; i < cfg->n_peers; i++) {
         if (strcmp(cfg->peers[i].node_id, node_id) == 0) {
+            free(key);
             return s_fail(self, where, "duplicate peer '%s'", node_id);
         }
     }
     cfg->peers = s_grow(cfg->peers, cfg->n_peers + 1, sizeof *cfg->peers);
     cfg->peers[cfg->n_peers].node_id = s_strdup(node_id);
     cfg->peers[cfg->n_peers].endpoint = s_strdup(endpoint);
+    cfg->peers[cfg->n_peers].public_key = key;
     cfg->n_peers++;
     return 0;
 }
@@ -698,7 +738,7 @@ s_peer_spec(s_loader_t *self, s_where_t where, const char *item)
 {
     const char *eq = strchr(item, '=');
     if (!eq) {
-        return s_fail(self, where, "'%s' is not ID=tcp://HOST:PORT", item);
+        return s_fail(self, where, "'%s' is not ID=[KEY@]tcp://HOST:PORT", item);
     }
     char *node_id = s_strndup(item, (size_t)(eq - item));
     int rc = s_peer_add(self, where, item, node_id, eq + 1);
@@ -833,6 +873,20 @@ s_apply(s_loader_t *self, size_t i, const char *value, s_where_t where)
     int number = 0;
     cd_log_level_t level = CD_LOG_INFO;
     switch (opt->type) {
+    case S_BOOL: {
+        static const char *const yes[] = {"true", "yes", "on", "1"};
+        static const char *const no[] = {"false", "no", "off", "0"};
+        int found = -1;
+        for (size_t k = 0; k < 4; k++) {
+            found = strcasecmp(value, yes[k]) == 0 ? 1 : strcasecmp(value, no[k]) == 0 ? 0 : found;
+        }
+        if (found < 0) {
+            return s_fail(self, where, "'%s' is not true or false", value);
+        }
+        *s_bool_field(cfg, opt) = found == 1;
+        self->src[i] = where.src;
+        return 0;
+    }
     case S_INT: {
         int rc = s_parse_int(value, opt->min, opt->max, &number);
         if (rc == -1) {
@@ -1243,6 +1297,11 @@ s_scan_argv(s_loader_t *self, int argc, char **argv, s_pending_t *pending, size_
         }
         s_where_t where = {S_SRC_FLAG, opt->flag};
         const char *value = eq ? eq + 1 : NULL;
+        if (!value && opt->type == S_BOOL) {
+            //  A switch: its presence is the value; the next argument is
+            //  not taken.
+            value = "true";
+        }
         if (!value && a + 1 >= argc) {
             return s_fail(self, where, "missing value (%s)", opt->metavar);
         }
@@ -1262,6 +1321,57 @@ s_scan_argv(s_loader_t *self, int argc, char **argv, s_pending_t *pending, size_
 
 //  ---------------------------------------------------------------------------
 //  Checks between options, after every source is applied.
+
+//  CurveZMQ keys: well-formed, and all or nothing (a secret key needs every
+//  peer's public key; public keys need a secret key to be of any use).
+//  The secret key is never quoted.
+static int
+s_check_curve(s_loader_t *self)
+{
+    cd_config_t *cfg = self->cfg;
+    size_t secret = s_option_index("--curve-secret-key");
+    size_t allowed = s_option_index("--curve-allowed-keys");
+    if (cfg->curve_secret_key && !cd_curve_key_valid(cfg->curve_secret_key)) {
+        char *by = s_describe(self, secret);
+        s_fail(self, (s_where_t){S_SRC_NONE, NULL},
+               "%s: not a CurveZMQ key (40 Z85 characters, as cadred keygen writes; quote it in "
+               "the config file)",
+               by);
+        free(by);
+        return CD_ECONFIG;
+    }
+    cd_curve_key_t *keys = NULL;
+    size_t n_keys = 0, bad = 0;
+    if (cd_curve_key_list(cfg->curve_allowed_keys, &keys, &n_keys, &bad) != 0) {
+        char *by = s_describe(self, allowed);
+        s_fail(self, (s_where_t){S_SRC_NONE, NULL},
+               "%s: key %zu is not a CurveZMQ public key (40 Z85 characters)", by, bad + 1);
+        free(by);
+        return CD_ECONFIG;
+    }
+    free(keys);
+    const char *orphan = n_keys ? s_options[allowed].flag : NULL;
+    for (size_t p = 0; !orphan && p < cfg->n_peers; p++) {
+        orphan = cfg->peers[p].public_key ? "a peer's public key" : NULL;
+    }
+    if (!cfg->curve_secret_key && orphan) {
+        s_fail(self, (s_where_t){S_SRC_NONE, NULL},
+               "%s is set but %s / %s is not: CurveZMQ needs this node's secret key", orphan,
+               s_options[secret].flag, s_options[secret].env);
+        return CD_ECONFIG;
+    }
+    for (size_t p = 0; cfg->curve_secret_key && p < cfg->n_peers; p++) {
+        if (!cfg->peers[p].public_key) {
+            char *by = s_describe(self, s_option_index("--peer"));
+            s_fail(self, (s_where_t){S_SRC_NONE, NULL},
+                   "%s: peer '%s' has no public key; with CurveZMQ write ID=KEY@tcp://HOST:PORT",
+                   by, cfg->peers[p].node_id);
+            free(by);
+            return CD_ECONFIG;
+        }
+    }
+    return 0;
+}
 
 static int
 s_check_all(s_loader_t *self)
@@ -1287,6 +1397,9 @@ s_check_all(s_loader_t *self)
                cfg->heartbeat_timeout_ms, timeout_by, cfg->heartbeat_ivl_ms, ivl_by);
         free(timeout_by);
         free(ivl_by);
+        return CD_ECONFIG;
+    }
+    if (s_check_curve(self) != 0) {
         return CD_ECONFIG;
     }
     for (size_t p = 0; cfg->node_id && p < cfg->n_peers; p++) {
@@ -1425,6 +1538,7 @@ cd_config_print_help(FILE *f, const char *argv0)
 {
     fprintf(f,
             "Usage: %s [OPTIONS]\n"
+            "       %s keygen [PATH]   write a CurveZMQ key pair (PATH.key, PATH.pub) or print it\n"
             "\n"
             "Runs a cadre node. Each setting is taken from the first of: a flag, an\n"
             "environment variable, the config file (czmq ZPL), the default. Flags take\n"
@@ -1435,10 +1549,12 @@ cd_config_print_help(FILE *f, const char *argv0)
             "      Print this help and exit.\n"
             "  --version\n"
             "      Print the version and exit.\n",
-            argv0 ? argv0 : "cadred");
+            argv0 ? argv0 : "cadred", argv0 ? argv0 : "cadred");
     for (size_t i = 0; i < S_N_OPTIONS; i++) {
         const s_option_t *opt = &s_options[i];
-        fprintf(f, "  %s %s\n      env %s", opt->flag, opt->metavar, opt->env);
+        //  A switch's metavar is its optional "=value".
+        fprintf(f, "  %s%s%s\n      env %s", opt->flag, opt->type == S_BOOL ? "" : " ",
+                opt->metavar, opt->env);
         if (opt->key) {
             fprintf(f, ", file %s", opt->key);
         }

@@ -20,7 +20,9 @@
         cluster
             addr = tcp://0.0.0.0:7000
             peers
-                n2 = tcp://10.0.0.2:7000
+                n2 = "<n2's public key>@tcp://10.0.0.2:7000"
+        curve
+            secret_key = "<this node's secret key, from cadred keygen>"
         agents
             coder
                 kind = echo
@@ -29,6 +31,13 @@
                 config
                     sleep_ms = 0
                     handoff_to = reviewer
+
+    A peer is ID=tcp://HOST:PORT, or ID=KEY@tcp://HOST:PORT with its
+    CurveZMQ public key. Z85 keys may hold '#', which starts a comment in
+    ZPL: quote them in the file. With a secret key every peer needs its
+    key; keys without a secret key are an error. Whether an endpoint may be
+    non-loopback without CurveZMQ is decided at start-up (cd_node), not
+    here.
 
     Lists (peers, agents) take precedence as whole lists: --peer/--agent flags
     replace CADRE_PEERS/CADRE_AGENTS, which replace the file's. With no agent
@@ -78,8 +87,9 @@ typedef struct {
 } cd_config_agent_t;
 
 typedef struct {
-    char *node_id;  //  the peer's node id
-    char *endpoint; //  tcp://host:port where its cluster link listens
+    char *node_id;    //  the peer's node id
+    char *endpoint;   //  tcp://host:port where its cluster link listens
+    char *public_key; //  its CurveZMQ public key (Z85), NULL if not given
 } cd_config_peer_t;
 
 //  Strings are NULL when unset. Everything is owned by the config.
@@ -94,8 +104,9 @@ typedef struct cd_config {
     char *tls_key;             //  PEM file
     char *worker_addr;         //  tcp://host:port for external workers
     char *cluster_addr;        //  tcp://host:port where the cluster link binds
-    char *curve_secret_key;    //  secret
-    char *curve_allowed_keys;  //  public keys allowed to connect
+    char *curve_secret_key;    //  secret; a Z85 key (engine/cd_curve.h)
+    char *curve_allowed_keys;  //  Z85 public keys allowed to connect, comma-separated
+    bool allow_insecure_tcp;   //  non-loopback tcp without CurveZMQ allowed; false
     cd_config_peer_t *peers;   //  other nodes of the cluster
     size_t n_peers;            //  entries in peers
     int queue_hwm;             //  messages per actor queue, 1..10000000

@@ -9,6 +9,7 @@
 #include "cd_bus.h"
 #include "cd_cluster.h"
 #include "cd_config.h"
+#include "cd_curve.h"
 #include "cd_datadir.h"
 #include "cd_db.h"
 #include "cd_deadletter.h"
@@ -233,8 +234,14 @@ s_start_tree(s_node_t *node, char **errmsg)
     node->root_children[n++] =
         (cd_child_spec_t){CD_STATS_NAME, &cd_stats_ops, &node->stats, CD_RESTART_PERMANENT};
     if (config->cluster_addr || config->n_peers) {
-        node->cluster = (cd_cluster_args_t){config->cluster_addr, config->peers, config->n_peers,
-                                            config->heartbeat_ivl_ms, config->heartbeat_timeout_ms};
+        node->cluster = (cd_cluster_args_t){.bind = config->cluster_addr,
+                                            .peers = config->peers,
+                                            .n_peers = config->n_peers,
+                                            .heartbeat_ivl_ms = config->heartbeat_ivl_ms,
+                                            .heartbeat_timeout_ms = config->heartbeat_timeout_ms,
+                                            .curve_secret_key = config->curve_secret_key,
+                                            .curve_allowed_keys = config->curve_allowed_keys,
+                                            .allow_insecure = config->allow_insecure_tcp};
         node->root_children[n++] =
             (cd_child_spec_t){"cluster", &cd_cluster_ops, &node->cluster, CD_RESTART_PERMANENT};
     }
@@ -377,6 +384,40 @@ s_start_http(s_node_t *node, char **errmsg)
     return cd_http_start(&opts, &node->rt, &node->http, errmsg);
 }
 
+//  Node traffic on a non-loopback tcp endpoint travels in clear without
+//  CurveZMQ: refused before anything starts, unless explicitly allowed.
+//  (The cluster actor enforces it too; this names the option.)
+static int
+s_check_tcp_security(const cd_config_t *config, char **errmsg)
+{
+    if (config->curve_secret_key || config->allow_insecure_tcp) {
+        return 0;
+    }
+    const char *what = NULL, *endpoint = NULL;
+    if (config->cluster_addr && !cd_curve_endpoint_is_loopback(config->cluster_addr)) {
+        what = "--cluster-addr";
+        endpoint = config->cluster_addr;
+    } else if (config->worker_addr && !cd_curve_endpoint_is_loopback(config->worker_addr)) {
+        what = "--worker-addr";
+        endpoint = config->worker_addr;
+    }
+    for (size_t i = 0; !what && i < config->n_peers; i++) {
+        if (!cd_curve_endpoint_is_loopback(config->peers[i].endpoint)) {
+            what = "--peer";
+            endpoint = config->peers[i].endpoint;
+        }
+    }
+    if (what) {
+        *errmsg = zsys_sprintf("%s %s is not a loopback address and CurveZMQ is off: node "
+                               "traffic would cross the network in clear. Configure "
+                               "--curve-secret-key (see `cadred keygen`), or pass "
+                               "--allow-insecure-tcp",
+                               what, endpoint);
+        return CD_ECONFIG;
+    }
+    return 0;
+}
+
 //  Releases what the node holds, in reverse order of acquisition.
 static void
 s_node_close(s_node_t *node)
@@ -422,7 +463,10 @@ cd_node_start(cd_config_t **config_p, int64_t started_us, cd_node_t **out, char 
     node->config = *config_p;
     *config_p = NULL;
     node->started_us = started_us;
-    int rc = cd_datadir_lock(node->config->data_dir, &node->lock, errmsg);
+    int rc = s_check_tcp_security(node->config, errmsg);
+    if (rc == 0) {
+        rc = cd_datadir_lock(node->config->data_dir, &node->lock, errmsg);
+    }
     if (rc == 0) {
         node->node_id = node->config->node_id ? strdup(node->config->node_id)
                                               : s_node_id(node->config->data_dir, errmsg);

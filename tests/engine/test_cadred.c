@@ -4,7 +4,8 @@
     on SIGTERM and SIGINT (PostgreSQL stopped too), refuses a second
     instance on the same data dir, recovers after SIGKILL (a postmaster left
     running), keeps its node id and data across restarts, and rejects bad
-    configuration naming the option. */
+    configuration naming the option, refuses a non-loopback cluster bind
+    without CurveZMQ, and runs the keygen subcommand. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -66,8 +67,8 @@ s_wait_output(node_t *node, const char *text, int timeout_ms)
 {
     int64_t deadline = zclock_mono() + timeout_ms;
     while (zclock_mono() < deadline) {
-        ssize_t n = read(node->out_fd, node->out + node->out_len,
-                         sizeof node->out - 1 - node->out_len);
+        ssize_t n =
+            read(node->out_fd, node->out + node->out_len, sizeof node->out - 1 - node->out_len);
         if (n > 0) {
             node->out_len += (size_t)n;
             node->out[node->out_len] = '\0';
@@ -242,6 +243,45 @@ test_cadred_help_lists_the_options(void **state)
     s_node_free(&node);
 }
 
+static void
+test_cadred_refuses_an_insecure_cluster_bind(void **state)
+{
+    char *dir = s_data_dir("insecure");
+    node_t node;
+    s_node_start(&node, dir, "--cluster-addr=tcp://0.0.0.0:7999");
+    assert_int_equal(s_wait_exit(&node, 10000), 2);
+    char *err = s_stderr(&node);
+    assert_non_null(strstr(err, "--cluster-addr tcp://0.0.0.0:7999 is not a loopback address"));
+    assert_non_null(strstr(err, "--allow-insecure-tcp"));
+    free(err);
+    s_node_free(&node);
+    struct stat st;
+    assert_int_not_equal(stat(dir, &st), 0);
+    zstr_free(&dir);
+}
+
+static void
+test_cadred_keygen_prints_a_key_pair(void **state)
+{
+    node_t node;
+    s_node_start(&node, "/nonexistent", "keygen");
+    assert_true(s_wait_output(&node, "secret-key ", 10000));
+    assert_int_equal(s_wait_exit(&node, 10000), 0);
+    char public_key[64] = "", secret_key[64] = "";
+    assert_int_equal(sscanf(node.out, "public-key %63s\nsecret-key %63s", public_key, secret_key),
+                     2);
+    assert_int_equal(strlen(public_key), 40);
+    assert_int_equal(strlen(secret_key), 40);
+    s_node_free(&node);
+    //  Anything else is not a command.
+    s_node_start(&node, "/nonexistent", "frobnicate");
+    assert_int_equal(s_wait_exit(&node, 10000), 2);
+    char *err = s_stderr(&node);
+    assert_non_null(strstr(err, "unknown command 'frobnicate'"));
+    free(err);
+    s_node_free(&node);
+}
+
 static int
 s_setup(void **state)
 {
@@ -278,6 +318,8 @@ main(void)
         cmocka_unit_test(test_cadred_recovers_after_sigkill_and_keeps_its_identity),
         cmocka_unit_test(test_cadred_rejects_bad_configuration_naming_the_option),
         cmocka_unit_test(test_cadred_help_lists_the_options),
+        cmocka_unit_test(test_cadred_refuses_an_insecure_cluster_bind),
+        cmocka_unit_test(test_cadred_keygen_prints_a_key_pair),
     };
     return cmocka_run_group_tests(tests, s_setup, s_teardown);
 }

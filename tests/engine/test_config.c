@@ -122,6 +122,12 @@ s_expect_err(char **argv, char **env, const char *part1, const char *part2)
     free(err);
 }
 
+//  CurveZMQ test keys (Z85). PK1 holds an '@', which peers must survive.
+#define PK1 "h0u@z9*!t8FmiDtH@AFF:$41&XJ((QSE!Cp05Swy"
+#define PK2 "XDEu&g+^V<:<j=-O7IPx>vOYc[iD[.OMHIEhwuiU"
+#define SK1 "vU/>xR=cyx7*^0dJewB)hN[ZUP947vpCC3Jo!gUn"
+#define SK2 "S0E@!93R6l*RSP<.G0xVy1%kyO>832^*NWci.CF2"
+
 #define ARGV(...) ((char *[]){"cadred", __VA_ARGS__, NULL})
 #define NOARGS ((char *[]){"cadred", NULL})
 #define ENV(...) ((char *[]){__VA_ARGS__, NULL})
@@ -145,6 +151,7 @@ test_config_defaults(void **state)
     assert_null(cfg->cluster_addr);
     assert_null(cfg->curve_secret_key);
     assert_null(cfg->curve_allowed_keys);
+    assert_false(cfg->allow_insecure_tcp);
     assert_int_equal(cfg->n_peers, 0);
     assert_null(cfg->peers);
     assert_int_equal(cfg->queue_hwm, 1000);
@@ -289,8 +296,8 @@ test_config_flag_forms(void **state)
     cd_config_destroy(&cfg);
 
     cfg = s_load_ok(ARGV("--worker-addr", "tcp://*:7001", "--cluster-addr=tcp://10.0.0.1:7000",
-                         "--tls-cert", "/c.pem", "--tls-key", "/k.pem", "--curve-secret-key",
-                         "s3cret", "--curve-allowed-keys", "a,b", "--admin-password", "pw",
+                         "--tls-cert", "/c.pem", "--tls-key", "/k.pem", "--curve-secret-key", SK1,
+                         "--curve-allowed-keys", PK1 "," PK2, "--admin-password", "pw",
                          "--heartbeat-ivl-ms", "10", "--heartbeat-timeout-ms", "11",
                          "--restart-max", "0", "--restart-window-s", "86400", "--stop-timeout-ms",
                          "100", "--queue-hwm", "10000000"),
@@ -299,8 +306,8 @@ test_config_flag_forms(void **state)
     assert_string_equal(cfg->cluster_addr, "tcp://10.0.0.1:7000");
     assert_string_equal(cfg->tls_cert, "/c.pem");
     assert_string_equal(cfg->tls_key, "/k.pem");
-    assert_string_equal(cfg->curve_secret_key, "s3cret");
-    assert_string_equal(cfg->curve_allowed_keys, "a,b");
+    assert_string_equal(cfg->curve_secret_key, SK1);
+    assert_string_equal(cfg->curve_allowed_keys, PK1 "," PK2);
     assert_string_equal(cfg->admin_password, "pw");
     assert_int_equal(cfg->heartbeat_ivl_ms, 10);
     assert_int_equal(cfg->heartbeat_timeout_ms, 11);
@@ -475,7 +482,13 @@ static const s_bad_t s_bad_values[] = {
     {"--agent", "coder:echo:r:x", "concurrency 'x'"},
     {"--agent", "coder:echo:r:1:extra", "too many fields"},
     {"--agent", "a:echo,b:echo,a:llm", "duplicate agent 'a'"},
-    {"--peer", "n2", "is not ID=tcp://HOST:PORT"},
+    {"--peer", "n2", "is not ID=[KEY@]tcp://HOST:PORT"},
+    {"--peer", "n2=abc@tcp://h:1", "the public key before '@' is not 40 Z85 characters"},
+    {"--peer", "n2=" SK1 "x@tcp://h:1", "is not 40 Z85 characters"},
+    {"--peer",
+     "n2="
+     "h0u@z9*!t8FmiDtH@AFF:$41&XJ((QSE!Cp05Sw\"@tcp://h:1",
+     "is not a Z85 key"},
     {"--peer", "n2=", "is not a tcp endpoint"},
     {"--peer", "=tcp://h:1", "peer id '' is not 1-64"},
     {"--peer", "N2=tcp://h:1", "peer id 'N2'"},
@@ -702,8 +715,8 @@ test_config_file_sets_every_option(void **state)
                                           "cluster\n"
                                           "    addr = tcp://0.0.0.0:7000\n"
                                           "curve\n"
-                                          "    secret_key = sk\n"
-                                          "    allowed_keys = k1\n"
+                                          "    secret_key = \"" SK1 "\"\n"
+                                          "    allowed_keys = \"" PK1 "\"\n"
                                           "queue\n"
                                           "    hwm = 5\n"
                                           "    send_timeout_ms = 6\n"
@@ -735,8 +748,8 @@ test_config_file_sets_every_option(void **state)
                               "cluster\n"
                               "    addr = tcp://0.0.0.0:7000\n"
                               "curve\n"
-                              "    secret_key = sk\n"
-                              "    allowed_keys = k1\n"
+                              "    secret_key = \"" SK1 "\"\n"
+                              "    allowed_keys = '" PK1 "," PK2 "'\n"
                               "queue\n"
                               "    hwm = 5\n"
                               "    send_timeout_ms = 6\n"
@@ -757,8 +770,8 @@ test_config_file_sets_every_option(void **state)
     assert_string_equal(cfg->database_url, "postgresql://u@h/db");
     assert_string_equal(cfg->worker_addr, "tcp://*:7001");
     assert_string_equal(cfg->cluster_addr, "tcp://0.0.0.0:7000");
-    assert_string_equal(cfg->curve_secret_key, "sk");
-    assert_string_equal(cfg->curve_allowed_keys, "k1");
+    assert_string_equal(cfg->curve_secret_key, SK1);
+    assert_string_equal(cfg->curve_allowed_keys, PK1 "," PK2);
     assert_int_equal(cfg->queue_hwm, 5);
     assert_int_equal(cfg->send_timeout_ms, 6);
     assert_int_equal(cfg->heartbeat_ivl_ms, 100);
@@ -940,6 +953,9 @@ test_config_help_lists_every_option(void **state)
         "CADRE_CURVE_SECRET_KEY",
         "--curve-allowed-keys",
         "CADRE_CURVE_ALLOWED_KEYS",
+        "--allow-insecure-tcp",
+        "CADRE_ALLOW_INSECURE_TCP",
+        "cluster/allow_insecure_tcp",
         "--peer",
         "CADRE_PEERS",
         "--queue-hwm",
@@ -982,8 +998,8 @@ test_config_help_lists_every_option(void **state)
         "Usage: mynode",
     };
     //  Secrets loaded before printing must not leak into the help text.
-    cd_config_t *cfg = s_load_ok(ARGV("--admin-password", "hunter2-pw"),
-                                 ENV("CADRE_CURVE_SECRET_KEY=curve-sk-secret"));
+    cd_config_t *cfg =
+        s_load_ok(ARGV("--admin-password", "hunter2-pw"), ENV("CADRE_CURVE_SECRET_KEY=" SK2));
     char *text = NULL;
     size_t size = 0;
     FILE *f = open_memstream(&text, &size);
@@ -996,8 +1012,8 @@ test_config_help_lists_every_option(void **state)
         }
     }
     assert_null(strstr(text, "hunter2-pw"));
-    assert_null(strstr(text, "curve-sk-secret"));
-    assert_null(strstr(text, "keygen"));
+    assert_null(strstr(text, SK2));
+    assert_non_null(strstr(text, "mynode keygen [PATH]"));
     free(text);
     cd_config_destroy(&cfg);
 
@@ -1085,6 +1101,91 @@ test_config_errmsg_optional(void **state)
     assert_null(cfg);
 }
 
+static void
+test_config_curve_keys_with_peers(void **state)
+{
+    //  A peer's key is the 40 characters before '@tcp://', even when the
+    //  key holds an '@' itself.
+    cd_config_t *cfg = s_load_ok(ARGV("--peer", "n2=" PK1 "@tcp://10.0.0.2:7000", "--peer",
+                                      "n3=" PK2 "@tcp://[::1]:7000", "--curve-secret-key", SK1),
+                                 NOENV);
+    assert_int_equal(cfg->n_peers, 2);
+    assert_string_equal(cfg->peers[0].public_key, PK1);
+    assert_string_equal(cfg->peers[0].endpoint, "tcp://10.0.0.2:7000");
+    assert_string_equal(cfg->peers[1].public_key, PK2);
+    assert_string_equal(cfg->peers[1].endpoint, "tcp://[::1]:7000");
+    cd_config_destroy(&cfg);
+    //  The same from the environment and from a file (quoted: Z85 may hold
+    //  '#', which starts a ZPL comment).
+    cfg = s_load_ok(NOARGS, ENV("CADRE_PEERS=n2=" PK1 "@tcp://h:1", "CADRE_CURVE_SECRET_KEY=" SK1,
+                                "CADRE_CURVE_ALLOWED_KEYS= " PK2 " ,"));
+    assert_string_equal(cfg->peers[0].public_key, PK1);
+    cd_config_destroy(&cfg);
+    const char *path = s_write("curve.cfg", "cluster\n"
+                                            "    peers\n"
+                                            "        n2 = \"" PK2 "@tcp://h:7000\"\n"
+                                            "curve\n"
+                                            "    secret_key = \"" SK2 "\"  # a comment\n");
+    cfg = s_load_ok(ARGV("--config", (char *)path), NOENV);
+    assert_string_equal(cfg->peers[0].public_key, PK2);
+    assert_string_equal(cfg->curve_secret_key, SK2);
+    cd_config_destroy(&cfg);
+    //  Without CurveZMQ peers need no key.
+    cfg = s_load_ok(ARGV("--peer", "n2=tcp://h:1"), NOENV);
+    assert_null(cfg->peers[0].public_key);
+    cd_config_destroy(&cfg);
+}
+
+static void
+test_config_curve_keys_are_checked_and_never_echoed(void **state)
+{
+    //  A malformed secret key: named by its source, never quoted.
+    char *err = s_load_err(ARGV("--curve-secret-key", "not-a-key-but-secret"), NOENV);
+    assert_non_null(strstr(err, "--curve-secret-key: not a CurveZMQ key"));
+    assert_null(strstr(err, "not-a-key-but-secret"));
+    free(err);
+    err = s_load_err(NOARGS, ENV("CADRE_CURVE_SECRET_KEY=" SK1 "x"));
+    assert_non_null(strstr(err, "CADRE_CURVE_SECRET_KEY: not a CurveZMQ key"));
+    assert_null(strstr(err, SK1));
+    free(err);
+    //  The second allowed key is wrong.
+    s_expect_err(ARGV("--curve-secret-key", SK1, "--curve-allowed-keys", PK1 ",nope"), NOENV,
+                 "--curve-allowed-keys: key 2 is not a CurveZMQ public key", NULL);
+    //  Public keys without a secret key, and a secret key with an unkeyed peer.
+    s_expect_err(ARGV("--curve-allowed-keys", PK1), NOENV,
+                 "--curve-allowed-keys is set but --curve-secret-key", NULL);
+    s_expect_err(ARGV("--peer", "n2=" PK1 "@tcp://h:1"), NOENV,
+                 "a peer's public key is set but --curve-secret-key", NULL);
+    s_expect_err(ARGV("--curve-secret-key", SK1, "--peer", "n2=tcp://h:1"), NOENV,
+                 "peer 'n2' has no public key", NULL);
+}
+
+static void
+test_config_allow_insecure_tcp_is_a_switch(void **state)
+{
+    //  Alone it means true and does not take the next argument.
+    cd_config_t *cfg = s_load_ok(ARGV("--allow-insecure-tcp", "--queue-hwm", "5"), NOENV);
+    assert_true(cfg->allow_insecure_tcp);
+    assert_int_equal(cfg->queue_hwm, 5);
+    cd_config_destroy(&cfg);
+    cfg = s_load_ok(ARGV("--queue-hwm", "5", "--allow-insecure-tcp"), NOENV);
+    assert_true(cfg->allow_insecure_tcp);
+    cd_config_destroy(&cfg);
+    cfg = s_load_ok(ARGV("--allow-insecure-tcp=false"), ENV("CADRE_ALLOW_INSECURE_TCP=yes"));
+    assert_false(cfg->allow_insecure_tcp);
+    cd_config_destroy(&cfg);
+    cfg = s_load_ok(NOARGS, ENV("CADRE_ALLOW_INSECURE_TCP=1"));
+    assert_true(cfg->allow_insecure_tcp);
+    cd_config_destroy(&cfg);
+    const char *path = s_write("insecure.cfg", "cluster\n    allow_insecure_tcp = TRUE\n");
+    cfg = s_load_ok(ARGV("--config", (char *)path), NOENV);
+    assert_true(cfg->allow_insecure_tcp);
+    cd_config_destroy(&cfg);
+    s_expect_err(ARGV("--allow-insecure-tcp=maybe"), NOENV,
+                 "--allow-insecure-tcp: 'maybe' is not true or false", NULL);
+    s_expect_err(NOARGS, ENV("CADRE_ALLOW_INSECURE_TCP=2"), "CADRE_ALLOW_INSECURE_TCP: '2'", NULL);
+}
+
 int
 main(void)
 {
@@ -1109,6 +1210,9 @@ main(void)
         cmocka_unit_test(test_config_agents_from_file_with_options),
         cmocka_unit_test(test_config_agents_from_flags_replace_file),
         cmocka_unit_test(test_config_peers),
+        cmocka_unit_test(test_config_curve_keys_with_peers),
+        cmocka_unit_test(test_config_curve_keys_are_checked_and_never_echoed),
+        cmocka_unit_test(test_config_allow_insecure_tcp_is_a_switch),
         cmocka_unit_test(test_config_help_lists_every_option),
         cmocka_unit_test(test_config_http_limits),
         cmocka_unit_test(test_config_destroy_twice),
