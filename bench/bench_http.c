@@ -285,8 +285,14 @@ s_setup(const char *base)
                        "{\"title\":\"read me\",\"assignee\":{\"agent\":\"parked\"},"
                        "\"input\":{\"n\":1}}",
                        &body);
-    const char *id = strstr(body, "\"id\":");
-    long long task = status == 201 && id ? atoll(id + 5) : -1;
+    const char *id = strstr(body, "\"id\"");
+    if (id) {
+        id += 4;
+        while (*id == ' ' || *id == ':') {
+            id++;
+        }
+    }
+    long long task = status == 201 && id ? atoll(id) : -1;
     if (task < 0) {
         fprintf(stderr, "bench_http: creating a task: HTTP %ld %.200s\n", status, body);
     }
