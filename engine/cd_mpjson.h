@@ -1,4 +1,5 @@
-/*  cd_mpjson: msgpack values <-> jansson JSON, for agents.
+/*  cd_mpjson: msgpack values <-> jansson JSON, for the agents and the HTTP
+    layer (http/cd_json.h wraps it) alike.
 
     Step payloads are msgpack (cd_agent_proto.h); what agents do with them
     (a prompt template's variables, a child process's stdin, a provider's
@@ -8,12 +9,9 @@
     is limited, and what JSON cannot say (non-string map keys, ext values,
     NaN, invalid UTF-8 text) is an error, never a crash.
 
-    The HTTP layer has the same pair (http/cd_json.h); the layers may not
-    share code sideways, so this is the actors' copy.
-
     Pure functions; any thread. */
-#ifndef CD_ACTORS_MPJSON_H
-#define CD_ACTORS_MPJSON_H
+#ifndef CD_ENGINE_MPJSON_H
+#define CD_ENGINE_MPJSON_H
 
 #include "cd_envelope.h"
 
