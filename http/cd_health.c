@@ -111,10 +111,54 @@ s_get_or_null(json_t *obj, const char *key)
 //  Answers from the checks and (for the detailed page) the figures.
 //  stats is persist's answer as JSON, or NULL; takes ownership of checks
 //  and stats.
+static void s_detailed(cd_http_rctx_t *rctx, json_t *checks, json_t *stats, bool ok, json_t *ping);
+
+//  What /health/detailed has gathered while it asks an api actor for a
+//  database round trip (pool-allocated; released with the request).
+typedef struct {
+    json_t *checks;
+    json_t *stats;
+    bool ok;
+} s_detail_t;
+
+static void
+s_detail_dispose(void *data)
+{
+    s_detail_t *d = (s_detail_t *)data;
+    json_decref(d->checks);
+    json_decref(d->stats);
+}
+
+static void
+s_on_ping(cd_http_rctx_t *rctx, const cd_envelope_t *reply, int rc, void *arg)
+{
+    s_detail_t *d = (s_detail_t *)arg;
+    json_t *body = NULL;
+    int status = 0;
+    if (rc != 0 || cd__http_api_reply_json(reply, &status, &body) != 0 || status != 200) {
+        json_decref(body);
+        body = NULL;
+    }
+    json_t *checks = d->checks, *stats = d->stats;
+    d->checks = d->stats = NULL;
+    s_detailed(rctx, checks, stats, d->ok, body);
+    json_decref(body);
+}
+
 static void
 s_answer(cd_http_rctx_t *rctx, s_mode_t mode, json_t *checks, json_t *stats, bool ok)
 {
-    cd_http_t *http = rctx->http;
+    if (mode == S_DETAILED) {
+        //  The database's latency, measured now by an api actor.
+        s_detail_t *d =
+            (s_detail_t *)h2o_mem_alloc_shared(&rctx->req->pool, sizeof *d, s_detail_dispose);
+        *d = (s_detail_t){checks, stats, ok};
+        if (cd__http_api_call_bare(rctx, "node.ping", s_on_ping, d) != 0) {
+            d->checks = d->stats = NULL;
+            s_detailed(rctx, checks, stats, ok, NULL);
+        }
+        return;
+    }
     if (mode == S_READY) {
         json_decref(stats);
         if (ok) {
@@ -135,6 +179,14 @@ s_answer(cd_http_rctx_t *rctx, s_mode_t mode, json_t *checks, json_t *stats, boo
                             json_pack("{s:o, s:o}", "failing", failing, "checks", checks));
         return;
     }
+}
+
+//  Answers /health/detailed; ping is an api actor's {ok, latency_ms}, or
+//  NULL. Takes ownership of checks and stats.
+static void
+s_detailed(cd_http_rctx_t *rctx, json_t *checks, json_t *stats, bool ok, json_t *ping)
+{
+    cd_http_t *http = rctx->http;
     json_t *actors = json_array();
     //  Re-read the registry: the page shows it as it is when answered.
     json_t *scratch = json_array();
@@ -149,6 +201,10 @@ s_answer(cd_http_rctx_t *rctx, s_mode_t mode, json_t *checks, json_t *stats, boo
                       "last_batch_ms", s_get_or_null(stats, "last_batch_ms"));
         json_object_set_new(db, "ok", s_get_or_null(stats, "db_ok"));
         json_decref(stats);
+    }
+    if (ping) {
+        json_object_set_new(db, "ok", s_get_or_null(ping, "ok"));
+        json_object_set_new(db, "latency_ms", s_get_or_null(ping, "latency_ms"));
     }
     double uptime = (double)(cd__http_now_us() - http->started_us) / 1e6;
     cd__http_send_json(rctx, 200,

@@ -301,6 +301,19 @@ test_metrics_page(void **state)
         }
     }
     tn_resp_free(&r);
+    //  /health/detailed: a measured database round trip, every core actor.
+    assert_int_equal(tn_call(node, &r, "GET", "/health/detailed", NULL), 200);
+    json_t *db = json_object_get(r.json, "db");
+    assert_true(json_is_true(json_object_get(db, "ok")));
+    assert_true(json_is_number(json_object_get(db, "latency_ms")));
+    assert_true(json_number_value(json_object_get(db, "latency_ms")) > 0);
+    char *status = s_actor_status(node, "bus");
+    assert_string_equal(status, "running");
+    free(status);
+    status = s_actor_status(node, "api/0");
+    assert_string_equal(status, "running");
+    free(status);
+    tn_resp_free(&r);
 }
 
 static size_t
