@@ -42,23 +42,24 @@ typedef struct {
 } s_timer_t;
 
 struct cd_actor {
-    cd_instance_t *inst; //  borrowed from the supervisor
-    zsock_t *pipe;       //  to the supervisor; borrowed from zactor
-    cd_mailer_t *mailer; //  outbound
-    s_watch_t *watches;  //  watched sockets
-    size_t n_watches;    //  used entries
-    size_t cap_watches;  //  allocated entries
-    struct pollfd *fds;  //  pipe, inbox, watches: what the loop sleeps on
-    size_t cap_fds;      //  allocated entries
-    bool items_dirty;    //  watches changed during this pass
-    bool pipe_touched;   //  a handler used the pipe: look at it again
-    s_timer_t *timers;   //  timers
-    size_t n_timers;     //  used slots (some may be free)
-    int next_timer_id;   //  last id handed out
-    bool quit;           //  leave the loop after this handler
-    zmq_msg_t frames[2]; //  message being handled: envelope, payload frame
-    cd_envelope_t env;   //  its decoded view
-    short fd_revents;    //  revents of the fd whose callback runs, else 0
+    cd_instance_t *inst;     //  borrowed from the supervisor
+    zsock_t *pipe;           //  to the supervisor; borrowed from zactor
+    cd_mailer_t *mailer;     //  outbound
+    s_watch_t *watches;      //  watched sockets
+    size_t n_watches;        //  used entries
+    size_t cap_watches;      //  allocated entries
+    struct pollfd *fds;      //  pipe, inbox, watches: what the loop sleeps on
+    size_t cap_fds;          //  allocated entries
+    bool items_dirty;        //  watches changed during this pass
+    bool pipe_touched;       //  a handler used the pipe: look at it again
+    s_timer_t *timers;       //  timers
+    size_t n_timers;         //  used slots (some may be free)
+    int next_timer_id;       //  last id handed out
+    bool quit;               //  leave the loop after this handler
+    zmq_msg_t frames[2];     //  message being handled: envelope, payload frame
+    cd_envelope_t env;       //  its decoded view
+    short fd_revents;        //  revents of the fd whose callback runs, else 0
+    cd_queue_meter_t *meter; //  the inbox's meter (a reference), or NULL
 };
 
 int64_t
@@ -576,6 +577,7 @@ s_on_inbox_raw(cd_actor_t *self, void *state, void *inbox, bool *drained)
             *drained = true;
             return 0;
         }
+        cd_queue_meter_out(self->meter);
         int n = 1;
         zmq_msg_t *last = &self->frames[0];
         while (zmq_msg_more(last)) {
@@ -617,6 +619,7 @@ s_on_inbox(cd_actor_t *self, void *state, bool *drained)
             *drained = true;
             return 0;
         }
+        cd_queue_meter_out(self->meter);
         if (rc != 0) {
             cd_log_warn(self->inst->name, "malformed message rejected", "{s:s, s:s}", "error",
                         cd_errname(rc), "why", why ? why : "");
@@ -643,6 +646,7 @@ s_actor_new(cd_instance_t *inst, zsock_t *pipe)
     self->inst = inst;
     self->pipe = pipe;
     self->mailer = cd_mailer_new(inst->rt, inst->name);
+    self->meter = inst->rt->registry ? cd_registry_meter(inst->rt->registry, inst->name) : NULL;
     zmq_msg_init(&self->frames[0]);
     zmq_msg_init(&self->frames[1]);
     self->items_dirty = true;
@@ -654,6 +658,7 @@ s_actor_destroy(cd_actor_t **self_p)
 {
     cd_actor_t *self = *self_p;
     cd_mailer_destroy(&self->mailer);
+    cd_registry_meter_release(&self->meter);
     zmq_msg_close(&self->frames[0]);
     zmq_msg_close(&self->frames[1]);
     free(self->watches);

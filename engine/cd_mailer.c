@@ -10,6 +10,7 @@ typedef struct {
     uint64_t gen;             //  registry generation when status was read
     cd_actor_status_t status; //  destination status at that generation
     uint32_t incarnation;     //  which inbox of the destination push is connected to
+    cd_queue_meter_t *meter;  //  the destination inbox's meter (a reference), or NULL
 } s_route_t;
 
 struct cd_mailer {
@@ -63,6 +64,7 @@ s_route_destroy(void **item)
     s_route_t *route = (s_route_t *)*item;
     if (route) {
         zsock_destroy(&route->push);
+        cd_registry_meter_release(&route->meter);
         free(route);
         *item = NULL;
     }
@@ -110,6 +112,7 @@ s_route(cd_mailer_t *self, const char *target, s_route_t **route_p)
                 return CD_ENOTFOUND;
             }
             route->incarnation = incarnation;
+            route->meter = cd_registry_meter(rt->registry, target);
             zhashx_insert(self->routes, target, route);
         }
         route->gen = gen;
@@ -137,6 +140,7 @@ s_send_frames(s_route_t *route, zmq_msg_t *frames, int n)
             return zmq_errno() == EAGAIN ? CD_EBUSY : CD_ECLOSED;
         }
     }
+    cd_queue_meter_in(route->meter);
     return 0;
 }
 

@@ -35,12 +35,14 @@ typedef struct {
     char **log;              //  ring of CD_REGISTRY_LOG_KEEP lines (owned); NULL until the first
     size_t log_next;         //  slot the next line goes to
     size_t log_count;        //  lines held
+    cd_queue_meter_t *meter; //  its inbox's meter (a reference)
 } s_entry_t;
 
 static void
 s_entry_destroy(void **item_p)
 {
     s_entry_t *entry = (s_entry_t *)*item_p;
+    cd_registry_meter_release(&entry->meter);
     if (entry->log) {
         for (size_t i = 0; i < CD_REGISTRY_LOG_KEEP; i++) {
             free(entry->log[i]);
@@ -143,6 +145,18 @@ cd_registry_endpoint(const cd_registry_t *self, const char *name, char *buf, siz
     return (n < 0 || (size_t)n >= size || strlen(name) >= CD_REGISTRY_MAX_NAME) ? CD_ETOOBIG : 0;
 }
 
+//  Messages waiting in an entry's inbox. Lock held.
+static uint64_t
+s_depth(const s_entry_t *entry)
+{
+    if (!entry->meter || !cd_registry_status_deliverable(entry->pub.status)) {
+        return 0;
+    }
+    uint64_t in = atomic_load_explicit(&entry->meter->in, memory_order_relaxed);
+    uint64_t out = atomic_load_explicit(&entry->meter->out, memory_order_relaxed);
+    return in > out ? in - out : 0;
+}
+
 //  Finds or creates the entry for name. Lock held.
 static cd_registry_entry_t *
 s_entry(cd_registry_t *self, const char *name, bool create)
@@ -151,6 +165,8 @@ s_entry(cd_registry_t *self, const char *name, bool create)
     if (!entry && create) {
         entry = (s_entry_t *)zmalloc(sizeof *entry);
         snprintf(entry->pub.name, sizeof entry->pub.name, "%s", name);
+        entry->meter = (cd_queue_meter_t *)zmalloc(sizeof *entry->meter);
+        atomic_init(&entry->meter->refs, 1);
         zhashx_insert(self->entries, name, entry);
     }
     return entry ? &entry->pub : NULL;
@@ -240,6 +256,7 @@ cd_registry_get(cd_registry_t *self, const char *name, cd_registry_entry_t *entr
     cd_registry_entry_t *found = s_entry(self, name, false);
     if (found) {
         *entry = *found;
+        entry->queue_depth = s_depth((s_entry_t *)found);
     }
     pthread_mutex_unlock(&self->lock);
     return found ? 0 : CD_ENOTFOUND;
@@ -259,7 +276,8 @@ cd_registry_list(cd_registry_t *self, cd_registry_entry_t *entries, size_t max)
     size_t n = 0;
     for (s_entry_t *entry = (s_entry_t *)zhashx_first(self->entries); entry && n < max;
          entry = (s_entry_t *)zhashx_next(self->entries)) {
-        entries[n++] = entry->pub;
+        entries[n] = entry->pub;
+        entries[n++].queue_depth = s_depth(entry);
     }
     pthread_mutex_unlock(&self->lock);
     qsort(entries, n, sizeof *entries, s_compare_entries);
@@ -375,4 +393,30 @@ cd_registry_messages(cd_registry_t *self, uint64_t out[CD_KIND_COUNT_])
         }
     }
     pthread_mutex_unlock(&self->lock);
+}
+
+cd_queue_meter_t *
+cd_registry_meter(cd_registry_t *self, const char *name)
+{
+    pthread_mutex_lock(&self->lock);
+    s_entry_t *entry = (s_entry_t *)zhashx_lookup(self->entries, name);
+    cd_queue_meter_t *meter = entry ? entry->meter : NULL;
+    if (meter) {
+        atomic_fetch_add(&meter->refs, 1);
+    }
+    pthread_mutex_unlock(&self->lock);
+    return meter;
+}
+
+void
+cd_registry_meter_release(cd_queue_meter_t **meter_p)
+{
+    cd_queue_meter_t *meter = meter_p ? *meter_p : NULL;
+    if (!meter) {
+        return;
+    }
+    *meter_p = NULL;
+    if (atomic_fetch_sub(&meter->refs, 1) == 1) {
+        free(meter);
+    }
 }

@@ -43,7 +43,45 @@ typedef struct {
     uint32_t restarts;               //  restarts since the node started
     uint64_t dead_letters;           //  messages to it that could not be delivered
     uint32_t incarnation;            //  bumped each time a new inbox is bound for it
+    uint64_t queue_depth;            //  messages in its inbox (0 unless it can receive)
 } cd_registry_entry_t;
+
+//  A queue meter: messages put into one name's inbox (counted by senders
+//  after each successful push) and taken out (counted by the actor after
+//  each receive); the depth is the difference. Relaxed atomics: a sender
+//  pays one uncontended add per message. Reference counted, so a sender's
+//  cached route may outlive the name's entry.
+typedef struct {
+    atomic_uint_fast64_t in;  //  pushed
+    atomic_uint_fast64_t out; //  received
+    atomic_int refs;          //  holders (the entry, routes, the actor)
+} cd_queue_meter_t;
+
+static inline void
+cd_queue_meter_in(cd_queue_meter_t *meter)
+{
+    if (meter) {
+        atomic_fetch_add_explicit(&meter->in, 1, memory_order_relaxed);
+    }
+}
+
+static inline void
+cd_queue_meter_out(cd_queue_meter_t *meter)
+{
+    if (meter) {
+        atomic_fetch_add_explicit(&meter->out, 1, memory_order_relaxed);
+    }
+}
+
+//  The queue meter of name (created with its entry), with a reference the
+//  caller releases; NULL if name is unknown. Any thread.
+cd_queue_meter_t *
+cd_registry_meter(cd_registry_t *self, const char *name);
+
+//  Drops a reference from cd_registry_meter and nulls *meter_p. Safe on
+//  NULL.
+void
+cd_registry_meter_release(cd_queue_meter_t **meter_p);
 
 //  Messages sent, by envelope kind, counted by each sender (a mailer) in a
 //  block it owns and attaches here: the sender's thread is the only writer

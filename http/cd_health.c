@@ -88,11 +88,10 @@ s_actor_check(cd_http_t *http, json_t *checks, json_t *actors)
                                      cd_actor_status_name(entry->status));
         }
         if (actors) {
-            //  Queue depths are not tracked by the runtime: null, not 0.
-            json_array_append_new(actors,
-                                  json_pack("{s:s, s:s, s:i, s:n}", "name", entry->name, "status",
-                                            cd_actor_status_name(entry->status), "restarts",
-                                            (int)entry->restarts, "queue_depth"));
+            json_array_append_new(actors, json_pack("{s:s, s:s, s:i, s:I}", "name", entry->name,
+                                                    "status", cd_actor_status_name(entry->status),
+                                                    "restarts", (int)entry->restarts, "queue_depth",
+                                                    (json_int_t)entry->queue_depth));
         }
     }
     free(entries);

@@ -328,6 +328,14 @@ s_actors(FILE *out, cd_registry_t *registry)
         s_label(out, entries[i].name);
         fprintf(out, "\"} %u\n", entries[i].restarts);
     }
+    fputs("# HELP cadre_actor_queue_depth Messages waiting in each actor's inbox.\n"
+          "# TYPE cadre_actor_queue_depth gauge\n",
+          out);
+    for (size_t i = 0; i < n; i++) {
+        fputs("cadre_actor_queue_depth{actor=\"", out);
+        s_label(out, entries[i].name);
+        fprintf(out, "\"} %llu\n", (unsigned long long)entries[i].queue_depth);
+    }
     fputs("# HELP cadre_actor_dead_letters_total Messages to each actor that could not be "
           "delivered.\n"
           "# TYPE cadre_actor_dead_letters_total counter\n",

@@ -8,6 +8,8 @@
 
 #include "cd_error.h"
 #include "cd_log.h"
+#include "cd_actor.h"
+#include "cd_mailer.h"
 #include "cd_registry.h"
 
 #include <jansson.h>
@@ -342,6 +344,50 @@ test_registry_log_many_threads(void **state)
     cd_registry_destroy(&registry);
 }
 
+//  Queue depth: what senders pushed into an inbox minus what was taken
+//  out; a route's meter outlives the name's entry.
+static void
+test_registry_queue_depth(void **state)
+{
+    cd_registry_t *registry = cd_registry_new("qd");
+    cd_runtime_t rt = {registry, 100, 100, 1000, 5000, 1000, 5, 10};
+    zsock_t *inbox = cd_actor_inbox_new(&rt, "box");
+    assert_non_null(inbox);
+    cd_registry_set_status(registry, "box", CD_ACTOR_RUNNING);
+    cd_mailer_t *mailer = cd_mailer_new(&rt, "sender");
+    for (int i = 0; i < 5; i++) {
+        cd_envelope_t env;
+        cd_mailer_envelope_init(mailer, &env, CD_KIND_TASK, "box");
+        assert_int_equal(cd_mailer_send(mailer, &env), 0);
+    }
+    cd_registry_entry_t entry;
+    assert_int_equal(cd_registry_get(registry, "box", &entry), 0);
+    assert_int_equal(entry.queue_depth, 5);
+    //  Taking two out, as an actor does after each receive.
+    cd_queue_meter_t *meter = cd_registry_meter(registry, "box");
+    assert_non_null(meter);
+    for (int i = 0; i < 2; i++) {
+        zmsg_t *msg = zmsg_recv(inbox);
+        zmsg_destroy(&msg);
+        cd_queue_meter_out(meter);
+    }
+    assert_int_equal(cd_registry_get(registry, "box", &entry), 0);
+    assert_int_equal(entry.queue_depth, 3);
+    //  A stopped actor's queue is not a queue anyone serves: 0.
+    cd_registry_set_status(registry, "box", CD_ACTOR_STOPPED);
+    assert_int_equal(cd_registry_get(registry, "box", &entry), 0);
+    assert_int_equal(entry.queue_depth, 0);
+    //  The entry goes; the references held keep the meter alive.
+    cd_registry_remove(registry, "box");
+    cd_queue_meter_out(meter);
+    cd_registry_meter_release(&meter);
+    assert_null(meter);
+    assert_null(cd_registry_meter(registry, "box"));
+    cd_mailer_destroy(&mailer);
+    zsock_destroy(&inbox);
+    cd_registry_destroy(&registry);
+}
+
 int
 main(void)
 {
@@ -355,6 +401,7 @@ main(void)
         cmocka_unit_test(test_registry_log_survives_restarts_and_is_dropped_on_remove),
         cmocka_unit_test(test_registry_log_with_two_registries),
         cmocka_unit_test(test_registry_log_many_threads),
+        cmocka_unit_test(test_registry_queue_depth),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
