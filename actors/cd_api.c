@@ -845,9 +845,7 @@ static void
 s_write_reply(cd_api_req_t *req, const cd_envelope_t *reply, void *arg)
 {
     cd_api_result_t res = {.rc = CD_ETIMEDOUT, .sqlstate = ""};
-    char value_buf[1];
     char *value = NULL, *sqlstate = NULL, *message = NULL;
-    (void)value_buf;
     if (reply) {
         cd_bin_t field;
         cd_str_t str;
