@@ -119,6 +119,11 @@ void cd_api_reply_bytes(cd_api_req_t *req, int status, const char *content_type,
 void cd_api_error(cd_api_req_t *req, int status, const char *code, const char *message,
                   json_t *details);
 
+//  As cd_api_error, with a Retry-After header of retry_after_s seconds (429
+//  rate_limited, 503 not_ready).
+void cd_api_error_retry(cd_api_req_t *req, int status, const char *code, const char *message,
+                        json_t *details, int64_t retry_after_s);
+
 //  400 validation_failed with details {field, reason}.
 void cd_api_invalid(cd_api_req_t *req, const char *field, const char *reason);
 
@@ -194,5 +199,6 @@ extern const cd_api_module_t cd__api_node_module;
 extern const cd_api_module_t cd__api_projects_module;
 extern const cd_api_module_t cd__api_hitl_module, cd__api_schedules_module, cd__api_system_module;
 extern const cd_api_module_t cd__api_tasks_module;
+extern const cd_api_module_t cd__api_vault_module;
 
 #endif

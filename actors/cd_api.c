@@ -35,7 +35,7 @@
 static const cd_api_module_t *const s_modules[] = {
     &cd__api_catalog_module,  &cd__api_agents_module, &cd__api_node_module,
     &cd__api_projects_module, &cd__api_hitl_module,   &cd__api_schedules_module,
-    &cd__api_system_module,   &cd__api_tasks_module,
+    &cd__api_system_module,   &cd__api_tasks_module,  &cd__api_vault_module,
 };
 #define S_N_MODULES (sizeof s_modules / sizeof s_modules[0])
 
@@ -667,6 +667,15 @@ cd_api_error(cd_api_req_t *req, int status, const char *code, const char *messag
 }
 
 void
+cd_api_error_retry(cd_api_req_t *req, int status, const char *code, const char *message,
+                   json_t *details, int64_t retry_after_s)
+{
+    char retry[24];
+    snprintf(retry, sizeof retry, "%lld", (long long)(retry_after_s > 0 ? retry_after_s : 1));
+    s_error(req, status, code, message, details, retry);
+}
+
+void
 cd_api_invalid(cd_api_req_t *req, const char *field, const char *reason)
 {
     char message[160];
@@ -1074,7 +1083,10 @@ s_handle(cd_actor_t *self, void *state, const cd_envelope_t *env)
         cd_api_error(req, 404, "not_found", "no such operation", json_pack("{s:s}", "op", req->op));
         return 0;
     }
-    if (req->idem_key && streq(req->method, "POST") && !s_idem_claim(req)) {
+    //  Not for the vault's operations: the stored request hash is a fast
+    //  hash of the body, i.e. of the master password.
+    if (req->idem_key && streq(req->method, "POST") && strncmp(req->op, "vault.", 6) != 0 &&
+        !s_idem_claim(req)) {
         return 0;
     }
     int rc = fn(req);

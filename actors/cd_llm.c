@@ -1,12 +1,13 @@
 /*  cd_llm: the llm agent (see cd_llm.h).
 
-    One s_call_t per step, in one of four phases: queued (waiting for a
+    One s_call_t per step, in one of five phases: queued (waiting for a
     slot), rate_wait (a timer until its rate-limit reservation comes),
-    transfer (a curl easy handle in the agent's multi handle) and ledger
-    (waiting for persist to acknowledge the usage row). Queued calls live
-    in llm->queue, the others in llm->active; deleting a call from its list
-    frees it, with whatever it holds (handle, timer), so every way out
-    (answer, cancel, stop) releases the same way.
+    key_wait (the vault opening the API key), transfer (a curl easy handle
+    in the agent's multi handle) and ledger (waiting for persist to
+    acknowledge the usage row). Queued calls live in llm->queue, the
+    others in llm->active; deleting a call from its list frees it, with
+    whatever it holds (handle, timer, the clear key, wiped), so every way
+    out (answer, cancel, stop) releases the same way.
 
     libcurl is driven by the actor's loop: curl says which sockets to watch
     for what (s_curl_socket -> cd_actor_watch_fd_events) and when to call
@@ -31,10 +32,12 @@
 #include "cd_q_usage.h"
 #include "cd_step.h"
 #include "cd_template.h"
+#include "cd_vault_actor.h"
 
 #include <curl/curl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -142,6 +145,7 @@ cd_llm_args_new(const char *agent, const json_t *config, int concurrency, cd_llm
                                                                : concurrency;
     self->persist = "persist";
     self->bus = "bus";
+    self->vault = CD_VAULT_ACTOR_NAME;
     const char *key;
     json_t *value;
     json_object_foreach((json_t *)config, key, value)
@@ -238,7 +242,7 @@ typedef struct {
     size_t cap; //  allocated
 } s_buf_t;
 
-typedef enum { S_QUEUED, S_RATE_WAIT, S_TRANSFER, S_LEDGER } s_phase_t;
+typedef enum { S_QUEUED, S_RATE_WAIT, S_KEY_WAIT, S_TRANSFER, S_LEDGER } s_phase_t;
 
 typedef struct s_llm s_llm_t;
 
@@ -254,7 +258,9 @@ typedef struct {
     cd_step_budget_t budget;             //  the task's budget and use
     int64_t connection_id;               //  from the context
     char *url;                           //  {base_url}/chat/completions
-    char *api_key;                       //  or NULL
+    char *sealed_key;                    //  the connection's api_key, sealed (hex), or NULL
+    char *api_key;                       //  opened, in sodium_malloc'd memory, or NULL
+    uint8_t key_id[CD_ENV_UUID_SIZE];    //  the vault request's id, in key_wait
     double rate;                         //  llm_rate_per_s, 0: none
     bool priced;                         //  the model is in llm_prices
     double price_prompt;                 //  USD per 1000 prompt tokens
@@ -283,7 +289,7 @@ typedef struct {
     char *stream_error;                  //  an error event's message, or NULL
     bool tokens_live;                    //  token events go to the bus
     int64_t started_us;                  //  when the request went out
-    int timer;                           //  rate wait or ledger wait timer, 0 if none
+    int timer;                           //  rate, key or ledger wait timer, 0 if none
     uint8_t ledger_id[CD_ENV_UUID_SIZE]; //  the usage write's request id
 } s_call_t;
 
@@ -339,6 +345,23 @@ s_buf_free(s_buf_t *buf)
     *buf = (s_buf_t){0};
 }
 
+//  Wipes and frees the clear API key and the request headers that carry
+//  it. Only once curl is done with the headers (no transfer, or its
+//  handle cleaned up).
+static void
+s_forget_key(s_call_t *call)
+{
+    for (struct curl_slist *h = call->headers; h; h = h->next) {
+        sodium_memzero(h->data, strlen(h->data));
+    }
+    curl_slist_free_all(call->headers);
+    call->headers = NULL;
+    if (call->api_key) {
+        sodium_free(call->api_key);
+        call->api_key = NULL;
+    }
+}
+
 static void
 s_call_destroy(void **item)
 {
@@ -351,14 +374,14 @@ s_call_destroy(void **item)
         curl_multi_remove_handle(llm->multi, call->easy);
         curl_easy_cleanup(call->easy);
     }
-    curl_slist_free_all(call->headers);
+    s_forget_key(call);
     if (call->timer) {
         cd_actor_cancel(llm->self, call->timer);
     }
     json_decref(call->input);
     json_decref(call->original);
     free(call->url);
-    free(call->api_key);
+    free(call->sealed_key);
     free(call->prompt);
     free(call->stream_error);
     s_buf_free(&call->raw);
@@ -873,10 +896,12 @@ s_transfer_done(s_call_t *call, CURLcode code)
         s_fail(call, "malformed_response", "the answer is not a chat completion", true, -1);
         return;
     }
-    //  The transfer is over: free the handle now, not after the ledger.
+    //  The transfer is over: free the handle now, not after the ledger,
+    //  and with it the key.
     curl_multi_remove_handle(call->llm->multi, call->easy);
     curl_easy_cleanup(call->easy);
     call->easy = NULL;
+    s_forget_key(call);
     s_ledger(call);
 }
 
@@ -962,11 +987,13 @@ s_send(s_call_t *call)
                                                                   : "Accept: application/json");
     call->headers = curl_slist_append(call->headers, "Expect:");
     if (call->api_key && *call->api_key) {
-        char *auth = NULL;
-        if (asprintf(&auth, "Authorization: Bearer %s", call->api_key) > 0) {
-            call->headers = curl_slist_append(call->headers, auth);
-            free(auth);
-        }
+        //  Built in locked memory; the list's copy is wiped by s_forget_key.
+        size_t size = strlen(call->api_key) + 32;
+        char *auth = (char *)sodium_malloc(size);
+        assert(auth);
+        snprintf(auth, size, "Authorization: Bearer %s", call->api_key);
+        call->headers = curl_slist_append(call->headers, auth);
+        sodium_free(auth);
     }
     CURL *easy = curl_easy_init();
     assert(easy);
@@ -1001,11 +1028,100 @@ s_send(s_call_t *call)
 }
 
 static int
+s_on_key_timeout(cd_actor_t *self, void *arg)
+{
+    s_call_t *call = (s_call_t *)arg;
+    call->timer = 0;
+    s_fail(call, "vault_unavailable", "the vault did not answer in time", true, -1);
+    return 0;
+}
+
+//  Asks the vault to open the connection's API key, right before the
+//  call; the answer (s_on_key) sends the request. Without a key, sends it
+//  now.
+static void
+s_unseal(s_call_t *call)
+{
+    s_llm_t *llm = call->llm;
+    if (!call->sealed_key) {
+        s_send(call);
+        return;
+    }
+    cd_pack_t *pack = llm->aux;
+    cd_pack_reset(pack);
+    cd_pack_map(pack, 1);
+    cd_pack_cstr(pack, "sealed");
+    cd_pack_cstr(pack, call->sealed_key);
+    cd_envelope_t env;
+    cd_actor_envelope_init(llm->self, &env, CD_KIND_TASK, llm->args->vault);
+    env.task_id = call->addr.task_id;
+    memcpy(env.trace_id, call->addr.trace_id, CD_ENV_UUID_SIZE);
+    env.headers[0] = (cd_env_header_t){cd_str("op"), cd_str("open")};
+    env.n_headers = 1;
+    env.payload_type = CD_PAYLOAD_MAP;
+    env.payload = cd_pack_bytes(pack);
+    memcpy(call->key_id, env.id, CD_ENV_UUID_SIZE);
+    int rc = cd_actor_send(llm->self, &env);
+    if (rc == CD_EBUSY) {
+        s_fail(call, "vault_unavailable", "the vault's queue is full", true, -1);
+        return;
+    }
+    if (rc != 0) {
+        s_fail(call, "vault_locked", "there is no vault on this node to open the API key", false,
+               -1);
+        return;
+    }
+    call->phase = S_KEY_WAIT;
+    call->timer = cd_actor_after(llm->self, CD_LLM_VAULT_WAIT_MS, s_on_key_timeout, call);
+}
+
+//  The vault's answer: the key in clear (kept in locked memory until the
+//  transfer ends), or why not.
+static void
+s_on_key(s_call_t *call, const cd_envelope_t *env)
+{
+    s_llm_t *llm = call->llm;
+    if (call->timer) {
+        cd_actor_cancel(llm->self, call->timer);
+        call->timer = 0;
+    }
+    cd_bin_t field;
+    cd_str_t value = {NULL, 0};
+    if (env->kind == CD_KIND_ERROR) {
+        cd_str_t code = {NULL, 0};
+        if (cd_msgpack_map_find(env->payload, "code", &field) == 0) {
+            cd_msgpack_read_str(field, &code);
+        }
+        if (cd_str_eq(code, "vault_locked")) {
+            s_fail(call, "vault_locked",
+                   "the vault is locked: unlock it (POST /api/v1/system/unlock), then retry", false,
+                   -1);
+        } else if (cd_str_eq(code, "busy")) {
+            s_fail(call, "vault_unavailable", "the vault is busy", true, -1);
+        } else {
+            s_fail(call, "connection_invalid",
+                   "the connection's api_key does not open with this vault", false, -1);
+        }
+        return;
+    }
+    if (cd_msgpack_map_find(env->payload, "value", &field) != 0 ||
+        cd_msgpack_read_str(field, &value) != 0) {
+        s_fail(call, "connection_invalid", "the vault's answer holds no key", false, -1);
+        return;
+    }
+    call->api_key = (char *)sodium_malloc((size_t)value.len + 1);
+    assert(call->api_key);
+    memcpy(call->api_key, value.ptr ? value.ptr : "", value.len);
+    call->api_key[value.len] = '\0';
+    s_send(call);
+}
+
+static int
 s_on_rate_wait(cd_actor_t *self, void *arg)
 {
     s_call_t *call = (s_call_t *)arg;
     call->timer = 0;
-    s_send(call);
+    s_unseal(call);
     return 0;
 }
 
@@ -1041,6 +1157,15 @@ s_number(const json_t *obj, const char *key)
 {
     const json_t *v = json_object_get(obj, key);
     return json_is_number(v) ? json_number_value(v) : 0;
+}
+
+//  True if config holds an api_key that is not the mask of a sealed one.
+static bool
+s_clear_key(const json_t *config)
+{
+    const json_t *key = json_object_get(config, "api_key");
+    return key && !json_is_null(key) &&
+           !(json_is_string(key) && streq(json_string_value(key), CD_VAULT_MASK));
 }
 
 //  Reads the context (connection, template, prices) into call. Returns
@@ -1082,6 +1207,13 @@ s_context(s_call_t *call, char **template_body)
                  "connection '%.100s' has no base_url (http:// or https://) in its config",
                  args->connection);
         s_fail(call, "connection_invalid", message, false, -1);
+    } else if (s_clear_key(config)) {
+        //  Written to the table by hand: the API seals every api_key.
+        snprintf(message, sizeof message,
+                 "connection '%.100s' has its api_key in clear in its config; set it through "
+                 "the API, which seals it",
+                 args->connection);
+        s_fail(call, "connection_invalid", message, false, -1);
     } else if (!json_is_null(json_object_get(ctx, "template_id")) &&
                !json_is_string(json_object_get(ctx, "template"))) {
         snprintf(message, sizeof message, "template %lld does not exist",
@@ -1095,8 +1227,8 @@ s_context(s_call_t *call, char **template_body)
         if (asprintf(&call->url, "%.*s/chat/completions", (int)len, base_url) < 0) {
             call->url = NULL;
         }
-        const char *key = json_string_value(json_object_get(config, "api_key"));
-        call->api_key = key ? strdup(key) : NULL;
+        const char *sealed = json_string_value(json_object_get(conn, "sealed_api_key"));
+        call->sealed_key = sealed ? strdup(sealed) : NULL;
         call->connection_id = json_integer_value(json_object_get(conn, "id"));
         call->rate = s_number(config, "llm_rate_per_s");
         json_t *price = json_object_get(json_object_get(ctx, "prices"), args->model);
@@ -1200,7 +1332,7 @@ s_begin(s_call_t *call)
                                        zclock_usecs());
     }
     if (wait_ms <= 0) {
-        s_send(call);
+        s_unseal(call);
         return;
     }
     if (call->addr.deadline > 0 && cd_now_us() + wait_ms * 1000 >= call->addr.deadline) {
@@ -1291,12 +1423,17 @@ s_on_cancel(s_llm_t *llm, const cd_envelope_t *env)
     s_admit_queued(llm);
 }
 
-//  persist's answer to a usage write.
+//  An answer: the vault's to a key request, or persist's to a usage write.
 static void
-s_on_ledger_answer(s_llm_t *llm, const cd_envelope_t *env)
+s_on_answer(s_llm_t *llm, const cd_envelope_t *env)
 {
     for (s_call_t *call = (s_call_t *)zlistx_first(llm->active); call;
          call = (s_call_t *)zlistx_next(llm->active)) {
+        if (call->phase == S_KEY_WAIT &&
+            memcmp(call->key_id, env->parent_id, CD_ENV_UUID_SIZE) == 0) {
+            s_on_key(call, env);
+            return;
+        }
         if (call->phase == S_LEDGER &&
             memcmp(call->ledger_id, env->parent_id, CD_ENV_UUID_SIZE) == 0) {
             if (env->kind == CD_KIND_ERROR) {
@@ -1324,7 +1461,7 @@ s_handle(cd_actor_t *self, void *state, const cd_envelope_t *env)
     } else if (cd_step_is_step(env)) {
         s_on_step(llm, env);
     } else if (env->kind == CD_KIND_RESULT || env->kind == CD_KIND_ERROR) {
-        s_on_ledger_answer(llm, env);
+        s_on_answer(llm, env);
     }
     return 0;
 }

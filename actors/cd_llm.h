@@ -15,8 +15,9 @@
     handled the same way, its payload being the input):
     1. Context: one read on the agent's own database connection
        (cd_q_usage_llm_context): the connection row by name (its config
-       gives base_url, api_key and optionally llm_rate_per_s; until the
-       vault lands the key is in the plain config), the template's body,
+       gives base_url and optionally llm_rate_per_s; its api_key is
+       stored sealed by the vault, the config holding "********" in its
+       place: a clear api_key in the config is refused), the template's body,
        and the price table (config key llm_prices = {"<model>":
        {"prompt_per_1k": x, "completion_per_1k": y}}). The read runs at the
        step's start on the actor's thread: it is one indexed query over a
@@ -39,7 +40,14 @@
        shared by the node's llm agents (cd_llm_rates_t). A step that finds
        it empty takes a reservation and waits on a timer (not an attempt;
        no answer meanwhile), bounded by its deadline.
-    5. Call: POST {base_url}/chat/completions with {"model", "messages":
+    5. Key: right before the call (after the rate limit's wait) the
+       sealed api_key goes to the vault actor (op open, cd_vault_actor.h)
+       and the step waits for its answer (at most CD_LLM_VAULT_WAIT_MS),
+       without holding the agent up. The clear key is kept in locked
+       memory (sodium_malloc) and wiped, with the request headers that
+       carry it, as soon as the transfer ends (or the step does). With
+       the vault locked the step fails with vault_locked.
+    6. Call: POST {base_url}/chat/completions with {"model", "messages":
        [{"role": "user", "content": prompt}], "max_tokens",
        "temperature"?, "stream", "stream_options": {"include_usage":
        true}} and "Authorization: Bearer <api_key>" (when one is set),
@@ -48,13 +56,13 @@
        cd_actor_after timer; never curl_easy_perform), HTTP/2 when a TLS
        server offers it (ALPN), HTTP/1.1 otherwise. Timeout: timeout_ms or
        the step's deadline, whichever is first.
-    6. Streaming (a text/event-stream answer): `data:` lines are events,
+    7. Streaming (a text/event-stream answer): `data:` lines are events,
        `[DONE]` ends them; each choices[0].delta.content is a token sent
        to the bus at once (below) and appended to the message; the chunk
        with `usage` gives the token counts. A JSON answer (stream false, or
        a provider that does not stream) gives choices[0].message.content
        and usage.
-    7. Ledger: the call is recorded through persist (statement
+    8. Ledger: the call is recorded through persist (statement
        usage.record, cd_q_usage_writes: task_id, project_id, agent,
        connection_id, model, prompt/completion tokens from the provider's
        usage, else estimates, cost from the price table, latency_ms), and
@@ -75,12 +83,17 @@
         malformed_response   not JSON, bad SSE, a stream without [DONE],
                              an answer over CD_LLM_MAX_BODY: retryable
         budget_exceeded      not retryable, no call made
+        vault_locked         not retryable: the vault holds no key (locked
+                             since the node started, or locked by an admin),
+                             or this node runs none; no call made
+        vault_unavailable    retryable: the vault did not answer in time
         missing_variable, template_not_found, connection_not_found,
         connection_invalid, not_configured, bad_request: not retryable
         db_unavailable       retryable (the context read failed)
     A `control` op=cancel (parent_id = the step's id, or its task_id)
-    drops the step wherever it is: queued, waiting for the rate limit, or
-    in transfer (curl_multi_remove_handle closes it); nothing is answered.
+    drops the step wherever it is: queued, waiting for the rate limit or
+    for the vault, or in transfer (curl_multi_remove_handle closes it);
+    nothing is answered.
     A call already made is still recorded.
 
     Token events, to `bus` (cd_bus.h's emit): kind `control`, headers
@@ -120,6 +133,7 @@
 #define CD_LLM_PERSIST_WAIT_MS 15000     //  longest wait for the ledger's ack
 #define CD_LLM_STATEMENT_TIMEOUT_MS 2000 //  bound on the context read
 #define CD_LLM_RETRY_AFTER_MS 1000       //  a 429 without Retry-After
+#define CD_LLM_VAULT_WAIT_MS 10000       //  longest wait for the vault to open the key
 
 //  The node's per-connection token buckets, shared by its llm agents.
 typedef struct cd_llm_rates cd_llm_rates_t;
@@ -151,6 +165,7 @@ typedef struct {
     const char *conninfo;  //  borrowed: the node's database, NULL: not configured
     const char *persist;   //  borrowed: persist's name
     const char *bus;       //  borrowed: the bus's name
+    const char *vault;     //  borrowed: the vault actor's name
     cd_llm_rates_t *rates; //  borrowed: shared buckets, NULL: no rate limits
 } cd_llm_args_t;
 
@@ -158,7 +173,7 @@ extern const cd_actor_ops_t cd_llm_ops;
 
 //  Builds args from an agent's name and JSON config (NULL: none, which
 //  lacks connection and model) and its concurrency (<= 0: 1). Of the
-//  borrowed fields, persist and bus default to "persist" and "bus",
+//  borrowed fields, persist, bus and vault default to "persist", "bus" and "vault",
 //  conninfo and rates to NULL: the caller fills them. Returns 0 and *out (caller owns:
 //  cd_llm_args_destroy), or CD_EINVAL with why naming the key ("config.model: ...").
 int cd_llm_args_new(const char *agent, const json_t *config, int concurrency, cd_llm_args_t **out,

@@ -12,7 +12,8 @@
     cd_q_stats_{insert,snapshot,current,list,purge}, cd_q_audit_{insert,list},
     cd_q_nodes_{register,heartbeat,list,expired,delete},
     cd_q_idem_{begin,finish,abandon,purge},
-    cd_q_connections_{insert,get,sealed,list,patch,delete}. */
+    cd_q_connections_writes, cd_q_connections_{insert,get,sealed,list,patch,delete},
+    cd_q_vault_{get,init}. */
 #include "cd_q_system.h"
 #include "cd_error.h"
 
@@ -299,23 +300,68 @@ cd_q_idem_purge(cd_db_t *db, int64_t *count)
                              count);
 }
 
-//  --- connections ------------------------------------------------------
+//  --- connections and the vault -----------------------------------------
+
+//  secrets holds the UTF-8 text of the JSON object of sealed values
+//  ({"api_key": "<hex>", ...}, each a cd_vault_seal output): bytea
+//  because only the vault can read what it means.
+static const char s_connections_insert[] =
+    "INSERT INTO connections AS c (name, connector_type, config, secret_fields, secrets,"
+    " created_by)"
+    " SELECT b.e ->> 'name', b.e ->> 'connector_type',"
+    " coalesce(nullif(b.e -> 'config', 'null'), '{}'),"
+    " coalesce(nullif(b.e -> 'secret_fields', 'null'), '[]'),"
+    " CASE WHEN $2::text IS NULL OR $2::jsonb = '{}' THEN NULL"
+    " ELSE convert_to(($2::jsonb)::text, 'UTF8') END, $3::bigint"
+    " FROM (SELECT $1::jsonb AS e) b RETURNING " CONN_JSON;
+
+//  The precondition $4 (updated_at as read, or NULL) makes a PATCH built
+//  on a stale read a conflict rather than a lost update of the secrets.
+static const char s_connections_patch[] =
+    "WITH cur AS (SELECT c.* FROM connections c WHERE c.id = $1),"
+    " u AS (UPDATE connections c SET"
+    "  name = CASE WHEN $2::jsonb ? 'name' THEN $2::jsonb ->> 'name' ELSE c.name END,"
+    "  connector_type = CASE WHEN $2::jsonb ? 'connector_type'"
+    "  THEN $2::jsonb ->> 'connector_type' ELSE c.connector_type END,"
+    "  config = CASE WHEN $2::jsonb ? 'config'"
+    "  THEN coalesce(nullif($2::jsonb -> 'config', 'null'), '{}') ELSE c.config END,"
+    "  secret_fields = CASE WHEN $2::jsonb ? 'secret_fields'"
+    "  THEN coalesce(nullif($2::jsonb -> 'secret_fields', 'null'), '[]')"
+    "  ELSE c.secret_fields END,"
+    "  secrets = CASE WHEN $3::text IS NULL THEN c.secrets"
+    "  WHEN $3::jsonb = '{}' THEN NULL ELSE convert_to(($3::jsonb)::text, 'UTF8') END"
+    "  WHERE c.id = $1 AND ($4::timestamptz IS NULL OR c.updated_at = $4::timestamptz)"
+    "  RETURNING " CONN_JSON " AS j)"
+    " SELECT j, true FROM u"
+    " UNION ALL SELECT (" CONN_JSON "::jsonb || '{\"conflict\": true}')::json, false"
+    " FROM cur c WHERE NOT EXISTS (SELECT FROM u)";
+
+static const char s_connections_delete[] =
+    "DELETE FROM connections c WHERE c.id = $1 RETURNING json_build_object('id', c.id)";
+
+static const char s_vault_init[] =
+    "INSERT INTO vault (kdf, opslimit, memlimit, salt, wrapped_dek)"
+    " SELECT r ->> 'kdf', (r ->> 'opslimit')::bigint, (r ->> 'memlimit')::bigint,"
+    " decode(r ->> 'salt', 'hex'), decode(r ->> 'wrapped_dek', 'hex')"
+    " FROM (SELECT $1::jsonb AS r) b ON CONFLICT (id) DO NOTHING"
+    " RETURNING json_build_object('initialized', true, 'created_at', cd_ts(created_at))";
+
+const cd_q_write_t cd_q_connections_writes[] = {
+    {"connections.insert", s_connections_insert, 3},
+    {"connections.patch", s_connections_patch, 4},
+    {"connections.delete", s_connections_delete, 1},
+    {"vault.init", s_vault_init, 1},
+};
+const size_t cd_q_connections_n_writes =
+    sizeof cd_q_connections_writes / sizeof cd_q_connections_writes[0];
 
 int
-cd_q_connections_insert(cd_db_t *db, const char *json, const char *secrets_hex, int64_t created_by,
+cd_q_connections_insert(cd_db_t *db, const char *json, const char *secrets, int64_t created_by,
                         char **out)
 {
     char b1[24];
-    const char *params[] = {json, secrets_hex, cd__q_i64(b1, created_by)};
-    return cd__q_one(db,
-                     "INSERT INTO connections AS c (name, connector_type, config, secret_fields,"
-                     " secrets, created_by)"
-                     " SELECT b.e ->> 'name', b.e ->> 'connector_type',"
-                     " coalesce(nullif(b.e -> 'config', 'null'), '{}'),"
-                     " coalesce(nullif(b.e -> 'secret_fields', 'null'), '[]'),"
-                     " decode($2, 'hex'), $3::bigint"
-                     " FROM (SELECT $1::jsonb AS e) b RETURNING " CONN_JSON,
-                     3, params, out);
+    const char *params[] = {json, secrets, cd__q_i64(b1, created_by)};
+    return cd__q_one(db, s_connections_insert, 3, params, out);
 }
 
 int
@@ -333,7 +379,7 @@ cd_q_connections_sealed(cd_db_t *db, int64_t id, const char *name, char **out)
     const char *params[] = {cd__q_i64(b1, id), name};
     return cd__q_one(db,
                      "SELECT (" CONN_JSON "::jsonb || jsonb_build_object('secrets',"
-                     " encode(c.secrets, 'hex'))) FROM connections c"
+                     " coalesce(convert_from(c.secrets, 'UTF8')::jsonb, '{}'))) FROM connections c"
                      " WHERE CASE WHEN $1::bigint IS NULL THEN c.name = $2 ELSE c.id = $1 END",
                      2, params, out);
 }
@@ -349,31 +395,37 @@ cd_q_connections_list(cd_db_t *db, const char *cursor, int limit, cd_q_page_t *o
 }
 
 int
-cd_q_connections_patch(cd_db_t *db, int64_t id, const char *json, const char *secrets_hex,
-                       char **out)
+cd_q_connections_patch(cd_db_t *db, int64_t id, const char *json, const char *secrets,
+                       const char *expected, char **out)
 {
     char b1[24];
-    const char *params[] = {cd__q_i64(b1, id), json, secrets_hex};
-    return cd__q_one(
-        db,
-        "UPDATE connections c SET"
-        " name = CASE WHEN $2::jsonb ? 'name' THEN $2::jsonb ->> 'name' ELSE c.name END,"
-        " connector_type = CASE WHEN $2::jsonb ? 'connector_type'"
-        " THEN $2::jsonb ->> 'connector_type' ELSE c.connector_type END,"
-        " config = CASE WHEN $2::jsonb ? 'config'"
-        " THEN coalesce(nullif($2::jsonb -> 'config', 'null'), '{}') ELSE c.config END,"
-        " secret_fields = CASE WHEN $2::jsonb ? 'secret_fields'"
-        " THEN coalesce(nullif($2::jsonb -> 'secret_fields', 'null'), '[]')"
-        " ELSE c.secret_fields END,"
-        " secrets = CASE WHEN $3::text IS NULL THEN c.secrets ELSE decode($3, 'hex') END"
-        " WHERE c.id = $1 RETURNING " CONN_JSON,
-        3, params, out);
+    const char *params[] = {cd__q_i64(b1, id), json, secrets, expected};
+    return cd__q_cas_json(db, s_connections_patch, 4, params, out);
 }
 
 int
 cd_q_connections_delete(cd_db_t *db, int64_t id)
 {
-    char b1[24];
+    char b1[24], *row = NULL;
     const char *params[] = {cd__q_i64(b1, id)};
-    return cd__q_write(db, "DELETE FROM connections WHERE id = $1", 1, params, NULL);
+    int rc = cd__q_one(db, s_connections_delete, 1, params, &row);
+    free(row);
+    return rc;
+}
+
+int
+cd_q_vault_get(cd_db_t *db, char **out)
+{
+    return cd__q_one(db,
+                     "SELECT json_build_object('kdf', kdf, 'opslimit', opslimit, 'memlimit',"
+                     " memlimit, 'salt', encode(salt, 'hex'), 'wrapped_dek',"
+                     " encode(wrapped_dek, 'hex')) FROM vault WHERE id = 1",
+                     0, NULL, out);
+}
+
+int
+cd_q_vault_init(cd_db_t *db, const char *record, char **out)
+{
+    const char *params[] = {record};
+    return cd__q_one(db, s_vault_init, 1, params, out);
 }

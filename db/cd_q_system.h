@@ -11,8 +11,14 @@
                        created_at, expires_at} (request_hash as hex)
       connection      {id, name, connector_type, config, secret_fields, has_secrets,
                        created_by, created_at, updated_at}; cd_q_connections_sealed adds
-                      secrets (hex of the sealed box). Only sealed secrets are ever
-                      stored; masking them as "********" is the caller's job. */
+                      secrets, the object of sealed values {"<key>": "<hex>", ...}
+                      ({} when none). Only sealed secrets are ever stored: the
+                      callers (actors/cd_api_vault.c) put "********" in config in
+                      place of each secret value and its sealed form (cd_vault_seal)
+                      in secrets, so config is stored, and read, masked. The column
+                      `secrets` (bytea) holds the UTF-8 text of that object.
+      vault record    {kdf, opslimit, memlimit, salt, wrapped_dek} (hex), as
+                      cd_vault_record_to_json writes it. */
 #ifndef CD_DB_Q_SYSTEM_H
 #define CD_DB_Q_SYSTEM_H
 
@@ -131,31 +137,57 @@ int cd_q_idem_abandon(cd_db_t *db, const char *key, int64_t user_id);
 //  Deletes expired records; *count gets how many.
 int cd_q_idem_purge(cd_db_t *db, int64_t *count);
 
-//  --- connections ------------------------------------------------------
+//  --- connections and the vault record -----------------------------------
+
+//  The writes persist runs for connections and the vault (cd_q.h):
+//    "connections.insert" ($1 {name, connector_type, config?, secret_fields?},
+//                         $2 sealed values object or NULL, $3 created_by or NULL)
+//                         -> the row (as cd_q_connections_insert)
+//    "connections.patch"  ($1 id, $2 PATCH body, $3 sealed values object or
+//                         NULL to keep them, $4 updated_at as read or NULL)
+//                         -> the row; {..., "conflict": true} if it changed
+//                         since $4; no row: no such connection
+//    "connections.delete" ($1 id) -> {"id"}; no row: no such connection
+//    "vault.init"         ($1 record JSON) -> {"initialized": true, created_at};
+//                         no row: a record exists already
+extern const cd_q_write_t cd_q_connections_writes[];
+extern const size_t cd_q_connections_n_writes;
 
 //  Creates a connection from {name, connector_type, config?,
-//  secret_fields?} (config without the secret values) and the sealed
-//  secrets (hex, or NULL). Returns 0 and the row; CD_EDB 23505 for a
-//  taken name.
-int cd_q_connections_insert(cd_db_t *db, const char *json, const char *secrets_hex,
-                            int64_t created_by, char **out);
+//  secret_fields?} (config masked: no secret value in it) and the sealed
+//  values (a JSON object text {"<key>": "<hex>"}, or NULL or "{}" for
+//  none). Returns 0 and the row; CD_EDB 23505 for a taken name.
+int cd_q_connections_insert(cd_db_t *db, const char *json, const char *secrets, int64_t created_by,
+                            char **out);
 
 //  The connection, without secrets, or CD_ENOTFOUND.
 int cd_q_connections_get(cd_db_t *db, int64_t id, char **out);
 
-//  The connection with its sealed secrets, by id or (id CD_Q_NULL) by
-//  name, for the vault to open. Returns 0 or CD_ENOTFOUND.
+//  The connection with its sealed values (secrets: {} when none), by id
+//  or (id CD_Q_NULL) by name, for the vault to open. Returns 0 or
+//  CD_ENOTFOUND.
 int cd_q_connections_sealed(cd_db_t *db, int64_t id, const char *name, char **out);
 
 //  One page of connections, newest first.
 int cd_q_connections_list(cd_db_t *db, const char *cursor, int limit, cd_q_page_t *out);
 
-//  Applies a PATCH body: name, connector_type, config, secret_fields;
-//  secrets_hex replaces the sealed secrets unless NULL.
-int cd_q_connections_patch(cd_db_t *db, int64_t id, const char *json, const char *secrets_hex,
-                           char **out);
+//  Applies a PATCH body: name, connector_type, config, secret_fields (a
+//  key present replaces, null resets); secrets replaces the sealed values
+//  unless NULL ("{}" removes them). expected (updated_at as read, or NULL)
+//  guards against a change in between: CD_ESTATE with the row as it is
+//  (plus "conflict": true) if it no longer matches. CD_ENOTFOUND if no
+//  such connection.
+int cd_q_connections_patch(cd_db_t *db, int64_t id, const char *json, const char *secrets,
+                           const char *expected, char **out);
 
 //  Deletes a connection. Returns 0 or CD_ENOTFOUND.
 int cd_q_connections_delete(cd_db_t *db, int64_t id);
+
+//  The vault record, or CD_ENOTFOUND while the vault is not initialised.
+int cd_q_vault_get(cd_db_t *db, char **out);
+
+//  Stores the vault record (the statement vault.init). Returns 0, or
+//  CD_ENOTFOUND if one exists already (it is kept).
+int cd_q_vault_init(cd_db_t *db, const char *record, char **out);
 
 #endif

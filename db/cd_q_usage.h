@@ -27,14 +27,15 @@ extern const size_t cd_q_usage_n_writes;
 int cd_q_usage_record(cd_db_t *db, const char *json, char **out);
 
 //  What an llm agent needs for one call, in one read:
-//    {"connection": {"id", "name", "config"} | null,   (by name)
+//    {"connection": {"id", "name", "config", "sealed_api_key"} | null, (by name)
 //     "template_id": int | null,   (template_id, or else the agent's own)
 //     "template": str | null,      (that template's body)
 //     "prices": <config llm_prices> | null}
 //  agent is the agent's name (its agents row gives the template when
 //  template_id is CD_Q_NULL). The connection's config is returned as
-//  stored (until the vault lands, plain). Returns 0 and *out (caller
-//  frees).
+//  stored (its secret values masked, "********"); sealed_api_key is the
+//  sealed form of its api_key (hex, for the vault to open), or null.
+//  Returns 0 and *out (caller frees).
 int cd_q_usage_llm_context(cd_db_t *db, const char *agent, const char *connection,
                            int64_t template_id, char **out);
 

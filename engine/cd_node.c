@@ -23,6 +23,7 @@
 #include "cd_pgembed.h"
 #include "cd_port.h"
 #include "cd_supervisor.h"
+#include "cd_vault_actor.h"
 
 #include <czmq.h>
 #include <jansson.h>
@@ -55,7 +56,8 @@ struct cd_node {
     cd_api_args_t api;                //  API actor settings
     cd_stats_args_t stats;            //  stats snapshot writer settings
     char **api_names;                 //  "api/<i>" (owned)
-    cd_child_spec_t *root_children;   //  deadletter, persist, api/*, [cluster], agents
+    cd_child_spec_t *root_children;   //  deadletter, persist, bus, vault, api/*, stats,
+                                      //  [cluster], agents
     cd_supervisor_spec_t root_spec;   //  the root supervisor
     char **agent_names;               //  "agent/<name>" (owned)
     cd_root_t *root;                  //  the running tree
@@ -196,7 +198,7 @@ s_start_tree(s_node_t *node, char **errmsg)
     };
     size_t n = 0;
     node->root_children =
-        (cd_child_spec_t *)zmalloc(((size_t)config->api_workers + 6) * sizeof(cd_child_spec_t));
+        (cd_child_spec_t *)zmalloc(((size_t)config->api_workers + 7) * sizeof(cd_child_spec_t));
     node->root_children[n++] =
         (cd_child_spec_t){"deadletter", &cd_deadletter_ops, NULL, CD_RESTART_PERMANENT};
     size_t n_stmts = 0;
@@ -217,6 +219,10 @@ s_start_tree(s_node_t *node, char **errmsg)
                                          .rates = cd_llm_rates_new()};
     node->root_children[n++] =
         (cd_child_spec_t){"bus", &cd_bus_ops, &node->bus, CD_RESTART_PERMANENT};
+    //  Locked at every start; stopped (and wiped) after the api actors and
+    //  agents that ask it, which stop first (children stop in reverse).
+    node->root_children[n++] =
+        (cd_child_spec_t){CD_VAULT_ACTOR_NAME, &cd_vault_actor_ops, NULL, CD_RESTART_PERMANENT};
     node->api = (cd_api_args_t){.conninfo = node->conninfo,
                                 .node_id = node->node_id,
                                 .persist = "persist",

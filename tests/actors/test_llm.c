@@ -2,11 +2,13 @@
 /*  The llm agent against the local OpenAI-compatible test server
     (cd_testllm.h), with the real persist actor and a real database: the
     test plays the orchestrator (cd_teststep.h) and the bus (a port named
-    `bus`). Streaming tokens reach the bus, the usage row is committed
-    before the result, the template is rendered, each error class is
-    answered as documented, a budget that would be exceeded makes no call,
-    the per-connection rate limit makes steps wait, cancel aborts the
-    transfer, and bad configs are refused. */
+    `bus`), beside the real vault actor holding the key that sealed the
+    connection's api_key. Streaming tokens reach the bus, the usage row is
+    committed before the result, the template is rendered, each error
+    class is answered as documented, a budget that would be exceeded makes
+    no call, the per-connection rate limit makes steps wait, cancel aborts
+    the transfer, the key is opened by the vault at call time (a locked
+    vault fails the step with vault_locked), and bad configs are refused. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -19,6 +21,9 @@
 #include "cd_supervisor.h"
 #include "cd_testllm.h"
 #include "cd_teststep.h"
+#include "cd_vault_actor.h"
+
+#include <sodium.h>
 
 #include "../db/test_q_support.h"
 
@@ -33,7 +38,9 @@ typedef struct {
     cd_llm_rates_t *rates;               //  shared buckets
     cd_llm_args_t *agents[S_MAX_AGENTS]; //  the agents' arguments
     char names[S_MAX_AGENTS][80];        //  agent/<name>
-    cd_child_spec_t children[S_MAX_AGENTS + 1];
+    cd_vault_actor_args_t vault;         //  the vault actor's arguments
+    char *record;                        //  its record (JSON), for unlocks
+    cd_child_spec_t children[S_MAX_AGENTS + 2];
     size_t n_children;
     cd_supervisor_spec_t spec;
     cd_root_t *root;
@@ -43,6 +50,9 @@ typedef struct {
     int64_t task;    //  ... and a task of it
     int64_t template_id;
 } fx_t;
+
+static const cd_vault_params_t s_fast = {1, 64 * 1024};
+static const char s_master[] = "correct horse battery staple";
 
 static int
 s_fx_setup(void **state)
@@ -55,16 +65,32 @@ s_fx_setup(void **state)
     assert_non_null(fx->server);
     cd_db_t *db = fx->db->db;
     const char *url = cd_testllm_base_url(fx->server);
-    const char *params[] = {url};
+    //  prov's key sealed as the API stores it, by a vault whose record
+    //  the vault actor is unlocked with (s_fx_run).
+    cd_vault_record_t record;
+    cd_vault_t *vault = NULL;
+    assert_int_equal(cd_vault_create(s_master, strlen(s_master), &s_fast, &record, &vault), 0);
+    cd_vault_record_to_json(&record, &fx->record);
+    char *sealed = NULL;
+    assert_int_equal(cd_vault_seal(vault, "sk-test", 7, &sealed), 0);
+    cd_vault_destroy(&vault);
+    char secrets[256];
+    snprintf(secrets, sizeof secrets, "{\"api_key\": \"%s\"}", sealed);
+    free(sealed);
+    const char *params[] = {url, secrets};
     s_ok(db, cd_db_exec_params(db,
-                               "INSERT INTO connections (name, connector_type, config) VALUES"
+                               "INSERT INTO connections (name, connector_type, config, secrets)"
+                               " VALUES"
                                " ('prov', 'openai', jsonb_build_object('base_url', $1::text,"
-                               "  'api_key', 'sk-test')),"
+                               "  'api_key', '********'), convert_to($2, 'UTF8')),"
+                               " ('clear', 'openai', jsonb_build_object('base_url', $1::text,"
+                               "  'api_key', 'sk-in-clear'), NULL),"
                                " ('limited', 'openai', jsonb_build_object('base_url', $1::text,"
-                               "  'llm_rate_per_s', 2)),"
-                               " ('down', 'openai', '{\"base_url\": \"http://127.0.0.1:1/v1\"}'),"
-                               " ('nourl', 'openai', '{}')",
-                               1, params, NULL));
+                               "  'llm_rate_per_s', 2), NULL),"
+                               " ('down', 'openai', '{\"base_url\": \"http://127.0.0.1:1/v1\"}',"
+                               "  NULL),"
+                               " ('nourl', 'openai', '{}', NULL)",
+                               2, params, NULL));
     s_ok(db, cd_db_exec(db,
                         "INSERT INTO config (key, value) VALUES ('llm_prices', "
                         "'{\"stream-ok\": {\"prompt_per_1k\": 1.0, \"completion_per_1k\": 2.0}}')",
@@ -85,7 +111,9 @@ s_fx_setup(void **state)
         (cd_persist_args_t){.conninfo = fx->db->conninfo, .stmts = fx->stmts, .n_stmts = 1};
     fx->children[0] =
         (cd_child_spec_t){"persist", &cd_persist_ops, &fx->persist, CD_RESTART_PERMANENT};
-    fx->n_children = 1;
+    fx->children[1] = (cd_child_spec_t){CD_VAULT_ACTOR_NAME, &cd_vault_actor_ops, &fx->vault,
+                                        CD_RESTART_PERMANENT};
+    fx->n_children = 2;
     fx->rates = cd_llm_rates_new();
     *state = fx;
     return 0;
@@ -97,7 +125,7 @@ s_agent(fx_t *fx, const char *name, const char *config)
 {
     json_t *conf = json_loads(config, 0, NULL);
     assert_non_null(conf);
-    size_t i = fx->n_children - 1;
+    size_t i = fx->n_children - 2;
     char why[256] = "";
     if (cd_llm_args_new(name, conf, 4, &fx->agents[i], why, sizeof why) != 0) {
         fail_msg("%s: %s", config, why);
@@ -108,6 +136,32 @@ s_agent(fx_t *fx, const char *name, const char *config)
     snprintf(fx->names[i], sizeof fx->names[i], "agent/%s", name);
     fx->children[fx->n_children++] =
         (cd_child_spec_t){fx->names[i], &cd_llm_ops, fx->agents[i], CD_RESTART_PERMANENT};
+}
+
+//  Sends op (unlock, with the fixture's record, or lock) to the vault
+//  actor and waits for its result.
+static void
+s_vault(fx_t *fx, const char *op)
+{
+    cd_pack_t *pack = cd_pack_new();
+    bool unlock = strcmp(op, "unlock") == 0;
+    cd_pack_map(pack, unlock ? 2 : 0);
+    if (unlock) {
+        cd_pack_cstr(pack, "password");
+        cd_pack_cstr(pack, s_master);
+        cd_pack_cstr(pack, "record");
+        cd_pack_cstr(pack, fx->record);
+    }
+    cd_envelope_t env;
+    cd_mailer_envelope_init(cd_port_mailer(fx->port), &env, CD_KIND_TASK, CD_VAULT_ACTOR_NAME);
+    env.headers[0] = (cd_env_header_t){cd_str("op"), cd_str(op)};
+    env.n_headers = 1;
+    env.payload_type = CD_PAYLOAD_MAP;
+    env.payload = cd_pack_bytes(pack);
+    assert_int_equal(cd_port_send(fx->port, &env), 0);
+    cd_pack_destroy(&pack);
+    assert_int_equal(cd_port_recv(fx->port, 10000, &env), 0);
+    assert_int_equal(env.kind, CD_KIND_RESULT);
 }
 
 static void
@@ -121,6 +175,7 @@ s_fx_run(fx_t *fx)
     if (!fx->root) {
         fail_msg("tree: %s", why);
     }
+    s_vault(fx, "unlock");
 }
 
 static int
@@ -136,6 +191,7 @@ s_fx_teardown(void **state)
         cd_llm_args_destroy(&fx->agents[i]);
     }
     cd_llm_rates_destroy(&fx->rates);
+    free(fx->record);
     cd_registry_destroy(&fx->rt.registry);
     cd_testllm_stop(&fx->server);
     void *dbfx = fx->db;
@@ -513,6 +569,41 @@ test_llm_cancel_aborts_the_transfer(void **state)
     json_decref(answer);
 }
 
+//  The key is opened by the vault at call time: with the vault locked the
+//  step fails with vault_locked (not retryable) and no call is made;
+//  unlocked again, it works. A key left in clear in the config is refused.
+static void
+test_llm_vault_locked(void **state)
+{
+    fx_t *fx = (fx_t *)*state;
+    s_agent(fx, "keyed", "{\"connection\":\"prov\",\"model\":\"m\",\"stream\":false}");
+    s_agent(fx, "clear", "{\"connection\":\"clear\",\"model\":\"m\"}");
+    s_fx_run(fx);
+    cd_kind_t kind;
+    json_t *answer = s_step(fx, "agent/keyed", "\"hi\"", NULL, &kind);
+    assert_int_equal(kind, CD_KIND_RESULT);
+    json_decref(answer);
+    char *auth = cd_testllm_last_auth(fx->server);
+    assert_string_equal(auth, "Bearer sk-test");
+    free(auth);
+    int calls = cd_testllm_requests(fx->server);
+    s_vault(fx, "lock");
+    answer = s_step(fx, "agent/keyed", "\"hi\"", NULL, &kind);
+    s_expect_error(answer, kind, "vault_locked", false);
+    assert_non_null(strstr(s_str(answer, "message"), "locked"));
+    json_decref(answer);
+    assert_int_equal(cd_testllm_requests(fx->server), calls);
+    s_vault(fx, "unlock");
+    answer = s_step(fx, "agent/keyed", "\"hi\"", NULL, &kind);
+    assert_int_equal(kind, CD_KIND_RESULT);
+    json_decref(answer);
+    assert_int_equal(cd_testllm_requests(fx->server), calls + 1);
+    answer = s_step(fx, "agent/clear", "\"hi\"", NULL, &kind);
+    s_expect_error(answer, kind, "connection_invalid", false);
+    json_decref(answer);
+    assert_int_equal(cd_testllm_requests(fx->server), calls + 1);
+}
+
 static void
 test_llm_not_configured_and_bad_steps(void **state)
 {
@@ -577,6 +668,9 @@ int
 main(void)
 {
     cd_log_set_level(CD_LOG_ERROR);
+    if (sodium_init() < 0) {
+        return 1;
+    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_llm_streams_tokens_and_records_usage, s_fx_setup,
                                         s_fx_teardown),
@@ -589,6 +683,7 @@ main(void)
                                         s_fx_teardown),
         cmocka_unit_test_setup_teardown(test_llm_cancel_aborts_the_transfer, s_fx_setup,
                                         s_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_llm_vault_locked, s_fx_setup, s_fx_teardown),
         cmocka_unit_test_setup_teardown(test_llm_not_configured_and_bad_steps, s_fx_setup,
                                         s_fx_teardown),
         cmocka_unit_test(test_llm_rejects_bad_config),

@@ -286,17 +286,20 @@ test_q_system_connections(void **state)
     char *out = NULL;
     s_ok(fx->db, cd_q_connections_insert(fx->db,
                                          "{\"name\":\"openai\",\"connector_type\":\"openai\","
-                                         "\"config\":{\"base_url\":\"https://x\"},"
+                                         "\"config\":{\"base_url\":\"https://x\","
+                                         "\"api_key\":\"********\"},"
                                          "\"secret_fields\":[\"api_key\"]}",
-                                         "00112233", CD_Q_NULL, &out));
+                                         "{\"api_key\":\"00112233\"}", CD_Q_NULL, &out));
     json_t *c = s_parse(out, true);
     int64_t id = s_int(c, "id");
     assert_true(json_is_true(json_object_get(c, "has_secrets")));
     assert_null(json_object_get(c, "secrets"));
     assert_string_equal(s_str(json_object_get(c, "config"), "base_url"), "https://x");
+    assert_string_equal(s_str(json_object_get(c, "config"), "api_key"), "********");
+    char *updated_at = strdup(s_str(c, "updated_at"));
     json_decref(c);
     s_ok(fx->db,
-         cd_q_connections_insert(fx->db, "{\"name\":\"local\",\"connector_type\":\"ollama\"}", NULL,
+         cd_q_connections_insert(fx->db, "{\"name\":\"local\",\"connector_type\":\"ollama\"}", "{}",
                                  CD_Q_NULL, &out));
     c = s_parse(out, true);
     assert_false(json_is_true(json_object_get(c, "has_secrets")));
@@ -318,33 +321,52 @@ test_q_system_connections(void **state)
     assert_int_equal(cd_q_connections_get(fx->db, id + 99, &out), CD_ENOTFOUND);
     s_ok(fx->db, cd_q_connections_sealed(fx->db, CD_Q_NULL, "openai", &out));
     c = s_parse(out, true);
-    assert_string_equal(s_str(c, "secrets"), "00112233");
+    assert_string_equal(s_str(json_object_get(c, "secrets"), "api_key"), "00112233");
+    json_decref(c);
+    s_ok(fx->db, cd_q_connections_sealed(fx->db, CD_Q_NULL, "local", &out));
+    c = s_parse(out, true);
+    assert_int_equal(json_object_size(json_object_get(c, "secrets")), 0);
     json_decref(c);
     s_ok(fx->db, cd_q_connections_sealed(fx->db, id, NULL, &out));
     free(out);
     assert_int_equal(cd_q_connections_sealed(fx->db, CD_Q_NULL, "nope", &out), CD_ENOTFOUND);
 
-    s_ok(fx->db, cd_q_connections_patch(fx->db, id, "{\"config\":{\"base_url\":\"https://y\"}}",
-                                        NULL, &out));
+    //  A PATCH guarded by the updated_at it read.
+    s_ok(fx->db, cd_q_connections_patch(fx->db, id,
+                                        "{\"config\":{\"base_url\":\"https://y\","
+                                        "\"api_key\":\"********\"}}",
+                                        NULL, updated_at, &out));
     free(out);
     s_ok(fx->db, cd_q_connections_sealed(fx->db, id, NULL, &out));
     c = s_parse(out, true);
-    assert_string_equal(s_str(c, "secrets"), "00112233"); // kept
+    assert_string_equal(s_str(json_object_get(c, "secrets"), "api_key"), "00112233"); // kept
     assert_string_equal(s_str(json_object_get(c, "config"), "base_url"), "https://y");
     json_decref(c);
+    //  The same guard again: the row changed since.
+    assert_int_equal(cd_q_connections_patch(fx->db, id, "{\"name\":\"z\"}", "{}", updated_at, &out),
+                     CD_ESTATE);
+    c = s_parse(out, true);
+    assert_true(json_is_true(json_object_get(c, "conflict")));
+    assert_string_equal(s_str(c, "name"), "openai");
+    json_decref(c);
+    free(updated_at);
     s_ok(fx->db, cd_q_connections_patch(fx->db, id, "{\"name\":\"oa\",\"secret_fields\":null}",
-                                        "ff", &out));
+                                        "{\"token\":\"ff\"}", NULL, &out));
     c = s_parse(out, true);
     assert_string_equal(s_str(c, "name"), "oa");
     assert_int_equal(json_array_size(json_object_get(c, "secret_fields")), 0);
     json_decref(c);
     s_ok(fx->db, cd_q_connections_sealed(fx->db, id, NULL, &out));
     c = s_parse(out, true);
-    assert_string_equal(s_str(c, "secrets"), "ff");
+    assert_string_equal(s_str(json_object_get(c, "secrets"), "token"), "ff");
+    assert_null(json_object_get(json_object_get(c, "secrets"), "api_key"));
     json_decref(c);
-    s_ok(fx->db, cd_q_connections_patch(fx->db, id, "{\"connector_type\":\"azure\"}", NULL, &out));
-    free(out);
-    assert_int_equal(cd_q_connections_patch(fx->db, id + 99, "{}", NULL, &out), CD_ENOTFOUND);
+    s_ok(fx->db,
+         cd_q_connections_patch(fx->db, id, "{\"connector_type\":\"azure\"}", "{}", NULL, &out));
+    c = s_parse(out, true);
+    assert_false(json_is_true(json_object_get(c, "has_secrets")));
+    json_decref(c);
+    assert_int_equal(cd_q_connections_patch(fx->db, id + 99, "{}", NULL, NULL, &out), CD_ENOTFOUND);
 
     cd_q_page_t page = {0};
     s_ok(fx->db, cd_q_connections_list(fx->db, NULL, 1, &page));
@@ -358,6 +380,35 @@ test_q_system_connections(void **state)
     assert_int_equal(cd_q_connections_delete(fx->db, id), CD_ENOTFOUND);
 }
 
+static void
+test_q_system_vault_record(void **state)
+{
+    fixture_t *fx = *state;
+    char *out = NULL;
+    assert_int_equal(cd_q_vault_get(fx->db, &out), CD_ENOTFOUND);
+    const char *record = "{\"kdf\":\"argon2id13\",\"opslimit\":3,\"memlimit\":268435456,"
+                         "\"salt\":\"00112233445566778899aabbccddeeff\",\"wrapped_dek\":\"";
+    char full[400];
+    char dek[145];
+    memset(dek, 'a', 144);
+    dek[144] = '\0';
+    snprintf(full, sizeof full, "%s%s\"}", record, dek);
+    s_ok(fx->db, cd_q_vault_init(fx->db, full, &out));
+    json_t *r = s_parse(out, true);
+    assert_true(json_is_true(json_object_get(r, "initialized")));
+    json_decref(r);
+    //  One record: a second init keeps the first.
+    dek[0] = 'b';
+    snprintf(full, sizeof full, "%s%s\"}", record, dek);
+    assert_int_equal(cd_q_vault_init(fx->db, full, &out), CD_ENOTFOUND);
+    s_ok(fx->db, cd_q_vault_get(fx->db, &out));
+    r = s_parse(out, true);
+    assert_int_equal(s_int(r, "opslimit"), 3);
+    assert_string_equal(s_str(r, "salt"), "00112233445566778899aabbccddeeff");
+    assert_true(s_str(r, "wrapped_dek")[0] == 'a');
+    json_decref(r);
+}
+
 int
 main(void)
 {
@@ -367,6 +418,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_q_system_nodes, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_q_system_idempotency, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_q_system_connections, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_q_system_vault_record, s_setup, s_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -157,8 +157,8 @@ test_q_usage_llm_context(void **state)
     s_ok(fx->db,
          cd_q_connections_insert(fx->db,
                                  "{\"name\":\"openai\",\"connector_type\":\"openai\","
-                                 "\"config\":{\"base_url\":\"http://x\",\"api_key\":\"k\"}}",
-                                 NULL, CD_Q_NULL, &out));
+                                 "\"config\":{\"base_url\":\"http://x\",\"api_key\":\"********\"}}",
+                                 "{\"api_key\":\"00aa\"}", CD_Q_NULL, &out));
     int64_t conn = s_id(out);
     s_ok(fx->db, cd_q_config_set(fx->db, "{\"llm_prices\":{\"m\":{\"prompt_per_1k\":1}}}", &out));
     free(out);
@@ -167,7 +167,8 @@ test_q_usage_llm_context(void **state)
     json_t *ctx = s_parse(out, true);
     json_t *c = json_object_get(ctx, "connection");
     assert_int_equal(s_int(c, "id"), conn);
-    assert_string_equal(s_str(json_object_get(c, "config"), "api_key"), "k");
+    assert_string_equal(s_str(json_object_get(c, "config"), "api_key"), "********");
+    assert_string_equal(s_str(c, "sealed_api_key"), "00aa");
     assert_int_equal(s_int(ctx, "template_id"), t1);
     assert_string_equal(s_str(ctx, "template"), "About {{x}}");
     assert_true(json_is_object(json_object_get(json_object_get(ctx, "prices"), "m")));
