@@ -172,6 +172,19 @@ int cd_api_call(cd_api_req_t *req, cd_envelope_t *env, cd_api_reply_fn *fn, void
 //  Fills the routine fields of an envelope from this actor.
 void cd_api_envelope_init(cd_api_req_t *req, cd_envelope_t *env, cd_kind_t kind, const char *to);
 
+//  --- module state -----------------------------------------------------------------
+
+//  This actor's state for a module, by key (the module's name): a slot
+//  holding NULL until the module sets it. When the actor stops, fini (if
+//  not NULL; the one given first counts) is called with the slot's value,
+//  before parked requests are freed. Borrowed, valid while the actor runs.
+//  (Modules keep requests they answer together here, e.g. merged writes.)
+void **cd_api_state(cd_api_req_t *req, const char *key, void (*fini)(void *value));
+
+//  Frees a request that is neither answered nor parked, without answering
+//  it: for a module's fini only. Nulls *req_p.
+void cd_api_drop(cd_api_req_t **req_p);
+
 //  --- modules ---------------------------------------------------------------------
 
 //  The modules (each cd_api_<family>.c defines one).
@@ -180,5 +193,6 @@ extern const cd_api_module_t cd__api_agents_module;
 extern const cd_api_module_t cd__api_node_module;
 extern const cd_api_module_t cd__api_projects_module;
 extern const cd_api_module_t cd__api_hitl_module, cd__api_schedules_module, cd__api_system_module;
+extern const cd_api_module_t cd__api_tasks_module;
 
 #endif

@@ -39,6 +39,7 @@ static const cd_api_module_t *const s_modules[] = {
     &cd__api_hitl_module,
     &cd__api_schedules_module,
     &cd__api_system_module,
+    &cd__api_tasks_module,
 };
 #define S_N_MODULES (sizeof s_modules / sizeof s_modules[0])
 
@@ -85,7 +86,14 @@ struct s_api {
     zhashx_t *ops;       //  op name -> cd_api_fn *
     zhashx_t *parked;    //  call id -> cd_api_req_t *
     cd_pack_t *pack;     //  reused for answers and calls
+    zhashx_t *states;    //  module state: key -> s_state_t *
 };
+
+//  A module's state in this actor (cd_api_state).
+typedef struct {
+    void *value;          //  the module's
+    void (*fini)(void *); //  called with value when the actor stops, or NULL
+} s_state_t;
 
 //  --- the modules' statements ----------------------------------------------------
 
@@ -914,6 +922,27 @@ cd_api_write_failed(cd_api_req_t *req, const cd_api_result_t *res)
     }
 }
 
+//  --- module state -----------------------------------------------------------------
+
+void **
+cd_api_state(cd_api_req_t *req, const char *key, void (*fini)(void *value))
+{
+    s_api_t *api = req->api;
+    s_state_t *state = (s_state_t *)zhashx_lookup(api->states, key);
+    if (!state) {
+        state = (s_state_t *)zmalloc(sizeof *state);
+        state->fini = fini;
+        zhashx_insert(api->states, key, state);
+    }
+    return &state->value;
+}
+
+void
+cd_api_drop(cd_api_req_t **req_p)
+{
+    s_req_destroy(req_p);
+}
+
 //  --- the actor -------------------------------------------------------------------
 
 static int
@@ -957,6 +986,7 @@ s_init(cd_actor_t *self, void *args, void **state_p, const char **why)
     zhashx_set_key_duplicator(api->parked, NULL);
     zhashx_set_key_destructor(api->parked, NULL);
     api->pack = cd_pack_new();
+    api->states = zhashx_new();
     char *errmsg = NULL;
     if (cd_db_connect(api->args->conninfo, &api->db, &errmsg) != 0) {
         //  Not fatal: reads answer 503 until the database is back.
@@ -976,6 +1006,14 @@ s_fini(cd_actor_t *self, void **state_p)
     if (!api) {
         return;
     }
+    for (s_state_t *state = (s_state_t *)zhashx_first(api->states); state;
+         state = (s_state_t *)zhashx_next(api->states)) {
+        if (state->fini && state->value) {
+            state->fini(state->value);
+        }
+        free(state);
+    }
+    zhashx_destroy(&api->states);
     cd_api_req_t *req;
     while ((req = (cd_api_req_t *)zhashx_first(api->parked)) != NULL) {
         zhashx_delete(api->parked, req->call_id);

@@ -14,7 +14,7 @@
     Interface: cd_db_connect, cd_db_close, cd_db_connected, cd_db_reset,
     cd_db_exec, cd_db_exec_params, cd_db_query_int64, cd_db_query_text,
     cd_db_quote_ident, cd_db_error, cd_db_error_is, cd_db_error_format;
-    result sets: cd_db_query, cd_db_rows_destroy, cd_db_rows_count,
+    result sets: cd_db_query, cd_db_query_prepared, cd_db_rows_destroy, cd_db_rows_count,
     cd_db_rows_ncols, cd_db_rows_affected, cd_db_rows_col, cd_db_rows_get,
     cd_db_rows_isnull, cd_db_rows_int64; transactions: cd_db_begin,
     cd_db_commit, cd_db_rollback, cd_db_in_transaction.
@@ -40,8 +40,12 @@ struct cd_db_rows {
 };
 
 struct cd_db {
-    PGconn *conn;      // the libpq connection, never NULL while the object lives
-    cd_db_error_t err; // outcome of the last call; err.message NULL on success
+    PGconn *conn;          // the libpq connection, never NULL while the object lives
+    cd_db_error_t err;     // outcome of the last call; err.message NULL on success
+    const char **prepared; // statements prepared in this session (cd_db_query_prepared);
+                           // statement i is named "cd_p<i>"
+    size_t n_prepared;     // entries in prepared
+    size_t cap_prepared;   // room in prepared
 };
 
 void *
@@ -214,6 +218,7 @@ cd_db_close(cd_db_t **self_p)
     cd_db_t *self = *self_p;
     PQfinish(self->conn);
     s_error_clear(&self->err);
+    free(self->prepared);
     free(self);
     *self_p = NULL;
 }
@@ -227,6 +232,7 @@ cd_db_connected(const cd_db_t *self)
 int
 cd_db_reset(cd_db_t *self)
 {
+    self->n_prepared = 0; //  prepared statements die with the session
     PQreset(self->conn);
     if (PQstatus(self->conn) != CONNECTION_OK) {
         s_set_error(self, NULL, PQerrorMessage(self->conn));
@@ -401,6 +407,47 @@ cd_db_query(cd_db_t *self, const char *sql, int nparams, const char *const *para
 {
     *out = NULL;
     PGresult *res = PQexecParams(self->conn, sql, nparams, NULL, params, NULL, NULL, 0);
+    ExecStatusType st = PQresultStatus(res);
+    if (!res || (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK)) {
+        int rc = s_fail(self, res);
+        PQclear(res);
+        return rc;
+    }
+    s_error_clear(&self->err);
+    cd_db_rows_t *rows = cd__db_calloc(1, sizeof *rows);
+    rows->res = res;
+    *out = rows;
+    return 0;
+}
+
+int
+cd_db_query_prepared(cd_db_t *self, const char *sql, int nparams, const char *const *params,
+                     cd_db_rows_t **out)
+{
+    *out = NULL;
+    size_t i = 0;
+    while (i < self->n_prepared && self->prepared[i] != sql) {
+        i++;
+    }
+    char name[32];
+    snprintf(name, sizeof name, "cd_p%zu", i);
+    if (i == self->n_prepared) {
+        PGresult *res = PQprepare(self->conn, name, sql, nparams, NULL);
+        if (!res || PQresultStatus(res) != PGRES_COMMAND_OK) {
+            int rc = s_fail(self, res);
+            PQclear(res);
+            return rc;
+        }
+        PQclear(res);
+        if (self->n_prepared == self->cap_prepared) {
+            self->cap_prepared = self->cap_prepared ? self->cap_prepared * 2 : 16;
+            self->prepared =
+                cd__db_checked(realloc(self->prepared, self->cap_prepared * sizeof *self->prepared),
+                               __FILE__, __LINE__);
+        }
+        self->prepared[self->n_prepared++] = sql;
+    }
+    PGresult *res = PQexecPrepared(self->conn, name, nparams, params, NULL, NULL, 0);
     ExecStatusType st = PQresultStatus(res);
     if (!res || (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK)) {
         int rc = s_fail(self, res);

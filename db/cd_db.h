@@ -108,6 +108,15 @@ typedef struct cd_db_rows cd_db_rows_t;
 int cd_db_query(cd_db_t *self, const char *sql, int nparams, const char *const *params,
                 cd_db_rows_t **out);
 
+//  As cd_db_query, for a statement run often on this connection: prepared
+//  on its first use in the session and executed by name afterwards, so the
+//  server parses and plans it once (a read that costs ~0.2 ms planned
+//  every time costs ~0.03 ms this way). The statement is known by the
+//  address of sql, which must therefore be a string with static storage,
+//  never text built at run time. A reset forgets what was prepared.
+int cd_db_query_prepared(cd_db_t *self, const char *sql, int nparams, const char *const *params,
+                         cd_db_rows_t **out);
+
 //  Frees a result set. Safe on NULL and on *rows_p == NULL; nulls the
 //  caller's pointer. Every value borrowed from the set dies with it.
 void cd_db_rows_destroy(cd_db_rows_t **rows_p);

@@ -22,12 +22,56 @@
 
 #include "cd_q.h"
 
+//  The writes persist runs for the API (cd_q.h, cd_q_write_t; the answers
+//  they give are described in cd_q_tasks.c):
+//    tasks.create        ($1 body, $2 created_by, $3 project owner scope)
+//    tasks.create_batch  ($1 array of bodies or {"tasks": array}, $2 created_by,
+//                         $3 project owner scope)
+//    tasks.create_many   ($1 array of {"b": body, "u": created_by, "s": scope})
+//    tasks.patch         ($1 id, $2 body, $3 owner scope)
+//    tasks.cancel        ($1 id, $2 owner scope)
+//    tasks.retry         ($1 id, $2 owner scope)
+//    tasks.archive       ($1 id, $2 archived_by, $3 owner scope)
+//  An owner scope is a user id (only that user's tasks or projects) or
+//  NULL (any). Each runs as the function of the same name below.
+extern const cd_q_write_t cd_q_tasks_writes[];
+extern const size_t cd_q_tasks_n_writes;
+
+//  The API's create: as cd_q_tasks_insert, and in the same statement the
+//  task.created event and the first history row (kind created, seq 1).
+//  The project, agent, role or team the body names must exist (a project
+//  of project_owner's when that is not CD_Q_NULL): otherwise nothing is
+//  written and the result is CD_EINVAL with *out = {"invalid": "project_id"
+//  or "assignee", "reason": "no such ..."} (caller frees). Other errors as
+//  cd_q_tasks_insert.
+int cd_q_tasks_create(cd_db_t *db, const char *json, int64_t created_by, int64_t project_owner,
+                      char **out);
+
+//  The API's batch create: cd_q_tasks_create for every element of the
+//  JSON array json (or of json's "tasks" array), in one statement, all or none; out->items receives
+//  the tasks in request order. If an element refers to something that does not exist, nothing is
+//  written and the result is CD_EINVAL with out->items = {"invalid": "tasks[<i>].<field>",
+//  "reason": ...} (i from 0) and out->count 0.
+int cd_q_tasks_create_batch(cd_db_t *db, const char *json, int64_t created_by,
+                            int64_t project_owner, cd_q_page_t *out);
+
+//  Several independent creates in one statement (the api actor merges
+//  concurrent POST /api/v1/tasks this way): json is an array of {"b":
+//  body, "u": created_by or null, "s": project owner scope or null}. Each
+//  element succeeds or is refused alone, as cd_q_tasks_create would; *out
+//  receives an array, in request order, of the task or the {"invalid":
+//  ...} answer of each. Returns 0, or CD_EDB when the statement as a whole
+//  failed (a bad value in any element: nothing is written).
+int cd_q_tasks_create_many(cd_db_t *db, const char *json, char **out);
+
 //  Creates a task from a POST /api/v1/tasks body {title, description?,
 //  priority?=5, project_id?, assignee, input?, max_attempts?=3,
 //  timeout_ms?=300000, budget?}, status todo. created_by is the user (or
 //  CD_Q_NULL). Returns 0 and the task in *out (caller frees); CD_EDB with
 //  23502 (title or assignee missing), 23514 (a value out of range, a bad
 //  assignee), 23503 (no such project), 22P02 (a value of the wrong type).
+//  The bare row: no event, no history, the assignee not looked up (for
+//  fixtures and internal writers; the API uses cd_q_tasks_create).
 int cd_q_tasks_insert(cd_db_t *db, const char *json, int64_t created_by, char **out);
 
 //  Creates every task of the JSON array json (bodies as above) in one
@@ -59,8 +103,9 @@ typedef struct {
 int cd_q_tasks_list(cd_db_t *db, const cd_q_task_filter_t *filter, cd_q_page_t *out);
 
 //  Applies a PATCH body: title, description, priority (other keys are
-//  ignored). Returns 0 and the task; CD_ESTATE (with the task as it is in
-//  *out) if it is finished; CD_ENOTFOUND; CD_EDB for bad values.
+//  ignored; a null description is empty, a null priority keeps it).
+//  Returns 0 and the task; CD_ESTATE (with the task as it is in *out) if
+//  it is finished; CD_ENOTFOUND; CD_EDB for bad values. (tasks.patch)
 int cd_q_tasks_patch(cd_db_t *db, int64_t id, const char *json, char **out);
 
 //  Who claims, and for how long.
@@ -114,13 +159,17 @@ int cd_q_tasks_update_status(cd_db_t *db, int64_t id, const cd_q_task_status_t *
 int cd_q_tasks_fail_attempt(cd_db_t *db, int64_t id, const char *error, int64_t backoff_ms,
                             char **out);
 
-//  Cancels an unfinished task. Returns 0 and the task; CD_ESTATE if it is
-//  finished already; CD_ENOTFOUND.
+//  Cancels an unfinished task, and in the same statement writes the
+//  task.cancelled event (agent: the task's holder, which is how a running
+//  agent is told to stop) and the history row (kind cancelled). Returns 0
+//  and the task; CD_ESTATE if it is finished already; CD_ENOTFOUND.
+//  (tasks.cancel)
 int cd_q_tasks_cancel(cd_db_t *db, int64_t id, char **out);
 
 //  Puts a failed or cancelled task back to todo with attempts, output,
-//  error and backoff cleared. Returns 0 and the task; CD_ESTATE if it is
-//  in another status; CD_ENOTFOUND.
+//  error and backoff cleared, with a history row (kind retry; API.md has
+//  no event type for it). Returns 0 and the task; CD_ESTATE if it is in
+//  another status; CD_ENOTFOUND. (tasks.retry)
 int cd_q_tasks_retry(cd_db_t *db, int64_t id, char **out);
 
 //  Crash recovery: every task in progress whose lease has expired goes
@@ -141,7 +190,7 @@ int cd_q_tasks_counts(cd_db_t *db, int64_t project_id, char **out);
 //  Moves task id to archived_tasks in one statement (its open HITL
 //  requests go with it; its history stays in task_events). archived_by
 //  is the user or CD_Q_NULL. Returns 0 and the archived row ({...task,
-//  archived_at, archived_by}); CD_ENOTFOUND.
+//  archived_at, archived_by}); CD_ENOTFOUND. (tasks.archive)
 int cd_q_tasks_archive(cd_db_t *db, int64_t id, int64_t archived_by, char **out);
 
 //  An archived task, or CD_ENOTFOUND.

@@ -30,6 +30,8 @@ extern const cd_route_t cd_routes_projects[];
 extern const size_t cd_routes_projects_n;
 extern const cd_route_t cd_routes_misc[]; //  HITL, schedules, config, stats
 extern const size_t cd_routes_misc_n;
+extern const cd_route_t cd_routes_tasks[];
+extern const size_t cd_routes_tasks_n;
 
 //  The resource routes' handler (cd_http_api.c): forwards to an api actor.
 cd_route_fn cd_http_route_api;

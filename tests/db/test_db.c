@@ -209,6 +209,49 @@ test_db_connection_lost_then_reset(void **state)
     assert_int_equal(cd_db_query_int64(db, "SELECT 1", 0, NULL, &v), 0);
 }
 
+static const char s_twice[] = "SELECT $1::int * 2";
+
+static void
+test_db_query_prepared(void **state)
+{
+    cd_db_t *db = *state;
+    for (int i = 0; i < 3; i++) {
+        char in[16];
+        snprintf(in, sizeof in, "%d", i + 20);
+        const char *params[] = {in};
+        cd_db_rows_t *rows = NULL;
+        assert_int_equal(cd_db_query_prepared(db, s_twice, 1, params, &rows), 0);
+        int64_t v = 0;
+        assert_int_equal(cd_db_rows_int64(rows, 0, 0, &v), 0);
+        assert_int_equal(v, 2 * (i + 20));
+        cd_db_rows_destroy(&rows);
+    }
+    //  Prepared once in the session.
+    int64_t n = 0;
+    assert_int_equal(cd_db_query_int64(db,
+                                       "SELECT count(*) FROM pg_prepared_statements"
+                                       " WHERE statement = 'SELECT $1::int * 2'",
+                                       0, NULL, &n),
+                     0);
+    assert_int_equal(n, 1);
+    //  A bad value fails the execution with its SQLSTATE; a statement that
+    //  does not parse fails the preparation, and nothing is kept.
+    const char *bad[] = {"x"};
+    cd_db_rows_t *rows = NULL;
+    assert_int_equal(cd_db_query_prepared(db, s_twice, 1, bad, &rows), CD_EDB);
+    assert_true(cd_db_error_is(cd_db_error(db), "22P02"));
+    assert_null(rows);
+    static const char broken[] = "SELEKT 1";
+    assert_int_equal(cd_db_query_prepared(db, broken, 0, NULL, &rows), CD_EDB);
+    assert_true(cd_db_error_is(cd_db_error(db), "42601"));
+    //  After a reset the statement is prepared again on the new session.
+    assert_int_equal(cd_db_reset(db), 0);
+    const char *params[] = {"5"};
+    assert_int_equal(cd_db_query_prepared(db, s_twice, 1, params, &rows), 0);
+    assert_string_equal(cd_db_rows_get(rows, 0, 0), "10");
+    cd_db_rows_destroy(&rows);
+}
+
 int
 main(void)
 {
@@ -221,6 +264,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_db_query_int64_params, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_db_quote_ident, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_db_connection_lost_then_reset, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_db_query_prepared, s_setup, s_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

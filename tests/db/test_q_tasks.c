@@ -913,6 +913,401 @@ test_q_task_events_concurrent_seq(void **state)
     assert_int_equal(s_count(fx->db, "SELECT count(DISTINCT seq) FROM task_events"), 200);
 }
 
+//  Runs persist's statement `name` (cd_q_tasks_writes) as persist would and
+//  returns its first column (caller frees; NULL for no row), asserting it
+//  ran.
+static char *
+s_write(cd_db_t *db, const char *name, int nparams, const char *const *params)
+{
+    const cd_q_write_t *w = NULL;
+    for (size_t i = 0; i < cd_q_tasks_n_writes; i++) {
+        if (strcmp(cd_q_tasks_writes[i].name, name) == 0) {
+            w = &cd_q_tasks_writes[i];
+        }
+    }
+    assert_non_null(w);
+    assert_int_equal(w->nparams, nparams);
+    cd_db_rows_t *rows = NULL;
+    s_ok(db, cd_db_query(db, w->sql, nparams, params, &rows));
+    const char *v = cd_db_rows_get(rows, 0, 0);
+    char *out = v ? strdup(v) : NULL;
+    cd_db_rows_destroy(&rows);
+    return out;
+}
+
+//  An agent (with an optional role) and a team; returns the team id.
+static int64_t
+s_catalog(cd_db_t *db)
+{
+    s_ok(db, cd_db_exec(db,
+                        "INSERT INTO agents (name, kind, role) VALUES ('coder', 'echo', 'dev');"
+                        "INSERT INTO roles (name) VALUES ('reviewer');"
+                        "INSERT INTO team_types (name) VALUES ('tt')",
+                        NULL));
+    int64_t team = 0;
+    s_ok(db, cd_db_query_int64(db,
+                               "INSERT INTO teams (name, team_type_id) SELECT 'crew', id"
+                               " FROM team_types RETURNING id",
+                               0, NULL, &team));
+    return team;
+}
+
+static void
+test_q_tasks_create_writes_event_and_history(void **state)
+{
+    fixture_t *fx = *state;
+    int64_t team = s_catalog(fx->db);
+    int64_t user = s_user(fx->db, "ann");
+    int64_t project = s_project(fx->db);
+    char body[256];
+    snprintf(body, sizeof body,
+             "{\"title\":\"Write\",\"project_id\":%lld,\"priority\":7,"
+             "\"assignee\":{\"agent\":\"coder\"},\"input\":{\"x\":1}}",
+             (long long)project);
+    char *out = NULL;
+    s_ok(fx->db, cd_q_tasks_create(fx->db, body, user, CD_Q_NULL, &out));
+    json_t *t = s_parse(out, true);
+    int64_t id = s_int(t, "id");
+    assert_string_equal(s_str(t, "status"), "todo");
+    assert_int_equal(s_int(t, "priority"), 7);
+    assert_int_equal(s_int(t, "created_by"), user);
+    json_decref(t);
+
+    //  The event and the history row, committed with it.
+    char sql[256];
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM events WHERE type = 'task.created' AND task_id = %lld"
+             " AND project_id = %lld AND agent = 'coder' AND data ->> 'title' = 'Write'",
+             (long long)id, (long long)project);
+    assert_int_equal(s_count(fx->db, sql), 1);
+    cd_q_page_t page = {0};
+    s_ok(fx->db, cd_q_task_events_list(fx->db, id, NULL, 0, &page));
+    assert_int_equal(page.count, 1);
+    json_t *h = s_page_item(&page, 0);
+    cd_q_page_fini(&page);
+    assert_int_equal(s_int(h, "seq"), 1);
+    assert_string_equal(s_str(h, "kind"), "created");
+    assert_string_equal(s_str(h, "status"), "todo");
+    assert_string_equal(s_str(h, "to"), "coder");
+    assert_true(s_null(h, "from"));
+    assert_string_equal(s_str(json_object_get(json_object_get(h, "payload"), "assignee"), "agent"),
+                        "coder");
+    json_decref(h);
+    //  The counter agrees with the seq the statement wrote: the next
+    //  append is 2.
+    s_ok(fx->db, cd_q_task_events_append(fx->db, id, "output", NULL, NULL, NULL, NULL, &out));
+    h = s_parse(out, true);
+    assert_int_equal(s_int(h, "seq"), 2);
+    json_decref(h);
+
+    //  A role exists in the catalog or as an agent's role; a team by id.
+    s_ok(fx->db, cd_q_tasks_create(fx->db, "{\"title\":\"r\",\"assignee\":{\"role\":\"reviewer\"}}",
+                                   CD_Q_NULL, CD_Q_NULL, &out));
+    free(out);
+    s_ok(fx->db, cd_q_tasks_create(fx->db, "{\"title\":\"r\",\"assignee\":{\"role\":\"dev\"}}",
+                                   CD_Q_NULL, CD_Q_NULL, &out));
+    t = s_parse(out, true);
+    assert_string_equal(s_str(json_object_get(t, "assignee"), "role"), "dev");
+    json_decref(t);
+    snprintf(body, sizeof body, "{\"title\":\"m\",\"assignee\":{\"team\":%lld}}", (long long)team);
+    s_ok(fx->db, cd_q_tasks_create(fx->db, body, CD_Q_NULL, CD_Q_NULL, &out));
+    free(out);
+    //  Events without an agent for role and team assignees.
+    assert_int_equal(s_count(fx->db, "SELECT count(*) FROM events WHERE type = 'task.created'"
+                                     " AND agent IS NULL"),
+                     3);
+    assert_int_equal(s_count(fx->db, "SELECT count(*) FROM task_events WHERE kind = 'created'"), 4);
+}
+
+static void
+test_q_tasks_create_unknown_references(void **state)
+{
+    fixture_t *fx = *state;
+    s_catalog(fx->db);
+    int64_t ann = s_user(fx->db, "ann");
+    int64_t bob = s_user(fx->db, "bob");
+    int64_t project = s_project(fx->db);
+    char sql[128];
+    snprintf(sql, sizeof sql, "UPDATE projects SET created_by = %lld", (long long)ann);
+    s_ok(fx->db, cd_db_exec(fx->db, sql, NULL));
+    struct {
+        const char *body;
+        const char *field;
+        const char *reason;
+    } cases[] = {
+        {"{\"title\":\"t\",\"assignee\":{\"agent\":\"ghost\"}}", "assignee", "no such agent"},
+        {"{\"title\":\"t\",\"assignee\":{\"role\":\"ghost\"}}", "assignee", "no such role"},
+        {"{\"title\":\"t\",\"assignee\":{\"team\":999}}", "assignee", "no such team"},
+        {"{\"title\":\"t\",\"project_id\":999,\"assignee\":{\"agent\":\"coder\"}}", "project_id",
+         "no such project"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *out = NULL;
+        assert_int_equal(cd_q_tasks_create(fx->db, cases[i].body, CD_Q_NULL, CD_Q_NULL, &out),
+                         CD_EINVAL);
+        json_t *j = s_parse(out, true);
+        assert_string_equal(s_str(j, "invalid"), cases[i].field);
+        assert_string_equal(s_str(j, "reason"), cases[i].reason);
+        json_decref(j);
+    }
+    //  Another user's project does not exist for a scoped caller.
+    char body[160];
+    snprintf(body, sizeof body,
+             "{\"title\":\"t\",\"project_id\":%lld,\"assignee\":{\"role\":\"dev\"}}",
+             (long long)project);
+    char *out = NULL;
+    assert_int_equal(cd_q_tasks_create(fx->db, body, bob, bob, &out), CD_EINVAL);
+    free(out);
+    s_ok(fx->db, cd_q_tasks_create(fx->db, body, ann, ann, &out));
+    free(out);
+    //  Nothing was written for the refused ones.
+    assert_int_equal(s_count(fx->db, "SELECT count(*) FROM tasks"), 1);
+    assert_int_equal(s_count(fx->db, "SELECT count(*) FROM events"), 1);
+    assert_int_equal(s_count(fx->db, "SELECT count(*) FROM task_events"), 1);
+    //  Bad values are still the database's.
+    s_sqlstate(fx->db,
+               cd_q_tasks_create(fx->db, "{\"title\":\"\",\"assignee\":{\"agent\":\"coder\"}}",
+                                 CD_Q_NULL, CD_Q_NULL, &out),
+               "23514");
+}
+
+static void
+test_q_tasks_create_batch(void **state)
+{
+    fixture_t *fx = *state;
+    s_catalog(fx->db);
+    cd_q_page_t page = {0};
+    s_ok(fx->db,
+         cd_q_tasks_create_batch(fx->db,
+                                 "[{\"title\":\"a\",\"assignee\":{\"agent\":\"coder\"}},"
+                                 "{\"title\":\"b\",\"assignee\":{\"role\":\"dev\"},\"priority\":1},"
+                                 "{\"title\":\"c\",\"assignee\":{\"agent\":\"coder\"}}]",
+                                 CD_Q_NULL, CD_Q_NULL, &page));
+    assert_int_equal(page.count, 3);
+    int64_t ids[3];
+    assert_int_equal(s_page_ids(&page, ids, 3), 3);
+    assert_true(ids[0] < ids[1] && ids[1] < ids[2]);
+    json_t *b = s_page_item(&page, 1);
+    assert_string_equal(s_str(b, "title"), "b");
+    json_decref(b);
+    cd_q_page_fini(&page);
+    //  One event and one history row each, events in the same order.
+    assert_int_equal(s_count(fx->db, "SELECT count(*) FROM task_events WHERE kind = 'created'"
+                                     " AND seq = 1"),
+                     3);
+    assert_int_equal(s_count(fx->db, "SELECT count(*) FROM (SELECT task_id, lag(task_id) OVER"
+                                     " (ORDER BY id) AS prev FROM events) e"
+                                     " WHERE e.prev >= e.task_id"),
+                     0);
+
+    //  All or nothing: the first element at fault is named.
+    assert_int_equal(
+        cd_q_tasks_create_batch(fx->db,
+                                "[{\"title\":\"d\",\"assignee\":{\"agent\":\"coder\"}},"
+                                "{\"title\":\"e\",\"assignee\":{\"agent\":\"ghost\"}},"
+                                "{\"title\":\"f\",\"project_id\":12345,"
+                                "\"assignee\":{\"agent\":\"coder\"}}]",
+                                CD_Q_NULL, CD_Q_NULL, &page),
+        CD_EINVAL);
+    json_t *j = s_parse(page.items, false);
+    assert_string_equal(s_str(j, "invalid"), "tasks[1].assignee");
+    assert_string_equal(s_str(j, "reason"), "no such agent");
+    json_decref(j);
+    assert_int_equal(page.count, 0);
+    cd_q_page_fini(&page);
+    assert_int_equal(cd_q_tasks_create_batch(fx->db,
+                                             "[{\"title\":\"f\",\"project_id\":12345,"
+                                             "\"assignee\":{\"agent\":\"coder\"}}]",
+                                             CD_Q_NULL, CD_Q_NULL, &page),
+                     CD_EINVAL);
+    j = s_parse(page.items, false);
+    assert_string_equal(s_str(j, "invalid"), "tasks[0].project_id");
+    json_decref(j);
+    cd_q_page_fini(&page);
+    s_sqlstate(fx->db,
+               cd_q_tasks_create_batch(fx->db,
+                                       "[{\"title\":\"g\",\"assignee\":{\"agent\":\"coder\"}},"
+                                       "{\"title\":\"h\",\"priority\":12,"
+                                       "\"assignee\":{\"agent\":\"coder\"}}]",
+                                       CD_Q_NULL, CD_Q_NULL, &page),
+               "23514");
+    assert_null(page.items);
+    assert_int_equal(s_count(fx->db, "SELECT count(*) FROM tasks"), 3);
+    assert_int_equal(s_count(fx->db, "SELECT count(*) FROM events"), 3);
+    assert_int_equal(s_count(fx->db, "SELECT count(*) FROM task_events"), 3);
+
+    s_ok(fx->db, cd_q_tasks_create_batch(fx->db, "[]", CD_Q_NULL, CD_Q_NULL, &page));
+    assert_int_equal(page.count, 0);
+    assert_string_equal(page.items, "[]");
+    cd_q_page_fini(&page);
+}
+
+static void
+test_q_tasks_api_writes(void **state)
+{
+    fixture_t *fx = *state;
+    s_catalog(fx->db);
+    int64_t ann = s_user(fx->db, "ann");
+    int64_t bob = s_user(fx->db, "bob");
+    char *out = NULL;
+    s_ok(fx->db, cd_q_tasks_create(fx->db, "{\"title\":\"t\",\"assignee\":{\"agent\":\"coder\"}}",
+                                   ann, CD_Q_NULL, &out));
+    json_t *t = s_parse(out, true);
+    int64_t id = s_int(t, "id");
+    json_decref(t);
+    char idb[24], annb[24], bobb[24];
+    snprintf(idb, sizeof idb, "%lld", (long long)id);
+    snprintf(annb, sizeof annb, "%lld", (long long)ann);
+    snprintf(bobb, sizeof bobb, "%lld", (long long)bob);
+
+    //  Another user's task is no row, for every write.
+    const char *p_bob[] = {idb, "{\"title\":\"x\"}", bobb};
+    assert_null(s_write(fx->db, "tasks.patch", 3, p_bob));
+    const char *c_bob[] = {idb, bobb};
+    assert_null(s_write(fx->db, "tasks.cancel", 2, c_bob));
+    assert_null(s_write(fx->db, "tasks.retry", 2, c_bob));
+    const char *a_bob[] = {idb, bobb, bobb};
+    assert_null(s_write(fx->db, "tasks.archive", 3, a_bob));
+
+    //  patch: the task; retry of an unfinished one: a conflict answer.
+    const char *p_ann[] = {idb, "{\"title\":\"x\",\"priority\":null}", annb};
+    char *v = s_write(fx->db, "tasks.patch", 3, p_ann);
+    t = s_parse(v, true);
+    assert_string_equal(s_str(t, "title"), "x");
+    assert_int_equal(s_int(t, "priority"), 5);
+    json_decref(t);
+    const char *c_ann[] = {idb, annb};
+    v = s_write(fx->db, "tasks.retry", 2, c_ann);
+    t = s_parse(v, true);
+    assert_true(json_is_true(json_object_get(t, "conflict")));
+    assert_string_equal(s_str(t, "status"), "todo");
+    json_decref(t);
+
+    //  cancel: the task, its event (with the holder) and history.
+    s_ok(fx->db, cd_db_exec(fx->db, "UPDATE tasks SET agent = 'coder'", NULL));
+    v = s_write(fx->db, "tasks.cancel", 2, c_ann);
+    t = s_parse(v, true);
+    assert_string_equal(s_str(t, "status"), "cancelled");
+    json_decref(t);
+    assert_int_equal(s_count(fx->db, "SELECT count(*) FROM events WHERE type = 'task.cancelled'"
+                                     " AND agent = 'coder' AND data ->> 'status' = 'cancelled'"),
+                     1);
+    v = s_write(fx->db, "tasks.cancel", 2, c_ann);
+    t = s_parse(v, true);
+    assert_true(json_is_true(json_object_get(t, "conflict")));
+    assert_string_equal(s_str(t, "status"), "cancelled");
+    json_decref(t);
+    v = s_write(fx->db, "tasks.patch", 3, p_ann);
+    t = s_parse(v, true);
+    assert_true(json_is_true(json_object_get(t, "conflict")));
+    json_decref(t);
+
+    //  retry: back to todo, with history.
+    v = s_write(fx->db, "tasks.retry", 2, c_ann);
+    t = s_parse(v, true);
+    assert_string_equal(s_str(t, "status"), "todo");
+    json_decref(t);
+    cd_q_page_t page = {0};
+    s_ok(fx->db, cd_q_task_events_list(fx->db, id, NULL, 0, &page));
+    json_t *items = s_parse(page.items, false);
+    cd_q_page_fini(&page);
+    const char *kinds[] = {"created", "cancelled", "retry"};
+    assert_int_equal(json_array_size(items), 3);
+    for (size_t i = 0; i < 3; i++) {
+        json_t *h = json_array_get(items, i);
+        assert_string_equal(s_str(h, "kind"), kinds[i]);
+        assert_int_equal(s_int(h, "seq"), (int64_t)i + 1);
+    }
+    assert_string_equal(s_str(json_array_get(items, 1), "from"), "coder");
+    assert_string_equal(s_str(json_array_get(items, 1), "status"), "cancelled");
+    assert_string_equal(s_str(json_array_get(items, 2), "status"), "todo");
+    json_decref(items);
+
+    //  The functions run the same statements (no owner scope).
+    assert_int_equal(cd_q_tasks_cancel(fx->db, id, &out), 0);
+    free(out);
+    assert_int_equal(cd_q_tasks_patch(fx->db, id, "{\"title\":\"y\"}", &out), CD_ESTATE);
+    t = s_parse(out, true);
+    assert_string_equal(s_str(t, "status"), "cancelled");
+    assert_string_equal(s_str(t, "title"), "x");
+    json_decref(t);
+
+    //  archive: the archived row, then no row.
+    const char *a_ann[] = {idb, annb, annb};
+    v = s_write(fx->db, "tasks.archive", 3, a_ann);
+    t = s_parse(v, true);
+    assert_int_equal(s_int(t, "id"), id);
+    assert_int_equal(s_int(t, "archived_by"), ann);
+    json_decref(t);
+    assert_null(s_write(fx->db, "tasks.archive", 3, a_ann));
+    assert_null(s_write(fx->db, "tasks.cancel", 2, c_ann));
+    assert_int_equal(s_count(fx->db, "SELECT count(*) FROM task_events"), 4);
+}
+
+static void
+test_q_tasks_create_many(void **state)
+{
+    fixture_t *fx = *state;
+    s_catalog(fx->db);
+    int64_t ann = s_user(fx->db, "ann");
+    int64_t bob = s_user(fx->db, "bob");
+    int64_t project = s_project(fx->db);
+    char sql[128];
+    snprintf(sql, sizeof sql, "UPDATE projects SET created_by = %lld", (long long)ann);
+    s_ok(fx->db, cd_db_exec(fx->db, sql, NULL));
+    //  Five callers: ok, unknown agent, ok (ann's project, scoped to ann),
+    //  bob's view of ann's project, ok.
+    char json[1024];
+    snprintf(json, sizeof json,
+             "[{\"b\":{\"title\":\"a\",\"assignee\":{\"agent\":\"coder\"}},\"u\":%lld,\"s\":null},"
+             "{\"b\":{\"title\":\"b\",\"assignee\":{\"agent\":\"ghost\"}},\"u\":null,\"s\":null},"
+             "{\"b\":{\"title\":\"c\",\"project_id\":%lld,\"assignee\":{\"role\":\"dev\"}},"
+             "\"u\":%lld,\"s\":%lld},"
+             "{\"b\":{\"title\":\"d\",\"project_id\":%lld,\"assignee\":{\"role\":\"dev\"}},"
+             "\"u\":%lld,\"s\":%lld},"
+             "{\"b\":{\"title\":\"e\",\"priority\":9,\"assignee\":{\"agent\":\"coder\"}}}]",
+             (long long)ann, (long long)project, (long long)ann, (long long)ann, (long long)project,
+             (long long)bob, (long long)bob);
+    char *out = NULL;
+    s_ok(fx->db, cd_q_tasks_create_many(fx->db, json, &out));
+    json_t *a = s_parse(out, true);
+    assert_int_equal(json_array_size(a), 5);
+    assert_string_equal(s_str(json_array_get(a, 0), "title"), "a");
+    assert_int_equal(s_int(json_array_get(a, 0), "created_by"), ann);
+    assert_string_equal(s_str(json_array_get(a, 1), "invalid"), "assignee");
+    assert_string_equal(s_str(json_array_get(a, 1), "reason"), "no such agent");
+    assert_string_equal(s_str(json_array_get(a, 2), "title"), "c");
+    assert_int_equal(s_int(json_array_get(a, 2), "project_id"), project);
+    assert_string_equal(s_str(json_array_get(a, 3), "invalid"), "project_id");
+    assert_string_equal(s_str(json_array_get(a, 4), "title"), "e");
+    assert_int_equal(s_int(json_array_get(a, 4), "priority"), 9);
+    assert_true(s_null(json_array_get(a, 4), "created_by"));
+    int64_t i0 = s_int(json_array_get(a, 0), "id");
+    int64_t i2 = s_int(json_array_get(a, 2), "id");
+    int64_t i4 = s_int(json_array_get(a, 4), "id");
+    assert_true(i0 < i2 && i2 < i4);
+    json_decref(a);
+    assert_int_equal(s_count(fx->db, "SELECT count(*) FROM tasks"), 3);
+    assert_int_equal(s_count(fx->db, "SELECT count(*) FROM events WHERE type = 'task.created'"), 3);
+    assert_int_equal(s_count(fx->db, "SELECT count(*) FROM task_events WHERE seq = 1"), 3);
+    //  A bad value fails the statement as a whole; nothing is written.
+    s_sqlstate(
+        fx->db,
+        cd_q_tasks_create_many(fx->db,
+                               "[{\"b\":{\"title\":\"f\",\"assignee\":{\"agent\":\"coder\"}}},"
+                               "{\"b\":{\"title\":\"g\",\"priority\":10,"
+                               "\"assignee\":{\"agent\":\"coder\"}}}]",
+                               &out),
+        "23514");
+    assert_int_equal(s_count(fx->db, "SELECT count(*) FROM tasks"), 3);
+    s_ok(fx->db, cd_q_tasks_create_many(fx->db,
+                                        "[{\"b\":{\"title\":\"h\",\"assignee\":{\"agent\":"
+                                        "\"ghost\"}}}]",
+                                        &out));
+    assert_non_null(strstr(out, "invalid"));
+    free(out);
+}
+
 int
 main(void)
 {
@@ -933,6 +1328,13 @@ main(void)
         cmocka_unit_test_setup_teardown(test_q_tasks_counts, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_q_tasks_history_and_archive, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_q_task_events_concurrent_seq, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_q_tasks_create_writes_event_and_history, s_setup,
+                                        s_teardown),
+        cmocka_unit_test_setup_teardown(test_q_tasks_create_unknown_references, s_setup,
+                                        s_teardown),
+        cmocka_unit_test_setup_teardown(test_q_tasks_create_batch, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_q_tasks_create_many, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_q_tasks_api_writes, s_setup, s_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
