@@ -35,8 +35,9 @@ cd_agents_kind_local(const char *kind)
     return kind && streq(kind, "echo");
 }
 
-//  Options of an echo config: scalars as text; ask_human (a question or an
-//  object) is kept by the API for the orchestrator and is no actor option.
+//  Options of an echo config: scalars as text, as a config file gives
+//  them; ask_human is a question (text) or an object (its JSON text, which
+//  cd_echo_args_new tells from a question by its leading '{').
 static int
 s_echo_options(const json_t *config, cd_config_agent_t *agent, char *why, size_t why_size)
 {
@@ -48,17 +49,26 @@ s_echo_options(const json_t *config, cd_config_agent_t *agent, char *why, size_t
     {
         char text[64];
         const char *v = NULL;
-        if (streq(key, "ask_human")) {
-            if (!json_is_null(value) && !json_is_string(value) && !json_is_object(value)) {
-                snprintf(why, why_size, "config.ask_human: must be a question or an object");
-                return CD_EINVAL;
-            }
-            continue;
-        }
+        char *dumped = NULL;
         if (json_is_null(value)) {
             continue;
         }
-        if (json_is_string(value)) {
+        if (streq(key, "ask_human")) {
+            if (!json_is_string(value) && !json_is_object(value)) {
+                snprintf(why, why_size, "config.ask_human: must be a question or an object");
+                return CD_EINVAL;
+            }
+            if (json_is_string(value) && json_string_value(value)[0] == '{') {
+                snprintf(why, why_size, "config.ask_human: a question may not start with '{'");
+                return CD_EINVAL;
+            }
+            if (json_is_object(value)) {
+                dumped = json_dumps(value, JSON_COMPACT);
+            }
+        }
+        if (dumped) {
+            v = dumped;
+        } else if (json_is_string(value)) {
             v = json_string_value(value);
         } else if (json_is_integer(value)) {
             snprintf(text, sizeof text, "%lld", (long long)json_integer_value(value));
@@ -72,6 +82,7 @@ s_echo_options(const json_t *config, cd_config_agent_t *agent, char *why, size_t
         agent->options[agent->n_options].key = strdup(key);
         agent->options[agent->n_options].value = strdup(v);
         agent->n_options++;
+        free(dumped);
     }
     return 0;
 }
