@@ -42,7 +42,7 @@ typedef struct {
     cd_actor_status_t status;        //  lifecycle state
     uint32_t restarts;               //  restarts since the node started
     uint64_t dead_letters;           //  messages to it that could not be delivered
-    uint32_t incarnation;            //  bumped each time a new inbox is bound for it
+    uint32_t incarnation;            //  changes each time a new inbox is bound for it (unique)
 } cd_registry_entry_t;
 
 //  Messages sent, by envelope kind, counted by each sender (a mailer) in a
