@@ -34,6 +34,7 @@
 #include "cd_db.h"
 #include "cd_error.h"
 #include "cd_log.h"
+#include "cd_mailer.h"
 #include "cd_mpjson.h"
 #include "cd_pwriter.h"
 #include "cd_q_orch.h"
@@ -156,6 +157,8 @@ struct s_orch {
     cd_db_t *db;                //  reads; NULL while the database is away
     int64_t db_retry_us;        //  no connect before this (monotonic)
     cd_pwriter_t *writer;       //  writes through persist
+    cd_runtime_t stepper_rt;    //  the runtime with no send timeout
+    cd_mailer_t *stepper;       //  steps and cancels to agents: never waits on a full queue
     cd_pack_t *pack;            //  reused step payloads
     zhashx_t *agents;           //  name -> s_agent_t *
     zhashx_t *teams;            //  "id" -> s_team_t *
@@ -898,12 +901,14 @@ s_start(s_orch_t *orch, s_run_t *run)
     if (cd_registry_get(cd_actor_runtime(orch->self)->registry, to, &entry) == 0) {
         run->restarts = entry.restarts;
     }
-    int rc = cd_actor_send(orch->self, &env);
+    int rc = cd_mailer_send(orch->stepper, &env);
     if (rc != 0) {
-        //  Nobody to run it (stopped, gone) or a queue that stayed full:
-        //  the attempt is not the task's fault.
-        agent->local = rc == CD_EBUSY;
-        s_step_failed(orch, run, "agent_unavailable", cd_strerror(rc), true, 0);
+        //  Nobody to run it (stopped, gone, restarting) or a queue that is
+        //  full: the attempt is not the task's fault. It goes back to todo
+        //  without counting; the directory is read again at the next tick.
+        agent->inflight--;
+        orch->registry_gen = 0;
+        s_release(orch, run, "agent_unavailable", cd_strerror(rc));
     }
 }
 
@@ -948,7 +953,7 @@ s_cancel_step(s_orch_t *orch, const s_run_t *run)
     memcpy(env.trace_id, run->trace, CD_ENV_UUID_SIZE);
     env.headers[0] = (cd_env_header_t){cd_str("op"), cd_str("cancel")};
     env.n_headers = 1;
-    cd_actor_send(orch->self, &env);
+    cd_mailer_send(orch->stepper, &env);
 }
 
 //  The record of a failed attempt ("p" parks: not counted).
@@ -1881,6 +1886,11 @@ s_init(cd_actor_t *self, void *args, void **state_p, const char **why)
     orch->cfg.refresh_ms = a->refresh_ms > 0 ? a->refresh_ms : CD_ORCH_REFRESH_MS;
     orch->cfg.claim_max = a->claim_max > 0 ? a->claim_max : CD_ORCH_CLAIM_MAX;
     orch->writer = cd_pwriter_new(self, orch->cfg.persist, 0);
+    //  A step never blocks the orchestrator: an agent whose queue is full
+    //  (or that is being replaced) gets its step back later.
+    orch->stepper_rt = *cd_actor_runtime(self);
+    orch->stepper_rt.send_timeout_ms = 0;
+    orch->stepper = cd_mailer_new(&orch->stepper_rt, cd_actor_name(self));
     orch->pack = cd_pack_new();
     orch->agents = zhashx_new();
     zhashx_set_destructor(orch->agents, s_agent_destroy);
@@ -1945,6 +1955,7 @@ s_fini(cd_actor_t *self, void **state_p)
     }
     free(orch->picks);
     cd_pack_destroy(&orch->pack);
+    cd_mailer_destroy(&orch->stepper);
     cd_db_close(&orch->db);
     cd_log_debug(cd_actor_name(self), "stopped", "{s:I, s:I}", "steps", (json_int_t)orch->steps,
                  "completed", (json_int_t)orch->completed);
