@@ -117,6 +117,7 @@ typedef struct cd_config {
     int orch_backoff_ms;       //  first retry delay, 1..3600000; 1000
     int orch_backoff_max_ms;   //  longest retry delay, 1..86400000; 60000
     int orch_hitl_check_ms;    //  HITL deadline pass, 10..600000; 1000
+    int scheduler_tick_ms;     //  due schedules read, 10..60000; 1000
     cd_config_agent_t *agents; //  at least one after a successful load
     size_t n_agents;           //  entries in agents
     char *config_path;         //  the file that was read, NULL if none

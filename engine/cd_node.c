@@ -22,6 +22,7 @@
 #include "cd_stats.h"
 #include "cd_pgembed.h"
 #include "cd_port.h"
+#include "cd_scheduler.h"
 #include "cd_supervisor.h"
 
 #include <czmq.h>
@@ -54,9 +55,10 @@ struct cd_node {
     cd_api_args_t api;                //  API actor settings
     cd_stats_args_t stats;            //  stats snapshot writer settings
     cd_orchestrator_args_t orch;      //  orchestrator settings
+    cd_scheduler_args_t scheduler;    //  scheduler settings
     char **api_names;                 //  "api/<i>" (owned)
     cd_child_spec_t *root_children;   //  deadletter, persist, bus, api/*, stats, [cluster],
-                                      //  orchestrator, agents
+                                      //  orchestrator, scheduler, agents
     cd_supervisor_spec_t root_spec;   //  the root supervisor
     char **agent_names;               //  "agent/<name>" (owned)
     cd_root_t *root;                  //  the running tree
@@ -249,6 +251,12 @@ s_start_tree(s_node_t *node, char **errmsg)
                                           .hitl_check_ms = config->orch_hitl_check_ms};
     node->root_children[n++] = (cd_child_spec_t){CD_ORCHESTRATOR_NAME, &cd_orchestrator_ops,
                                                  &node->orch, CD_RESTART_PERMANENT};
+    node->scheduler = (cd_scheduler_args_t){.conninfo = node->conninfo,
+                                            .persist = "persist",
+                                            .orchestrator = CD_ORCHESTRATOR_NAME,
+                                            .tick_ms = config->scheduler_tick_ms};
+    node->root_children[n++] = (cd_child_spec_t){CD_SCHEDULER_NAME, &cd_scheduler_ops,
+                                                 &node->scheduler, CD_RESTART_PERMANENT};
     node->root_children[n++] =
         (cd_child_spec_t){"agents", &cd_supervisor_ops, &node->agents_spec, CD_RESTART_PERMANENT};
     node->root_spec = (cd_supervisor_spec_t){CD_ONE_FOR_ONE, -1, 0, node->root_children, n};
@@ -365,7 +373,7 @@ static int
 s_start_http(s_node_t *node, char **errmsg)
 {
     static const char *const core[] = {"root",         "deadletter", "persist", "bus",
-                                       "orchestrator", "agents",     NULL};
+                                       "orchestrator", "scheduler",  "agents",  NULL};
     const cd_config_t *config = node->config;
     cd_http_opts_t opts;
     cd_http_opts_defaults(&opts);

@@ -15,6 +15,7 @@
         stats            statistics snapshots
         cluster          when a cluster endpoint or peers are configured
         orchestrator     runs tasks through agents (claims, steps, leases)
+        scheduler        fires scheduled tasks
         agents (one_for_one)
           agent/<name>   configured agents, then those created over the API
 
