@@ -200,5 +200,6 @@ extern const cd_api_module_t cd__api_node_module;
 extern const cd_api_module_t cd__api_projects_module;
 extern const cd_api_module_t cd__api_hitl_module, cd__api_schedules_module, cd__api_system_module;
 extern const cd_api_module_t cd__api_tasks_module;
+extern const cd_api_module_t cd__api_pull_module;
 
 #endif

@@ -42,6 +42,7 @@ static const cd_api_module_t *const s_modules[] = {
     &cd__api_schedules_module,
     &cd__api_system_module,
     &cd__api_tasks_module,
+    &cd__api_pull_module,
 };
 #define S_N_MODULES (sizeof s_modules / sizeof s_modules[0])
 

@@ -1478,6 +1478,7 @@ s_claim_answer(cd_actor_t *self, const cd_pwriter_result_t *res, void *arg)
             //  The claim counted an attempt.
             json_object_set_new(picks[i].task, "attempts",
                                 json_integer(s_json_int(picks[i].task, "attempts", 0) + 1));
+            json_object_set_new(picks[i].task, "status", json_string("in_progress"));
             s_run_t *run = s_run_new(orch, picks[i].task, picks[i].agent, picks[i].stage);
             s_enqueue(orch, run, picks[i].agent);
         }
