@@ -177,6 +177,12 @@ int cd_api_call(cd_api_req_t *req, cd_envelope_t *env, cd_api_reply_fn *fn, void
 //  Fills the routine fields of an envelope from this actor.
 void cd_api_envelope_init(cd_api_req_t *req, cd_envelope_t *env, cd_kind_t kind, const char *to);
 
+//  Tells the orchestrator (if the actor has one) op for task_id (0: none):
+//  "kick", "cancel", "resume", "agents". Never waits; a kick that cannot
+//  go now is dropped (the orchestrator scans on a timer anyway). The core
+//  sends these itself after the operations listed in cd_api.h.
+void cd_api_kick(cd_api_req_t *req, const char *op, int64_t task_id);
+
 //  --- module state -----------------------------------------------------------------
 
 //  This actor's state for a module, by key (the module's name): a slot
@@ -200,5 +206,6 @@ extern const cd_api_module_t cd__api_projects_module;
 extern const cd_api_module_t cd__api_hitl_module, cd__api_schedules_module, cd__api_system_module;
 extern const cd_api_module_t cd__api_tasks_module;
 extern const cd_api_module_t cd__api_vault_module;
+extern const cd_api_module_t cd__api_pull_module;
 
 #endif

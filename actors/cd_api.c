@@ -15,6 +15,8 @@
 
 #include "cd_error.h"
 #include "cd_log.h"
+#include "cd_mailer.h"
+#include "cd_q_orch.h"
 #include "cd_q_system.h"
 #include "cd_q_usage.h"
 
@@ -36,6 +38,7 @@ static const cd_api_module_t *const s_modules[] = {
     &cd__api_catalog_module,  &cd__api_agents_module, &cd__api_node_module,
     &cd__api_projects_module, &cd__api_hitl_module,   &cd__api_schedules_module,
     &cd__api_system_module,   &cd__api_tasks_module,  &cd__api_vault_module,
+    &cd__api_pull_module,
 };
 #define S_N_MODULES (sizeof s_modules / sizeof s_modules[0])
 
@@ -76,6 +79,10 @@ struct cd_api_req {
 
 struct s_api {
     cd_actor_t *self;
+    cd_runtime_t kick_rt; //  the runtime with no send timeout, for kicks
+    cd_mailer_t *kicker;  //  sends kicks without waiting; NULL until the first
+    int64_t kicked_us;    //  last plain kick sent (monotonic)
+    bool kick_pending;    //  a plain kick waits for its coalescing timer
     const cd_api_args_t *args;
     cd_db_t *db;         //  read connection, or NULL while down
     int64_t db_retry_us; //  no connect attempt before this
@@ -98,14 +105,16 @@ static size_t s_n_stmts;
 static pthread_once_t s_stmts_once = PTHREAD_ONCE_INIT;
 
 //  Write tables of other actors that write through persist (they have no
-//  API module): the llm agents' usage ledger.
+//  API module), registered with the modules' (the node gives persist this
+//  one list).
 typedef struct {
     const cd_q_write_t *writes;
     const size_t *n_writes;
 } s_writes_t;
 
 static const s_writes_t s_other_writes[] = {
-    {cd_q_usage_writes, &cd_q_usage_n_writes},
+    {cd_q_usage_writes, &cd_q_usage_n_writes}, //  the llm agents' usage ledger
+    {cd_q_orch_writes, &cd_q_orch_n_writes},   //  the orchestrator's
 };
 
 //  Adds a table's statements, each name once.
@@ -547,6 +556,99 @@ cd_api_query_enum(cd_api_req_t *req, const char *name, const char *const *allowe
     return false;
 }
 
+//  --- kicks ----------------------------------------------------------------------
+
+#define S_KICK_COALESCE_US 1000
+
+static void
+s_kick_send(s_api_t *api, const char *op, int64_t task_id)
+{
+    const char *to = api->args->orchestrator;
+    if (!to || !cd_registry_status_deliverable(cd_registry_status(api->kick_rt.registry, to))) {
+        return;
+    }
+    if (!api->kicker) {
+        api->kicker = cd_mailer_new(&api->kick_rt, cd_actor_name(api->self));
+    }
+    cd_envelope_t env;
+    cd_mailer_envelope_init(api->kicker, &env, CD_KIND_CONTROL, to);
+    env.task_id = task_id;
+    env.headers[0] = (cd_env_header_t){cd_str("op"), cd_str(op)};
+    env.n_headers = 1;
+    //  Dropped when the queue is full: the orchestrator is busy and scans.
+    cd_mailer_send(api->kicker, &env);
+}
+
+static int
+s_kick_timer(cd_actor_t *self, void *arg)
+{
+    s_api_t *api = (s_api_t *)arg;
+    api->kick_pending = false;
+    api->kicked_us = zclock_usecs();
+    s_kick_send(api, "kick", 0);
+    (void)self;
+    return 0;
+}
+
+void
+cd_api_kick(cd_api_req_t *req, const char *op, int64_t task_id)
+{
+    s_api_t *api = req->api;
+    if (!api->args->orchestrator) {
+        return;
+    }
+    if (!streq(op, "kick")) {
+        s_kick_send(api, op, task_id);
+        return;
+    }
+    //  Under load every create would kick: one per millisecond is enough.
+    int64_t now = zclock_usecs();
+    if (api->kick_pending) {
+        return;
+    }
+    if (now - api->kicked_us >= S_KICK_COALESCE_US) {
+        api->kicked_us = now;
+        s_kick_send(api, op, 0);
+    } else {
+        api->kick_pending = true;
+        cd_actor_after(api->self, 1, s_kick_timer, api);
+    }
+}
+
+static bool
+s_starts_with(const char *text, const char *prefix)
+{
+    return strncmp(text, prefix, strlen(prefix)) == 0;
+}
+
+//  After a successful answer: the kick the operation calls for (cd_api.h).
+static void
+s_kick_after(cd_api_req_t *req, int status, const char *body, size_t len)
+{
+    if (status < 200 || status >= 300 || !req->api->args->orchestrator) {
+        return;
+    }
+    const char *op = req->op;
+    if (streq(op, "tasks.create") || streq(op, "tasks.batch") || streq(op, "tasks.retry") ||
+        streq(op, "schedules.run")) {
+        cd_api_kick(req, "kick", 0);
+    } else if (streq(op, "tasks.cancel")) {
+        const char *id = cd_api_param(req, "id");
+        cd_api_kick(req, "cancel", id ? strtoll(id, NULL, 10) : 0);
+    } else if (streq(op, "hitl.respond")) {
+        json_t *row = json_loadb(body, len, 0, NULL);
+        json_t *task = json_object_get(row, "task_id");
+        if (json_is_integer(task)) {
+            cd_api_kick(req, "resume", json_integer_value(task));
+        }
+        json_decref(row);
+    } else if (!streq(req->method, "GET") &&
+               (s_starts_with(op, "agents.") || s_starts_with(op, "teams.") ||
+                s_starts_with(op, "team_types.") || s_starts_with(op, "roles."))) {
+        cd_api_kick(req, "agents", 0);
+    }
+}
+
 //  --- answering ------------------------------------------------------------------
 
 static void s_idem_settle(cd_api_req_t *req, int status, const char *body, size_t len);
@@ -596,6 +698,9 @@ s_answer(cd_api_req_t *req, int status, const char *content_type, const void *bo
     if (rc != 0 && rc != CD_ENOTFOUND && rc != CD_EDEAD) {
         cd_log_warn(cd_actor_name(api->self), "answer not delivered", "{s:s, s:s}", "op", req->op,
                     "error", cd_strerror(rc));
+    }
+    if (!content_type) {
+        s_kick_after(req, status, (const char *)body, len);
     }
     s_req_destroy(&req);
 }
@@ -1000,6 +1105,8 @@ s_init(cd_actor_t *self, void *args, void **state_p, const char **why)
     s_api_t *api = (s_api_t *)zmalloc(sizeof *api);
     api->self = self;
     api->args = (const cd_api_args_t *)args;
+    api->kick_rt = *cd_actor_runtime(self);
+    api->kick_rt.send_timeout_ms = 0;
     api->ops = zhashx_new();
     zhashx_set_destructor(api->ops, NULL);
     zhashx_set_duplicator(api->ops, NULL);
@@ -1050,6 +1157,7 @@ s_fini(cd_actor_t *self, void **state_p)
     zhashx_destroy(&api->parked);
     zhashx_destroy(&api->ops);
     cd_pack_destroy(&api->pack);
+    cd_mailer_destroy(&api->kicker);
     cd_db_close(&api->db);
     free(api);
     *state_p = NULL;

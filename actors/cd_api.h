@@ -40,7 +40,16 @@
     Operations live in modules (actors/cd_api_<family>.c), each a table of
     {op, handler} plus the write statements it sends to persist; the node
     registers every module's statements with the persist actor
-    (cd_api_stmts). See actors/api_internal.h for what a handler uses. */
+    (cd_api_stmts). See actors/api_internal.h for what a handler uses.
+
+    Wake-ups: after a successful answer to an operation the orchestrator
+    acts on, the core sends it a `control` envelope (no answer, never
+    waiting: dropped if its queue is full, since it also scans on a
+    timer): op=kick after tasks.create, tasks.batch, tasks.retry and
+    schedules.run (plain kicks are coalesced to one per millisecond per
+    actor); op=cancel with task_id after tasks.cancel; op=resume with
+    task_id after hitl.respond; op=agents after a change to agents, teams,
+    team types or roles. */
 #ifndef CD_ACTORS_API_H
 #define CD_ACTORS_API_H
 
@@ -52,12 +61,13 @@
 #define CD_API_NAME "api" //  registry names are CD_API_NAME "/<i>"
 
 typedef struct {
-    const char *conninfo; //  the database (required); borrowed
-    const char *node_id;  //  this node's id; borrowed
-    const char *persist;  //  the persist actor's name ("persist")
-    const char *agents;   //  the agents supervisor's name ("agents")
-    const char *bus;      //  the bus actor's name ("bus"), or NULL
-    int64_t started_us;   //  node start, monotonic µs (zclock_usecs), for uptime; 0: unknown
+    const char *conninfo;     //  the database (required); borrowed
+    const char *node_id;      //  this node's id; borrowed
+    const char *persist;      //  the persist actor's name ("persist")
+    const char *agents;       //  the agents supervisor's name ("agents")
+    const char *bus;          //  the bus actor's name ("bus"), or NULL
+    const char *orchestrator; //  told of changes it acts on ("orchestrator"), or NULL
+    int64_t started_us;       //  node start, monotonic µs (zclock_usecs), for uptime; 0: unknown
 } cd_api_args_t;
 
 extern const cd_actor_ops_t cd_api_ops;

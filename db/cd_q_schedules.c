@@ -108,11 +108,50 @@ static const char s_run[] =
     "  RETURNING x.id)"
     " SELECT t.j FROM t";
 
+//  A timed firing (the scheduler's): the CAS on next_run_at (locked, and
+//  re-checked on the newest row version) lets one node fire a due
+//  schedule once; $4 false records a skipped firing (next_run_at moves on,
+//  no task). The task as POST /tasks creates it (history row `created`
+//  with seq 1, event task.created), then schedule.fired. next_run_at: $3
+//  for a cron schedule (its next minute after now, computed by the
+//  caller); for an interval, the first time after now on the schedule's
+//  own beat (next_run_at + k * interval_s), so a firing late by any
+//  number of periods is one firing, and the beat is kept.
+static const char s_fire[] =
+    "WITH s AS (SELECT x.* FROM scheduled_tasks x"
+    "  WHERE x.id = $1 AND x.enabled AND x.next_run_at = $2::timestamptz FOR UPDATE),"
+    " t AS (INSERT INTO tasks AS t (event_seq, title, description, priority, project_id,"
+    "  assignee, input, created_by)"
+    "  SELECT 1, s.task ->> 'title', coalesce(s.task ->> 'description', ''),"
+    "  coalesce((s.task ->> 'priority')::smallint, 5), (s.task ->> 'project_id')::bigint,"
+    "  s.task -> 'assignee', nullif(s.task -> 'input', 'null'), s.created_by FROM s"
+    "  WHERE $4::boolean RETURNING " TASK_JSON " AS j, t.*),"
+    " h AS (INSERT INTO task_events (task_id, seq, kind, to_agent, status, payload)"
+    "  SELECT t.id, 1, 'created', t.assignee ->> 'agent', 'todo',"
+    "  jsonb_build_object('assignee', t.assignee, 'priority', t.priority, 'schedule_id', s.id)"
+    "  FROM t, s),"
+    " e AS (INSERT INTO events (type, project_id, task_id, agent, data)"
+    "  SELECT 'task.created', t.project_id, t.id, t.assignee ->> 'agent', jsonb_build_object("
+    "  'title', t.title, 'status', t.status, 'priority', t.priority, 'assignee', t.assignee)"
+    "  FROM t"
+    "  UNION ALL SELECT 'schedule.fired', t.project_id, t.id, NULL, jsonb_build_object("
+    "  'schedule_id', s.id, 'name', s.name, 'task_id', t.id, 'due_at', cd_ts(s.next_run_at))"
+    "  FROM t, s),"
+    " u AS (UPDATE scheduled_tasks x SET last_run_at = CASE WHEN $4::boolean THEN now()"
+    "  ELSE x.last_run_at END,"
+    "  next_run_at = CASE WHEN x.cron IS NOT NULL THEN $3::timestamptz"
+    "  ELSE x.next_run_at + (floor(extract(epoch FROM now() - x.next_run_at) / x.interval_s)"
+    "  + 1) * x.interval_s * interval '1 second' END"
+    "  FROM s WHERE x.id = s.id RETURNING x.id, x.next_run_at)"
+    " SELECT json_build_object('task', (SELECT t.j FROM t), 'next_run_at', cd_ts(u.next_run_at))"
+    " FROM u";
+
 const cd_q_write_t cd_q_schedules_writes[] = {
     {"schedules.insert", s_insert, 3},
     {"schedules.patch", s_patch, 5},
     {"schedules.delete", s_delete, 2},
     {"schedules.run", s_run, 2},
+    {"schedules.fire", s_fire, 4},
 };
 const size_t cd_q_schedules_n_writes =
     sizeof cd_q_schedules_writes / sizeof cd_q_schedules_writes[0];
@@ -174,6 +213,15 @@ cd_q_schedules_run(cd_db_t *db, int64_t id, int64_t created_by, char **out)
     char b1[24], b2[24];
     const char *params[] = {cd__q_i64(b1, id), cd__q_i64(b2, created_by)};
     return cd__q_one(db, s_run, 2, params, out);
+}
+
+int
+cd_q_schedules_fire(cd_db_t *db, int64_t id, const char *expected, const char *cron_next, bool fire,
+                    char **out)
+{
+    char b1[24];
+    const char *params[] = {cd__q_i64(b1, id), expected, cron_next, fire ? "true" : "false"};
+    return cd__q_one(db, s_fire, 4, params, out);
 }
 
 int

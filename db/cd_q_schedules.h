@@ -25,11 +25,18 @@
       "schedules.delete"  ($1 id, $2 owner or NULL) -> its id, or no row
       "schedules.run"     ($1 id, $2 owner or NULL) -> the created task,
                           or no row
+      "schedules.fire"    ($1 id, $2 next_run_at as read, $3 a cron
+                          schedule's next time or NULL, $4 "true" to
+                          fire, "false" to skip) -> {"task": the created
+                          task or null, "next_run_at"}, or no row (fired
+                          or changed meanwhile)
     An owner (created_by) limits the change to that user's schedules. */
 #ifndef CD_DB_Q_SCHEDULES_H
 #define CD_DB_Q_SCHEDULES_H
 
 #include "cd_q.h"
+
+#include <stdbool.h>
 
 //  The writes persist runs for this family (cd_q.h, cd_q_write_t).
 extern const cd_q_write_t cd_q_schedules_writes[];
@@ -82,6 +89,16 @@ int cd_q_schedules_delete(cd_db_t *db, int64_t id, int64_t created_by);
 //  Returns 0 and the task; CD_ENOTFOUND; CD_EDB 23503 if the template's
 //  project is gone.
 int cd_q_schedules_run(cd_db_t *db, int64_t id, int64_t created_by, char **out);
+
+//  The scheduler's firing ("schedules.fire"): if the schedule is still
+//  enabled and due at expected (next_run_at as read), creates its task
+//  (when fire; a skipped firing creates none) with its `created` history
+//  row, task.created and schedule.fired events, sets last_run_at (when
+//  fired) and next_run_at: cron_next for a cron schedule, else the first
+//  time after now on the interval's beat. Returns 0 and {"task",
+//  "next_run_at"}; CD_ENOTFOUND when it was not due at expected any more.
+int cd_q_schedules_fire(cd_db_t *db, int64_t id, const char *expected, const char *cron_next,
+                        bool fire, char **out);
 
 //  Enabled schedules whose next_run_at has come, earliest first, at most
 //  limit of them.

@@ -208,7 +208,9 @@ static const char s_patch[] =
     " AND t.status NOT IN " FINISHED " RETURNING t.*)" CAS_TAIL("$3");
 
 //  tasks.cancel: $1 id, $2 owner scope. The task.cancelled event names the
-//  agent holding the task: that is how a running agent learns to stop.
+//  agent holding the task; the orchestrator is kicked (op=cancel) after
+//  the commit and tells a running agent to stop. Questions still pending
+//  are cancelled with the task (nobody will resume it).
 static const char s_cancel[] =
     "WITH u AS (UPDATE tasks t SET status = 'cancelled', finished_at = now(),"
     " lease_owner = NULL, lease_expires_at = NULL, next_attempt_at = NULL"
@@ -218,7 +220,9 @@ static const char s_cancel[] =
     " SELECT 'task.cancelled', u.project_id, u.id, u.agent,"
     " jsonb_build_object('title', u.title, 'status', u.status) FROM u),"
     " h AS (INSERT INTO task_events (task_id, kind, from_agent, status)"
-    " SELECT u.id, 'cancelled', u.agent, u.status FROM u)" CAS_TAIL("$2");
+    " SELECT u.id, 'cancelled', u.agent, u.status FROM u),"
+    " q AS (UPDATE hitl_requests r SET status = 'cancelled' FROM u"
+    " WHERE r.task_id = u.id AND r.status = 'pending')" CAS_TAIL("$2");
 
 //  tasks.retry: $1 id, $2 owner scope. API.md has no event type for a
 //  retry: the history row records it, and the task is claimable again.

@@ -160,8 +160,8 @@ int cd_q_tasks_fail_attempt(cd_db_t *db, int64_t id, const char *error, int64_t 
                             char **out);
 
 //  Cancels an unfinished task, and in the same statement writes the
-//  task.cancelled event (agent: the task's holder, which is how a running
-//  agent is told to stop) and the history row (kind cancelled). Returns 0
+//  task.cancelled event (agent: the task's holder) and the history row
+//  (kind cancelled), and cancels its pending HITL requests. Returns 0
 //  and the task; CD_ESTATE if it is finished already; CD_ENOTFOUND.
 //  (tasks.cancel)
 int cd_q_tasks_cancel(cd_db_t *db, int64_t id, char **out);

@@ -123,6 +123,12 @@ typedef struct cd_config {
     int http_request_timeout_ms; //  request head, and an actor's answer, 1..600000; 10000
     int http_idle_timeout_ms;  //  idle HTTP/2 connections, 1..3600000; 30000
     int http_max_requests_per_conn_s; //  before 429, 0 (unlimited)..1000000; 0
+    int orch_lease_ms;         //  task lease length, 300..3600000; 30000
+    int orch_scan_ms;          //  claim at least this often, 10..60000; 250
+    int orch_backoff_ms;       //  first retry delay, 1..3600000; 1000
+    int orch_backoff_max_ms;   //  longest retry delay, 1..86400000; 60000
+    int orch_hitl_check_ms;    //  HITL deadline pass, 10..600000; 1000
+    int scheduler_tick_ms;     //  due schedules read, 10..60000; 1000
     cd_config_agent_t *agents; //  at least one after a successful load
     size_t n_agents;           //  entries in agents
     char *config_path;         //  the file that was read, NULL if none

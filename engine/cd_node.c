@@ -18,10 +18,12 @@
 #include "cd_http.h"
 #include "cd_log.h"
 #include "cd_migrate.h"
+#include "cd_orchestrator.h"
 #include "cd_persist.h"
 #include "cd_stats.h"
 #include "cd_pgembed.h"
 #include "cd_port.h"
+#include "cd_scheduler.h"
 #include "cd_supervisor.h"
 #include "cd_vault_actor.h"
 
@@ -55,9 +57,11 @@ struct cd_node {
     cd_agents_env_t agents_env;       //  what agents need from the node (factory_arg)
     cd_api_args_t api;                //  API actor settings
     cd_stats_args_t stats;            //  stats snapshot writer settings
+    cd_orchestrator_args_t orch;      //  orchestrator settings
+    cd_scheduler_args_t scheduler;    //  scheduler settings
     char **api_names;                 //  "api/<i>" (owned)
     cd_child_spec_t *root_children;   //  deadletter, persist, bus, vault, api/*, stats,
-                                      //  [cluster], agents
+                                      //  [cluster], orchestrator, scheduler, agents
     cd_supervisor_spec_t root_spec;   //  the root supervisor
     char **agent_names;               //  "agent/<name>" (owned)
     cd_root_t *root;                  //  the running tree
@@ -198,7 +202,7 @@ s_start_tree(s_node_t *node, char **errmsg)
     };
     size_t n = 0;
     node->root_children =
-        (cd_child_spec_t *)zmalloc(((size_t)config->api_workers + 7) * sizeof(cd_child_spec_t));
+        (cd_child_spec_t *)zmalloc(((size_t)config->api_workers + 9) * sizeof(cd_child_spec_t));
     node->root_children[n++] =
         (cd_child_spec_t){"deadletter", &cd_deadletter_ops, NULL, CD_RESTART_PERMANENT};
     size_t n_stmts = 0;
@@ -228,6 +232,7 @@ s_start_tree(s_node_t *node, char **errmsg)
                                 .persist = "persist",
                                 .agents = "agents",
                                 .bus = "bus",
+                                .orchestrator = CD_ORCHESTRATOR_NAME,
                                 .started_us = node->started_us};
     node->api_names = (char **)zmalloc(((size_t)config->api_workers + 1) * sizeof(char *));
     for (int i = 0; i < config->api_workers; i++) {
@@ -251,6 +256,25 @@ s_start_tree(s_node_t *node, char **errmsg)
         node->root_children[n++] =
             (cd_child_spec_t){"cluster", &cd_cluster_ops, &node->cluster, CD_RESTART_PERMANENT};
     }
+    //  Before the agents: at a stop the agents go first, and the
+    //  orchestrator's recovery at start-up runs before any agent could
+    //  take a step.
+    node->orch = (cd_orchestrator_args_t){.conninfo = node->conninfo,
+                                          .node_id = node->node_id,
+                                          .persist = "persist",
+                                          .lease_ms = config->orch_lease_ms,
+                                          .scan_ms = config->orch_scan_ms,
+                                          .backoff_ms = config->orch_backoff_ms,
+                                          .backoff_max_ms = config->orch_backoff_max_ms,
+                                          .hitl_check_ms = config->orch_hitl_check_ms};
+    node->root_children[n++] = (cd_child_spec_t){CD_ORCHESTRATOR_NAME, &cd_orchestrator_ops,
+                                                 &node->orch, CD_RESTART_PERMANENT};
+    node->scheduler = (cd_scheduler_args_t){.conninfo = node->conninfo,
+                                            .persist = "persist",
+                                            .orchestrator = CD_ORCHESTRATOR_NAME,
+                                            .tick_ms = config->scheduler_tick_ms};
+    node->root_children[n++] = (cd_child_spec_t){CD_SCHEDULER_NAME, &cd_scheduler_ops,
+                                                 &node->scheduler, CD_RESTART_PERMANENT};
     node->root_children[n++] =
         (cd_child_spec_t){"agents", &cd_supervisor_ops, &node->agents_spec, CD_RESTART_PERMANENT};
     node->root_spec = (cd_supervisor_spec_t){CD_ONE_FOR_ONE, -1, 0, node->root_children, n};
@@ -371,7 +395,8 @@ s_sync_agents(s_node_t *node, char **errmsg)
 static int
 s_start_http(s_node_t *node, char **errmsg)
 {
-    static const char *const core[] = {"root", "deadletter", "persist", "bus", "agents", NULL};
+    static const char *const core[] = {"root",         "deadletter", "persist", "bus",
+                                       "orchestrator", "scheduler",  "agents",  NULL};
     const cd_config_t *config = node->config;
     cd_http_opts_t opts;
     cd_http_opts_defaults(&opts);

@@ -12,7 +12,10 @@
         bus              events: tails what persist committed, fans it out
         api/0 .. api/N-1 the REST API's actors (reads on their own
                          connections, writes through persist)
+        stats            statistics snapshots
         cluster          when a cluster endpoint or peers are configured
+        orchestrator     runs tasks through agents (claims, steps, leases)
+        scheduler        fires scheduled tasks
         agents (one_for_one)
           agent/<name>   configured agents, then those created over the API
 

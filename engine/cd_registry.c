@@ -28,6 +28,7 @@ struct cd_registry {
     bool log_sink;                    //  installed as a cd_log sink
     zlistx_t *counts;                 //  attached cd_msg_counts_t (guarded by lock)
     uint64_t retired[CD_KIND_COUNT_]; //  counts of detached senders (guarded by lock)
+    uint32_t incarnations;            //  inboxes bound so far, all names (guarded by lock)
 };
 
 typedef struct {
@@ -226,7 +227,10 @@ cd_registry_bound(cd_registry_t *self, const char *name)
     pthread_mutex_lock(&self->lock);
     cd_registry_entry_t *entry = s_entry(self, name, true);
     entry->status = CD_ACTOR_STARTING;
-    entry->incarnation++;
+    //  Unique across names and removals: an actor removed and started again
+    //  (an agent reconfigured) must not reuse the number its old inbox had,
+    //  or a sender still connected to that dead inbox would keep it.
+    entry->incarnation = ++self->incarnations;
     atomic_fetch_add(&self->gen, 1);
     pthread_mutex_unlock(&self->lock);
 }

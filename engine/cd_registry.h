@@ -42,7 +42,7 @@ typedef struct {
     cd_actor_status_t status;        //  lifecycle state
     uint32_t restarts;               //  restarts since the node started
     uint64_t dead_letters;           //  messages to it that could not be delivered
-    uint32_t incarnation;            //  bumped each time a new inbox is bound for it
+    uint32_t incarnation;            //  changes each time a new inbox is bound for it (unique)
     uint64_t queue_depth;            //  messages in its inbox (0 unless it can receive)
 } cd_registry_entry_t;
 

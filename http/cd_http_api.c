@@ -306,7 +306,11 @@ cd__http_api_call(cd_http_rctx_t *rctx, const char *op, cd__http_reply_fn *fn, v
     env.n_headers = 1;
     env.payload_type = CD_PAYLOAD_MAP;
     env.payload = cd_pack_bytes(http->pack);
-    return cd__http_call(rctx, &env, http->opts.request_timeout_ms, fn, arg);
+    int timeout_ms = http->opts.request_timeout_ms;
+    if (rctx->match.route && (rctx->match.route->flags & CD_ROUTE_LONG_POLL)) {
+        timeout_ms += CD_ROUTE_LONG_POLL_MS;
+    }
+    return cd__http_call(rctx, &env, timeout_ms, fn, arg);
 }
 
 int

@@ -33,7 +33,10 @@ enum {
     CD_ROUTE_AUTH = 1u << 0,       //  needs a token or API key (the auth hook runs)
     CD_ROUTE_ADMIN = 1u << 1,      //  admin only (implies CD_ROUTE_AUTH)
     CD_ROUTE_IDEMPOTENT = 1u << 2, //  safe to retry (Idempotency-Key honoured on POST)
+    CD_ROUTE_LONG_POLL = 1u << 3,  //  the actor may take CD_ROUTE_LONG_POLL_MS more to answer
 };
+
+#define CD_ROUTE_LONG_POLL_MS 35000 //  a long poll's wait (30 s at most) and a margin
 
 //  A handler answers the request (now, or later from a callback) and
 //  returns 0; a non-zero return means it answered nothing and the server

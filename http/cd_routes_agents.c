@@ -42,6 +42,18 @@ static const cd_json_schema_t s_patch = {"AgentPatch", s_patch_fields, 5};
         "\"ts\":" S_TS ",\"level\":{\"type\":\"string\"},\"msg\":{\"type\":\"string\"},"           \
         "\"fields\":{\"type\":\"object\"}") "}")
 
+//  A task as the pull API hands it out, with the step to run.
+#define S_STEP_TASK                                                                                \
+    S_OBJ("\"id\":{\"type\":\"integer\"},\"title\":{\"type\":\"string\"},"                         \
+          "\"priority\":{\"type\":\"integer\"},\"project_id\":{\"type\":\"integer\","              \
+          "\"nullable\":true},\"input\":{\"nullable\":true},\"attempts\":{\"type\":\"integer\"},"  \
+          "\"max_attempts\":{\"type\":\"integer\"},\"timeout_ms\":{\"type\":\"integer\"},"         \
+          "\"step\":" S_OBJ("\"id\":{\"type\":\"string\"},\"number\":{\"type\":\"integer\"},"      \
+                            "\"stage\":{\"type\":\"integer\",\"nullable\":true},"                  \
+                            "\"agent\":{\"type\":\"string\"},\"input\":{\"nullable\":true},"       \
+                            "\"original\":{\"nullable\":true},\"hitl\":{\"type\":\"object\"},"     \
+                            "\"deadline\":" S_TS))
+
 const cd_route_t cd_routes_agents[] = {
     {"GET", "/api/v1/agents", cd_http_route_api, CD_ROUTE_AUTH,
      "List agents (filters role, kind, status; pages in name order)", NULL, 200, NULL,
@@ -65,6 +77,14 @@ const cd_route_t cd_routes_agents[] = {
      "Start a stopped agent's actor", NULL, 202, NULL, S_AGENT, "agents.start"},
     {"POST", "/api/v1/agents/{name}/restart", cd_http_route_api, CD_ROUTE_ADMIN,
      "Restart the agent's actor", NULL, 202, NULL, S_AGENT, "agents.restart"},
+    {"POST", "/api/v1/agents/{name}/next", cd_http_route_api, CD_ROUTE_AUTH | CD_ROUTE_LONG_POLL,
+     "Pull API for an HTTP worker of a remote agent: claims the agent's next step (its task's "
+     "highest-priority todo task, or a pipeline stage handed to it), long-polling up to "
+     "?wait_ms= (0-30000, default 0; even 0 waits for the one claim the poll starts). 200: the "
+     "task with \"step\": {id, number, stage, agent, input, original, hitl?, deadline}, which "
+     "the worker answers with POST /api/v1/tasks/{id}/complete before the deadline (the task's "
+     "timeout_ms); 204: nothing to do; 404: no remote agent of that name",
+     NULL, 200, NULL, S_STEP_TASK, "agents.next"},
     {"GET", "/api/v1/agents/{name}/log", cd_http_route_api, CD_ROUTE_AUTH,
      "The agent's recent log lines, newest last (?limit=, at most 200)", NULL, 200, NULL, S_LOG,
      "agents.log"},

@@ -75,6 +75,20 @@ static const cd_json_field_t s_patch_fields[] = {
 };
 static const cd_json_schema_t s_patch = {"TaskPatch", s_patch_fields, 3};
 
+static const cd_json_field_t s_complete_fields[] = {
+    {"step", CD_JSON_STRING, true, false, 1, 64, "the step's id, as the pull API gave it"},
+    {"output", CD_JSON_ANY, false, true, 0, 0, "the step's output (any JSON)"},
+    {"handoff_to", CD_JSON_STRING, false, true, 1, 64,
+     "with output: the agent to run next, overriding the team pipeline"},
+    {"error", CD_JSON_OBJECT, false, false, 0, 0,
+     "{code, message?, retryable? (default false), retry_after_ms? (with code rate_limited: "
+     "parks the task without counting the attempt)}"},
+    {"hitl", CD_JSON_OBJECT, false, false, 0, 0,
+     "{question, options?, timeout_s?, on_timeout? (deny, approve, fail)}: ask a human"},
+};
+static const cd_json_schema_t s_complete = {"TaskStepAnswer", s_complete_fields,
+                                            sizeof s_complete_fields / sizeof s_complete_fields[0]};
+
 const cd_route_t cd_routes_tasks[] = {
     {"POST", "/api/v1/tasks", cd_http_route_api, CD_ROUTE_AUTH,
      "Create a task (status todo), answered after the commit with its task.created event and "
@@ -102,6 +116,14 @@ const cd_route_t cd_routes_tasks[] = {
     {"POST", "/api/v1/tasks/{id}/retry", cd_http_route_api, CD_ROUTE_AUTH,
      "Put a failed or cancelled task back to todo (any other status is 409)", NULL, 200, NULL,
      S_TASK, "tasks.retry"},
+    {"POST", "/api/v1/tasks/{id}/complete", cd_http_route_api, CD_ROUTE_AUTH,
+     "Pull API: a worker's answer to the step it got from POST /api/v1/agents/{name}/next, with "
+     "exactly one of output (the step's result; handoff_to optional), error or hitl (a question "
+     "for a human). Answered after it is recorded: 200 {id, status} with the task's status then "
+     "(in_progress: handed on; done; todo: to be retried; failed; waiting_human); 409 when that "
+     "step is not the one in flight (timed out, cancelled, answered already)",
+     &s_complete, 200, NULL, S_OBJ("\"id\":" S_INT ",\"status\":{\"type\":\"string\"}"),
+     "tasks.complete"},
     {"GET", "/api/v1/tasks/{id}/history", cd_http_route_api, CD_ROUTE_AUTH,
      "A task's history in order (also of an archived task); limit defaults to 1000 here", NULL, 200,
      NULL, S_LIST(S_HISTORY), "tasks.history"},

@@ -326,7 +326,76 @@ test_q_schedules_run_creates_the_task(void **state)
     s_sqlstate(fx->db, cd_q_schedules_run(fx->db, id, CD_Q_NULL, &out), "23503");
     assert_int_equal(s_count(fx->db, "SELECT count(*) FROM events"), 2);
 
-    assert_int_equal(cd_q_schedules_n_writes, 4);
+    assert_int_equal(cd_q_schedules_n_writes, 5);
+}
+
+//  The scheduler's firing: the task with its history and events, the next
+//  time on the interval's beat however late, once; a skipped firing moves
+//  the time and creates nothing; a cron schedule takes the given time.
+static void
+test_q_schedules_fire_keeps_the_beat_and_fires_once(void **state)
+{
+    fixture_t *fx = *state;
+    char *out = NULL;
+    //  Due 10.5 periods ago.
+    s_ok(fx->db, cd_q_schedules_insert(fx->db, "{\"name\":\"beat\",\"interval_s\":60," TASK "}",
+                                       NULL, CD_Q_NULL, &out));
+    json_t *s = s_parse(out, true);
+    int64_t id = s_int(s, "id");
+    json_decref(s);
+    char sql[256];
+    snprintf(sql, sizeof sql,
+             "UPDATE scheduled_tasks SET next_run_at = date_trunc('second', now())"
+             " - interval '630 seconds' WHERE id = %lld",
+             (long long)id);
+    s_ok(fx->db, cd_db_exec(fx->db, sql, NULL));
+    s_ok(fx->db, cd_q_schedules_get(fx->db, id, &out));
+    s = s_parse(out, true);
+    char *due = strdup(s_str(s, "next_run_at"));
+    json_decref(s);
+    s_ok(fx->db, cd_q_schedules_fire(fx->db, id, due, NULL, true, &out));
+    s = s_parse(out, true);
+    json_t *task = json_object_get(s, "task");
+    assert_true(json_is_object(task));
+    assert_string_equal(s_str(task, "status"), "todo");
+    json_decref(s);
+    //  Once: the same firing again finds the schedule moved.
+    assert_int_equal(cd_q_schedules_fire(fx->db, id, due, NULL, true, &out), CD_ENOTFOUND);
+    assert_int_equal(s_count(fx->db, "SELECT count(*) FROM tasks"), 1);
+    assert_int_equal(s_count(fx->db, "SELECT count(*) FROM events WHERE type = 'schedule.fired'"),
+                     1);
+    assert_int_equal(s_count(fx->db, "SELECT count(*) FROM task_events WHERE kind = 'created'"
+                                     " AND seq = 1"),
+                     1);
+    //  On the beat: 11 periods after the missed time, in the future.
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM scheduled_tasks WHERE id = %lld AND next_run_at > now()"
+             " AND next_run_at <= now() + interval '60 seconds' AND extract(epoch FROM"
+             " next_run_at - '%s'::timestamptz)::int %% 60 = 0 AND last_run_at IS NOT NULL",
+             (long long)id, due);
+    assert_int_equal(s_count(fx->db, sql), 1);
+    free(due);
+    //  A skipped firing: no task, the time moves.
+    snprintf(sql, sizeof sql,
+             "UPDATE scheduled_tasks SET next_run_at = '2000-01-01T00:00:00Z' WHERE id = %lld",
+             (long long)id);
+    s_ok(fx->db, cd_db_exec(fx->db, sql, NULL));
+    s_ok(fx->db, cd_q_schedules_fire(fx->db, id, "2000-01-01T00:00:00Z", NULL, false, &out));
+    s = s_parse(out, true);
+    assert_true(json_is_null(json_object_get(s, "task")));
+    json_decref(s);
+    assert_int_equal(s_count(fx->db, "SELECT count(*) FROM tasks"), 1);
+    //  A cron schedule's next time is the caller's.
+    s_ok(fx->db, cd_q_schedules_insert(fx->db, "{\"name\":\"c\",\"cron\":\"0 * * * *\"," TASK "}",
+                                       "2000-01-01T00:00:00Z", CD_Q_NULL, &out));
+    s = s_parse(out, true);
+    int64_t cron = s_int(s, "id");
+    json_decref(s);
+    s_ok(fx->db, cd_q_schedules_fire(fx->db, cron, "2000-01-01T00:00:00Z", "2999-01-01T00:00:00Z",
+                                     true, &out));
+    s = s_parse(out, true);
+    assert_string_equal(s_str(s, "next_run_at"), "2999-01-01T00:00:00.000000Z");
+    json_decref(s);
 }
 
 int
@@ -336,6 +405,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_q_schedules_crud, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_q_schedules_due_and_fire_once, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_q_schedules_run_creates_the_task, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_q_schedules_fire_keeps_the_beat_and_fires_once,
+                                        s_setup, s_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

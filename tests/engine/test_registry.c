@@ -83,6 +83,13 @@ test_registry_status_and_counters(void **state)
     assert_string_equal(list[1].name, "b");
     cd_registry_remove(registry, "a");
     assert_int_equal(cd_registry_get(registry, "a", &entry), CD_ENOTFOUND);
+    //  Bound again after a removal: a new incarnation, never the old one
+    //  (a sender connected to the old inbox must reconnect).
+    cd_registry_bound(registry, "a");
+    uint32_t again = 0;
+    cd_registry_lookup(registry, "a", &again);
+    assert_int_not_equal(again, 1);
+    cd_registry_remove(registry, "a");
     char endpoint[CD_REGISTRY_MAX_ENDPOINT];
     assert_int_equal(cd_registry_endpoint(registry, "b", endpoint, sizeof endpoint), 0);
     assert_string_equal(endpoint, "inproc://cd/r1/b");
