@@ -436,10 +436,24 @@ s_bearer(cd__auth_t *a, const char *token, size_t len, cd_auth_identity_t *ident
 //  A lookup in flight: what the request needs when its answer comes.
 typedef struct {
     cd_http_rctx_t *rctx;                //  the parked request
+    cd__auth_t *auth;                    //  the state it counts in
     char hex[CD_TOKEN_HASH_HEX_LEN + 1]; //  the key's hash
     uint64_t gen;                        //  a->gen when it was asked
     int tries;                           //  asked so far
+    bool pending;                        //  counted in auth->lookups, no answer yet
 } s_lookup_t;
+
+//  The request's pool is going: a lookup still pending (its client left)
+//  will never be answered, and no longer counts.
+static void
+s_lookup_dispose(void *data)
+{
+    s_lookup_t *lookup = (s_lookup_t *)data;
+    if (lookup->pending) {
+        lookup->pending = false;
+        lookup->auth->lookups--;
+    }
+}
 
 static int s_lookup(cd__auth_t *a, s_lookup_t *lookup);
 
@@ -448,6 +462,7 @@ s_lookup_reply(cd_http_rctx_t *rctx, const cd_envelope_t *reply, int rc, void *a
 {
     s_lookup_t *lookup = (s_lookup_t *)arg;
     cd__auth_t *a = rctx->http->auth;
+    lookup->pending = false;
     a->lookups--;
     int status = 0;
     json_t *body = NULL;
@@ -518,6 +533,7 @@ s_lookup(cd__auth_t *a, s_lookup_t *lookup)
     int rc = cd__http_api_call(rctx, "auth.key_resolve", s_lookup_reply, lookup, &to);
     if (rc == 0) {
         a->lookups++;
+        lookup->pending = true;
     }
     return rc;
 }
@@ -542,9 +558,11 @@ s_api_key(cd__auth_t *a, cd_http_rctx_t *rctx, const char *key, size_t len,
         identity->admin = cached->admin;
         return CD_AUTH_ALLOW;
     }
-    s_lookup_t *lookup = (s_lookup_t *)h2o_mem_alloc_pool(&rctx->req->pool, sizeof *lookup);
+    s_lookup_t *lookup =
+        (s_lookup_t *)h2o_mem_alloc_shared(&rctx->req->pool, sizeof *lookup, s_lookup_dispose);
     memset(lookup, 0, sizeof *lookup);
     lookup->rctx = rctx;
+    lookup->auth = a;
     memcpy(lookup->hex, hex, sizeof hex);
     int rc = s_lookup(a, lookup);
     if (rc != 0) {

@@ -22,7 +22,9 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <curl/curl.h>
 #include <czmq.h>
+#include <pthread.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -229,6 +231,69 @@ test_api_auth_lockout_and_its_expiry(void **state)
     zclock_sleep((S_WINDOW_S + 1) * 1000);
     assert_int_equal(s_login(node, "127.0.0.30", "locky", TN_USER_PASSWORD, NULL, &r), 200);
     tn_resp_free(&r);
+}
+
+//  A flood of logins is refused quickly beyond the hashing cap, never
+//  queued: 2 api actors x 8 jobs may wait; the rest get 503 with
+//  Retry-After at once.
+typedef struct {
+    const tn_node_t *node;
+    char source[32];
+    long status;
+    bool retry_after;
+    int64_t took_us;
+} s_flood_t;
+
+static void *
+s_flooder(void *arg)
+{
+    s_flood_t *f = (s_flood_t *)arg;
+    tn_resp_t r;
+    int64_t t0 = zclock_usecs();
+    f->status = s_login(f->node, f->source, "flood", TN_USER_PASSWORD, NULL, &r);
+    f->took_us = zclock_usecs() - t0;
+    char buf[16];
+    f->retry_after = tn_header(&r, "retry-after", buf, sizeof buf) != NULL;
+    tn_resp_free(&r);
+    return NULL;
+}
+
+static void
+test_api_auth_login_flood_is_refused_not_queued(void **state)
+{
+    tn_node_t *node = *state;
+    char *token = NULL;
+    assert_true(tn_user(node, "flood", "user", &token) > 0);
+    free(token);
+    enum { N = 48 };
+    s_flood_t floods[N];
+    pthread_t threads[N];
+    for (int i = 0; i < N; i++) {
+        floods[i] = (s_flood_t){.node = node};
+        snprintf(floods[i].source, sizeof floods[i].source, "127.0.3.%d", i + 1);
+        assert_int_equal(pthread_create(&threads[i], NULL, s_flooder, &floods[i]), 0);
+    }
+    int ok = 0, refused = 0;
+    int64_t slowest_refusal = 0;
+    for (int i = 0; i < N; i++) {
+        pthread_join(threads[i], NULL);
+        if (floods[i].status == 200) {
+            ok++;
+        } else if (floods[i].status == 503) {
+            refused++;
+            assert_true(floods[i].retry_after);
+            if (floods[i].took_us > slowest_refusal) {
+                slowest_refusal = floods[i].took_us;
+            }
+        } else {
+            fail_msg("flood login %d: %ld", i, floods[i].status);
+        }
+    }
+    assert_true(ok >= 1);
+    assert_true(refused >= 1);
+    assert_true(ok <= 2 * 8 + 8); //  at most the cap, plus logins that ended meanwhile
+    //  Refusals do not wait for argon2id (loose: a shared, sanitized build).
+    assert_true(slowest_refusal < 3000000);
 }
 
 //  --- tokens -------------------------------------------------------------------------------
@@ -930,13 +995,14 @@ test_api_auth_audit_log_and_its_chain(void **state)
 int
 main(void)
 {
-    if (sodium_init() < 0) {
+    if (sodium_init() < 0 || curl_global_init(CURL_GLOBAL_DEFAULT) != 0) {
         return 1;
     }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_api_auth_login_me_and_anonymous),
         cmocka_unit_test(test_api_auth_unknown_user_and_wrong_password_alike),
         cmocka_unit_test(test_api_auth_lockout_and_its_expiry),
+        cmocka_unit_test(test_api_auth_login_flood_is_refused_not_queued),
         cmocka_unit_test(test_api_auth_forged_expired_and_other_alg_tokens),
         cmocka_unit_test(test_api_auth_refresh_rotation_and_reuse),
         cmocka_unit_test(test_api_auth_logout),
@@ -950,5 +1016,7 @@ main(void)
         //  Last: it breaks the chain on purpose.
         cmocka_unit_test(test_api_auth_audit_log_and_its_chain),
     };
-    return cmocka_run_group_tests(tests, s_setup, s_teardown);
+    int failed = cmocka_run_group_tests(tests, s_setup, s_teardown);
+    curl_global_cleanup();
+    return failed;
 }
