@@ -38,6 +38,7 @@
 #include <unistd.h>
 
 #define MAX_RUNS 15
+#define S_ADMIN_PASSWORD "bench-admin-password" //  cadred's admin; requests carry its token
 
 typedef struct {
     int runs;           //  measured runs per scenario
@@ -133,7 +134,7 @@ s_h2load(const char *args, long requests, pid_t cadred, pid_t postmaster, run_t 
         return -1;
     }
     close(log_fd);
-    char cmd[1024];
+    char cmd[3072];
     snprintf(cmd, sizeof cmd, "h2load -n %ld -t 1 --log-file=%s %s 2>&1", requests, log_path, args);
     long long c0 = s_ticks(cadred), p0 = s_tree_ticks(postmaster);
     FILE *out = popen(cmd, "r");
@@ -216,6 +217,7 @@ s_start_cadred(const char *binary, const char *conninfo, const char *data_dir, i
         setenv("CADRE_DATA_DIR", data_dir, 1);
         setenv("CADRE_HTTP_ADDR", addr, 1);
         setenv("CADRE_LOG_LEVEL", "error", 1);
+        setenv("CADRE_ADMIN_PASSWORD", S_ADMIN_PASSWORD, 1);
         dup2(STDERR_FILENO, STDOUT_FILENO); //  its banner must not mix with our JSON
         execl(binary, "cadred", (char *)NULL);
         _exit(127);
@@ -250,6 +252,32 @@ s_wait_ready(int port, pid_t cadred)
         usleep(100 * 1000);
     }
     return false;
+}
+
+//  Signs in as admin: "authorization: Bearer <token>" into header. The
+//  token lives 15 minutes, longer than a run of this program.
+static void
+s_sign_in(int port, char *header, size_t size)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof cmd,
+             "curl -s --http2-prior-knowledge -H 'content-type: application/json' -d "
+             "'{\"username\":\"admin\",\"password\":\"" S_ADMIN_PASSWORD "\"}' "
+             "http://127.0.0.1:%d/api/v1/auth/login",
+             port);
+    FILE *out = popen(cmd, "r");
+    char buf[4096] = "";
+    size_t n = out ? fread(buf, 1, sizeof buf - 1, out) : 0;
+    buf[n] = '\0';
+    if (out) {
+        pclose(out);
+    }
+    const char *token = strstr(buf, "\"access_token\":\"");
+    const char *end = token ? strchr(token + 16, '"') : NULL;
+    if (!end) {
+        s_die("cannot sign in", buf);
+    }
+    snprintf(header, size, "authorization: Bearer %.*s", (int)(end - token - 16), token + 16);
 }
 
 static void
@@ -341,6 +369,8 @@ main(int argc, char **argv)
         kill(cadred, SIGKILL);
         s_die("cadred did not become ready", binary);
     }
+    char auth[1200];
+    s_sign_in(port, auth, sizeof auth);
     //  The node has migrated the database: the agent the tasks name.
     cd_db_t *db = NULL;
     if (cd_db_connect(conninfo, &db, &err) != 0 ||
@@ -360,15 +390,15 @@ main(int argc, char **argv)
     fclose(body);
 
     pid_t postmaster = cd_pgembed_pid(pg);
-    char args[S_N_SCENARIOS][1200];
+    char args[S_N_SCENARIOS][2400];
     snprintf(args[S_CREATE_64], sizeof args[0],
-             "-c 4 -m 16 -d %s -H 'content-type: application/json' "
+             "-c 4 -m 16 -d %s -H 'content-type: application/json' -H '%s' "
              "http://127.0.0.1:%d/api/v1/tasks",
-             body_path, port);
+             body_path, auth, port);
     snprintf(args[S_CREATE_256], sizeof args[0],
-             "-c 8 -m 32 -d %s -H 'content-type: application/json' "
+             "-c 8 -m 32 -d %s -H 'content-type: application/json' -H '%s' "
              "http://127.0.0.1:%d/api/v1/tasks",
-             body_path, port);
+             body_path, auth, port);
     run_t runs[S_N_SCENARIOS][MAX_RUNS];
     memset(runs, 0, sizeof runs);
     for (int s = 0; s < S_N_SCENARIOS; s++) {
@@ -379,8 +409,8 @@ main(int argc, char **argv)
                 0) {
                 s_die("no task to read", NULL);
             }
-            snprintf(args[s], sizeof args[s], "-c 4 -m 16 http://127.0.0.1:%d/api/v1/tasks/%s",
-                     port, id);
+            snprintf(args[s], sizeof args[s],
+                     "-c 4 -m 16 -H '%s' http://127.0.0.1:%d/api/v1/tasks/%s", auth, port, id);
             free(id);
         }
         run_t warm;
