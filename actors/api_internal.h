@@ -57,6 +57,11 @@ const char *cd_api_op(const cd_api_req_t *req);
 int64_t cd_api_user(const cd_api_req_t *req); //  0: anonymous
 bool cd_api_admin(const cd_api_req_t *req);
 const char *cd_api_ip(const cd_api_req_t *req);
+const char *cd_api_method(const cd_api_req_t *req);
+const char *cd_api_path(const cd_api_req_t *req); //  "" if unknown
+//  The login (refresh-token family) of the caller's bearer token, or NULL
+//  (an API key, or anonymous).
+const char *cd_api_session(const cd_api_req_t *req);
 const char *cd_api_node_id(const cd_api_req_t *req);
 const cd_api_args_t *cd_api_args(const cd_api_req_t *req);
 cd_actor_t *cd_api_actor(const cd_api_req_t *req);
@@ -182,6 +187,20 @@ void cd_api_envelope_init(cd_api_req_t *req, cd_envelope_t *env, cd_kind_t kind,
 //  go now is dropped (the orchestrator scans on a timer anyway). The core
 //  sends these itself after the operations listed in cd_api.h.
 void cd_api_kick(cd_api_req_t *req, const char *op, int64_t task_id);
+//  --- identity and audit ---------------------------------------------------------
+
+//  The audit record of this request names user_id as its actor (a login,
+//  whose caller is anonymous until it succeeds). Before the answer.
+void cd_api_audit_as(cd_api_req_t *req, int64_t user_id);
+
+//  Tells the HTTP thread that sent req what changed for its caches, now,
+//  before the answer (which then reaches it after this): effects is a JSON
+//  object {"keys": [hash hex, ...] (API keys gone), "users": [id, ...]
+//  (tokens issued before now and keys of these users no longer hold),
+//  "fams": [family, ...] (logins revoked), "bans": [...] (the bans in
+//  force, as cd_q_bans_live)}, any member optional (http/cd_auth.c).
+//  Takes ownership of effects.
+void cd_api_auth_notify(cd_api_req_t *req, json_t *effects);
 
 //  --- module state -----------------------------------------------------------------
 
@@ -207,5 +226,6 @@ extern const cd_api_module_t cd__api_hitl_module, cd__api_schedules_module, cd__
 extern const cd_api_module_t cd__api_tasks_module;
 extern const cd_api_module_t cd__api_vault_module;
 extern const cd_api_module_t cd__api_pull_module;
+extern const cd_api_module_t cd__api_auth_module;
 
 #endif

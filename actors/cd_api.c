@@ -17,6 +17,7 @@
 #include "cd_log.h"
 #include "cd_mailer.h"
 #include "cd_q_orch.h"
+#include "cd_q_audit.h"
 #include "cd_q_system.h"
 #include "cd_q_usage.h"
 
@@ -38,7 +39,7 @@ static const cd_api_module_t *const s_modules[] = {
     &cd__api_catalog_module,  &cd__api_agents_module, &cd__api_node_module,
     &cd__api_projects_module, &cd__api_hitl_module,   &cd__api_schedules_module,
     &cd__api_system_module,   &cd__api_tasks_module,  &cd__api_vault_module,
-    &cd__api_pull_module,
+    &cd__api_pull_module,     &cd__api_auth_module,
 };
 #define S_N_MODULES (sizeof s_modules / sizeof s_modules[0])
 
@@ -65,6 +66,10 @@ struct cd_api_req {
     int64_t user_id;   //  caller
     bool admin;        //  caller's role
     char ip[64];       //  caller's address
+    char fam[72];      //  caller's login (refresh family), "" if none
+    char *path;        //  request path, or NULL
+    int64_t audit_as;  //  the audit record's user, when not the caller (0: the caller)
+    bool no_audit;     //  a replayed answer: nothing changed
     char *idem_key;    //  Idempotency-Key, or NULL
     bool idem_claimed; //  this request holds the key
     json_t *scratch;   //  handler state
@@ -115,6 +120,8 @@ typedef struct {
 static const s_writes_t s_other_writes[] = {
     {cd_q_usage_writes, &cd_q_usage_n_writes}, //  the llm agents' usage ledger
     {cd_q_orch_writes, &cd_q_orch_n_writes},   //  the orchestrator's
+    {cd_q_usage_writes, &cd_q_usage_n_writes},
+    {cd_q_audit_writes, &cd_q_audit_n_writes},
 };
 
 //  Adds a table's statements, each name once.
@@ -217,6 +224,7 @@ s_req_destroy(cd_api_req_t **req_p)
     json_decref(req->body);
     json_decref(req->scratch);
     free(req->idem_key);
+    free(req->path);
     free(req);
     *req_p = NULL;
 }
@@ -287,6 +295,7 @@ s_req_new(s_api_t *api, const cd_envelope_t *env, cd_str_t op, const char **why)
     }
     s_field_str(payload, "m", req->method, sizeof req->method);
     s_field_str(payload, "ip", req->ip, sizeof req->ip);
+    s_field_str(payload, "f", req->fam, sizeof req->fam);
     cd_bin_t value;
     if (cd_msgpack_map_find(payload, "p", &value) == 0) {
         s_kv_fill_t fill = {req->params, &req->n_params, S_MAX_PARAMS};
@@ -322,6 +331,10 @@ s_req_new(s_api_t *api, const cd_envelope_t *env, cd_str_t op, const char **why)
         cd_msgpack_read_bool(value, &admin);
     }
     req->admin = admin;
+    if (cd_msgpack_map_find(payload, "path", &value) == 0 &&
+        cd_msgpack_read_str(value, &str) == 0) {
+        req->path = s_strdup_view(str);
+    }
     if (cd_msgpack_map_find(payload, "ik", &value) == 0 && cd_msgpack_read_str(value, &str) == 0 &&
         str.len > 0) {
         req->idem_key = s_strdup_view(str);
@@ -389,6 +402,24 @@ const char *
 cd_api_ip(const cd_api_req_t *req)
 {
     return req->ip;
+}
+
+const char *
+cd_api_method(const cd_api_req_t *req)
+{
+    return req->method;
+}
+
+const char *
+cd_api_path(const cd_api_req_t *req)
+{
+    return req->path ? req->path : "";
+}
+
+const char *
+cd_api_session(const cd_api_req_t *req)
+{
+    return req->fam[0] ? req->fam : NULL;
 }
 
 const char *
@@ -653,6 +684,86 @@ s_kick_after(cd_api_req_t *req, int status, const char *body, size_t len)
 
 static void s_idem_settle(cd_api_req_t *req, int status, const char *body, size_t len);
 
+//  Records a successful change with the audit writer, without waiting: the
+//  answer does not depend on it (cd_auditlog.h says how records survive a
+//  database outage). Uses api->pack: after the answer is sent.
+static void
+s_audit(cd_api_req_t *req, int status, const char *location)
+{
+    s_api_t *api = req->api;
+    if (!api->args->audit || req->no_audit || status < 200 || status > 299 ||
+        streq(req->method, "GET") || streq(req->method, "HEAD")) {
+        return;
+    }
+    int64_t user = req->audit_as > 0 ? req->audit_as : req->user_id;
+    char details[64];
+    snprintf(details, sizeof details, "{\"method\":\"%s\",\"status\":%d}", req->method, status);
+    const char *target = location ? location : req->path;
+    cd_pack_t *pack = api->pack;
+    cd_pack_reset(pack);
+    cd_pack_map(pack, 5);
+    cd_pack_cstr(pack, "u");
+    cd_pack_int(pack, user > 0 ? user : 0);
+    cd_pack_cstr(pack, "action");
+    cd_pack_cstr(pack, req->op);
+    cd_pack_cstr(pack, "target");
+    if (target && *target) {
+        //  audit_logs.target holds 500 characters.
+        cd_pack_str(pack, target, strnlen(target, 500));
+    } else {
+        cd_pack_nil(pack);
+    }
+    cd_pack_cstr(pack, "ip");
+    cd_pack_cstr(pack, req->ip);
+    cd_pack_cstr(pack, "details");
+    cd_pack_cstr(pack, details);
+    cd_envelope_t env;
+    cd_actor_envelope_init(api->self, &env, CD_KIND_TASK, api->args->audit);
+    env.payload_type = CD_PAYLOAD_MAP;
+    env.payload = cd_pack_bytes(pack);
+    int rc = cd_actor_send(api->self, &env);
+    if (rc != 0) {
+        cd_log_error(cd_actor_name(api->self), "audit record not sent", "{s:s, s:s}", "op", req->op,
+                     "error", cd_strerror(rc));
+    }
+}
+
+void
+cd_api_audit_as(cd_api_req_t *req, int64_t user_id)
+{
+    req->audit_as = user_id;
+}
+
+void
+cd_api_auth_notify(cd_api_req_t *req, json_t *effects)
+{
+    s_api_t *api = req->api;
+    char *text = effects ? json_dumps(effects, JSON_COMPACT) : NULL;
+    json_decref(effects);
+    if (!text || !req->reply_to[0]) {
+        free(text);
+        return;
+    }
+    cd_pack_t *pack = api->pack;
+    cd_pack_reset(pack);
+    cd_pack_map(pack, 1);
+    cd_pack_cstr(pack, "effects");
+    cd_pack_cstr(pack, text);
+    free(text);
+    cd_envelope_t env;
+    cd_actor_envelope_init(api->self, &env, CD_KIND_CONTROL, req->reply_to);
+    env.headers[0] = (cd_env_header_t){cd_str("op"), cd_str("auth")};
+    env.n_headers = 1;
+    env.payload_type = CD_PAYLOAD_MAP;
+    env.payload = cd_pack_bytes(pack);
+    //  Same sender, same receiver: ZeroMQ keeps it ahead of the answer.
+    int rc = cd_actor_send(api->self, &env);
+    if (rc != 0) {
+        cd_log_error(cd_actor_name(api->self), "auth change not delivered to the HTTP layer",
+                     "{s:s, s:s}", "op", req->op, "error", cd_strerror(rc));
+    }
+}
+
 //  Sends the answer and frees the request.
 static void
 s_answer(cd_api_req_t *req, int status, const char *content_type, const void *body, size_t len,
@@ -702,6 +813,7 @@ s_answer(cd_api_req_t *req, int status, const char *content_type, const void *bo
     if (!content_type) {
         s_kick_after(req, status, (const char *)body, len);
     }
+    s_audit(req, status, location);
     s_req_destroy(&req);
 }
 
@@ -900,6 +1012,7 @@ s_idem_claim(cd_api_req_t *req)
                      "a request with this Idempotency-Key is still in progress",
                      json_pack("{s:s}", "field", "Idempotency-Key"));
     } else {
+        req->no_audit = true;
         s_answer(req, (int)json_integer_value(status), NULL, body ? body : "",
                  body ? strlen(body) : 0, NULL, NULL);
     }

@@ -19,6 +19,9 @@
                                                   checked against the route's schema)
          "u": int, "a": bool, "ip": str,          the caller: user id (0 anonymous),
                                                   admin, peer address
+         "f": str,                                the login (refresh family) of a bearer
+                                                  token, optional
+         "path": str,                             the request path (audit target)
          "ik": str}                               Idempotency-Key (POST only), optional
 
     The answer goes to the `reply_to` header if present, else to `from`,
@@ -49,11 +52,18 @@
     schedules.run (plain kicks are coalesced to one per millisecond per
     actor); op=cancel with task_id after tasks.cancel; op=resume with
     task_id after hitl.respond; op=agents after a change to agents, teams,
-    team types or roles. */
+    team types or roles.
+
+    Audit: every request that changes state and succeeds (a method other
+    than GET and HEAD answered 2xx, replays excepted) is recorded by the
+    core, whatever the module: it sends {who, operation, target (the
+    Location of a create, else the path), ip, {method, status}} to the
+    audit writer (actors/cd_auditlog.h) after the answer. */
 #ifndef CD_ACTORS_API_H
 #define CD_ACTORS_API_H
 
 #include "cd_actor.h"
+#include "cd_jwt.h"
 #include "cd_persist.h"
 
 #include <stddef.h>
@@ -68,6 +78,14 @@ typedef struct {
     const char *bus;          //  the bus actor's name ("bus"), or NULL
     const char *orchestrator; //  told of changes it acts on ("orchestrator"), or NULL
     int64_t started_us;       //  node start, monotonic µs (zclock_usecs), for uptime; 0: unknown
+    //  Identity and access (actors/cd_api_auth.c); NULL / 0: the auth
+    //  routes answer 503.
+    const cd_jwt_key_t *jwt_key; //  signs access tokens; borrowed
+    const uint8_t *token_key;    //  CD_TOKEN_KEY_BYTES: refresh-token and API-key hashes; borrowed
+    int auth_workers;            //  password hashing actors auth/0 .. auth/N-1 (cd_hasher.h)
+    int login_max_failures;      //  failures that lock a login out (0: 5) ...
+    int login_window_s;          //  ... within this window (0: 900 s)
+    const char *audit;           //  the audit writer ("audit"), or NULL: no audit records
 } cd_api_args_t;
 
 extern const cd_actor_ops_t cd_api_ops;

@@ -53,6 +53,7 @@
 #include <unistd.h>
 
 #define MAX_RUNS 15
+#define S_ADMIN_PASSWORD "bench-admin-password" //  the node's admin (--node: CADRE_ADMIN_PASSWORD)
 
 typedef struct {
     int runs;         //  measured runs per server
@@ -60,6 +61,7 @@ typedef struct {
     int clients;      //  h2load -c
     int streams;      //  h2load -m
     const char *node; //  measure this running node instead, or NULL
+    char auth[1200];  //  "authorization: Bearer <admin's access token>" once signed in
 } options_t;
 
 typedef struct {
@@ -182,8 +184,12 @@ s_node_start(node_t *node)
     const char *url = getenv("DATABASE_URL");
     char url_env[1024];
     snprintf(url_env, sizeof url_env, "DATABASE_URL=%s", url ? url : "");
-    char *env[] = {dir_env, "CADRE_HTTP_ADDR=127.0.0.1:0", "CADRE_LOG_LEVEL=error",
-                   url ? url_env : NULL, NULL};
+    char *env[] = {dir_env,
+                   "CADRE_HTTP_ADDR=127.0.0.1:0",
+                   "CADRE_LOG_LEVEL=error",
+                   "CADRE_ADMIN_PASSWORD=" S_ADMIN_PASSWORD,
+                   url ? url_env : NULL,
+                   NULL};
     char *argv[] = {"cadred", NULL};
     cd_config_t *config = NULL;
     char *errmsg = NULL;
@@ -233,12 +239,16 @@ s_collect(char *data, size_t size, size_t n, void *arg)
 //  One JSON request for the set-up. Returns the status; *body (caller
 //  frees) the answer.
 static long
-s_request(const char *base, const char *method, const char *path, const char *json, char **body)
+s_request(const char *base, const char *auth, const char *method, const char *path,
+          const char *json, char **body)
 {
     char url[512];
     snprintf(url, sizeof url, "http://%s%s", base, path);
     CURL *curl = curl_easy_init();
     struct curl_slist *headers = curl_slist_append(NULL, "Content-Type: application/json");
+    if (auth && *auth) {
+        headers = curl_slist_append(headers, auth);
+    }
     buf_t buf = {NULL, 0};
     curl_easy_setopt(curl, CURLOPT_URL, url);
     curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method);
@@ -262,26 +272,43 @@ s_request(const char *base, const char *method, const char *path, const char *js
     return status;
 }
 
-//  The parked agent (created and stopped if needed) and one task to read.
-//  Returns the task id, or -1.
+//  Signs in as admin (opt->auth), then the parked agent (created and
+//  stopped if needed) and one task to read. Returns the task id, or -1.
 static long long
-s_setup(const char *base)
+s_setup(const char *base, options_t *opt)
 {
     char *body = NULL;
-    long status =
-        s_request(base, "POST", "/api/v1/agents", "{\"name\":\"parked\",\"kind\":\"echo\"}", &body);
+    const char *password = opt->node && getenv("CADRE_ADMIN_PASSWORD")
+                               ? getenv("CADRE_ADMIN_PASSWORD")
+                               : S_ADMIN_PASSWORD;
+    char login[256];
+    snprintf(login, sizeof login, "{\"username\":\"admin\",\"password\":\"%s\"}", password);
+    long status = s_request(base, NULL, "POST", "/api/v1/auth/login", login, &body);
+    const char *token = strstr(body, "\"access_token\":\"");
+    const char *end = token ? strchr(token + 16, '"') : NULL;
+    if (status != 200 || !end) {
+        fprintf(stderr, "bench_http: signing in as admin: HTTP %ld\n", status);
+        free(body);
+        return -1;
+    }
+    snprintf(opt->auth, sizeof opt->auth, "authorization: Bearer %.*s", (int)(end - token - 16),
+             token + 16);
+    free(body);
+    const char *auth = opt->auth;
+    status = s_request(base, auth, "POST", "/api/v1/agents",
+                       "{\"name\":\"parked\",\"kind\":\"echo\"}", &body);
     free(body);
     if (status != 201 && status != 409) {
         fprintf(stderr, "bench_http: creating the agent: HTTP %ld\n", status);
         return -1;
     }
-    status = s_request(base, "POST", "/api/v1/agents/parked/stop", NULL, &body);
+    status = s_request(base, auth, "POST", "/api/v1/agents/parked/stop", NULL, &body);
     free(body);
     if (status != 202) {
         fprintf(stderr, "bench_http: stopping the agent: HTTP %ld\n", status);
         return -1;
     }
-    status = s_request(base, "POST", "/api/v1/tasks",
+    status = s_request(base, auth, "POST", "/api/v1/tasks",
                        "{\"title\":\"read me\",\"assignee\":{\"agent\":\"parked\"},"
                        "\"input\":{\"n\":1}}",
                        &body);
@@ -312,13 +339,14 @@ s_h2load(const options_t *opt, const char *url, const char *data_file, long requ
         return -1;
     }
     close(log_fd);
-    char cmd[1024];
+    char cmd[2560];
     char data[256] = "";
     if (data_file) {
         snprintf(data, sizeof data, "-d %s -H 'content-type: application/json'", data_file);
     }
-    snprintf(cmd, sizeof cmd, "h2load -n %ld -c %d -m %d -t 1 %s --log-file=%s %s 2>&1", requests,
-             opt->clients, opt->streams, data, log_path, url);
+    //  Every route but /health needs the token; /health ignores it.
+    snprintf(cmd, sizeof cmd, "h2load -n %ld -c %d -m %d -t 1 %s -H '%s' --log-file=%s %s 2>&1",
+             requests, opt->clients, opt->streams, data, opt->auth, log_path, url);
     FILE *out = popen(cmd, "r");
     if (!out) {
         unlink(log_path);
@@ -395,7 +423,7 @@ s_medians(const run_t *runs, int n, run_t *out)
 int
 main(int argc, char **argv)
 {
-    options_t opt = {5, 200000, 4, 16, NULL};
+    options_t opt = {5, 200000, 4, 16, NULL, ""};
     static const struct option longopts[] = {{"runs", required_argument, NULL, 'r'},
                                              {"requests", required_argument, NULL, 'n'},
                                              {"clients", required_argument, NULL, 'c'},
@@ -457,7 +485,7 @@ main(int argc, char **argv)
         return 1;
     }
     const char *base = own_node ? cd_node_http_addr(node.node) : opt.node;
-    long long task = s_setup(base);
+    long long task = s_setup(base, &opt);
     if (task < 0) {
         if (own_node) {
             s_node_stop(&node);

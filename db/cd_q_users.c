@@ -29,7 +29,7 @@
 
 #define USER_AUTH_JSON                                                                             \
     "(" USER_JSON "::jsonb || jsonb_build_object('password_hash', u.password_hash, "               \
-    "'mfa_secret', u.mfa_secret))"
+    "'mfa_secret', u.mfa_secret, 'mfa_last_step', u.mfa_last_step))"
 
 #define BAN_JSON                                                                                   \
     "json_build_object('id', b.id, 'ip', host(b.ip) || CASE WHEN masklen(b.ip) < "                 \
@@ -46,6 +46,161 @@
     "json_build_object('id', k.id, 'user_id', k.user_id, 'name', k.name, 'prefix', k.prefix, "     \
     "'created_at', cd_ts(k.created_at), 'last_used_at', cd_ts(k.last_used_at))"
 
+//  Failures that count towards a lockout (see 0006_auth.sql): NULL is a
+//  failure recorded before outcomes were.
+#define S_COUNTED_FAILURE                                                                          \
+    "NOT success AND (outcome IS NULL OR outcome IN ('bad_credentials', 'mfa_invalid',"            \
+    " 'mfa_replay'))"
+
+//  --- the writes persist runs (cd_q_users_writes) --------------------------------
+
+static const char s_auth_attempt[] =
+    "INSERT INTO login_attempts (username, user_id, ip, success, outcome)"
+    " VALUES ($1::text, $2::bigint, $3::inet, false, $4::text)"
+    " RETURNING json_build_object('id', id, 'outcome', outcome)";
+
+//  The TOTP step moves forward only: a replayed code leaves `ok` false, and
+//  then no token is issued and the attempt is recorded as mfa_replay.
+static const char s_auth_login[] =
+    "WITH m AS (UPDATE users SET mfa_last_step = $6::bigint WHERE id = $2::bigint"
+    "  AND $6::bigint IS NOT NULL AND (mfa_last_step IS NULL OR mfa_last_step < $6::bigint)"
+    "  RETURNING id),"
+    " ok AS (SELECT ($6::bigint IS NULL OR EXISTS (SELECT FROM m)) AS ok),"
+    " a AS (INSERT INTO login_attempts (username, user_id, ip, success, outcome)"
+    "  SELECT $1::text, $2::bigint, $3::inet, ok.ok,"
+    "  CASE WHEN ok.ok THEN 'ok' ELSE 'mfa_replay' END FROM ok),"
+    " r AS (INSERT INTO refresh_tokens (user_id, family, token_hash, expires_at, ip)"
+    "  SELECT $2::bigint, gen_random_uuid(), decode($4::text, 'hex'),"
+    "  now() + $5::bigint * interval '1 second', $3::inet FROM ok WHERE ok.ok RETURNING family)"
+    " SELECT json_build_object('ok', ok.ok, 'family', (SELECT family FROM r),"
+    " 'user', (SELECT " USER_JSON " FROM users u WHERE u.id = $2::bigint)) FROM ok";
+
+//  A token is live if unused, unrevoked, unexpired and its family has no
+//  revoked token: a reuse revokes the rows this statement's snapshot sees,
+//  and the family check also kills a successor a concurrent rotation just
+//  committed. Of two presentations of one token, the second waits for the
+//  first's row lock, finds it used, and revokes the family.
+static const char s_auth_refresh[] =
+    "WITH t AS (SELECT r.user_id, r.family FROM refresh_tokens r"
+    "  WHERE r.token_hash = decode($1::text, 'hex')),"
+    " used AS (UPDATE refresh_tokens r SET used_at = now()"
+    "  WHERE r.token_hash = decode($1::text, 'hex') AND r.used_at IS NULL"
+    "  AND r.revoked_at IS NULL AND r.expires_at > now() AND NOT EXISTS (SELECT FROM"
+    "  refresh_tokens x WHERE x.family = r.family AND x.revoked_at IS NOT NULL)"
+    "  RETURNING r.user_id, r.family),"
+    " rv AS (UPDATE refresh_tokens r SET revoked_at = now() WHERE r.family IN (SELECT family"
+    "  FROM t) AND r.revoked_at IS NULL AND NOT EXISTS (SELECT FROM used) RETURNING r.id),"
+    " n AS (INSERT INTO refresh_tokens (user_id, family, token_hash, expires_at, ip)"
+    "  SELECT used.user_id, used.family, decode($2::text, 'hex'),"
+    "  now() + $3::bigint * interval '1 second', $4::inet FROM used RETURNING user_id, family)"
+    " SELECT json_build_object('ok', true, 'family', n.family, 'user', " USER_JSON ")"
+    " FROM n JOIN users u ON u.id = n.user_id"
+    " UNION ALL SELECT json_build_object('ok', false, 'family', t.family, 'revoked',"
+    " (SELECT count(*) FROM rv)) FROM t WHERE NOT EXISTS (SELECT FROM used)";
+
+static const char s_auth_logout[] =
+    "WITH r AS (UPDATE refresh_tokens SET revoked_at = now() WHERE family = $1::uuid"
+    "  AND user_id = $2::bigint AND revoked_at IS NULL RETURNING id)"
+    " SELECT json_build_object('revoked', count(*)) FROM r";
+
+//  The old hash goes to password_history, trimmed to the newest $3 (as
+//  cd_q_users_set_password); every other login of the user ends (its
+//  families, but $4, the caller's own, are revoked and listed).
+static const char s_auth_password[] =
+    "WITH old AS (SELECT id, password_hash FROM users WHERE id = $1::bigint FOR UPDATE),"
+    " h AS (INSERT INTO password_history (user_id, password_hash)"
+    "  SELECT id, password_hash FROM old),"
+    " d AS (DELETE FROM password_history p WHERE p.user_id = $1::bigint"
+    "  AND p.id NOT IN (SELECT q.id FROM password_history q WHERE q.user_id = $1::bigint"
+    "  ORDER BY q.id DESC LIMIT $3::int - 1)),"
+    " rv AS (UPDATE refresh_tokens r SET revoked_at = now() FROM old WHERE r.user_id = old.id"
+    "  AND r.revoked_at IS NULL AND r.family IS DISTINCT FROM $4::uuid RETURNING r.family),"
+    " up AS (UPDATE users u SET password_hash = $2::text, password_changed_at = now() FROM old"
+    "  WHERE u.id = old.id RETURNING " USER_JSON " AS j)"
+    " SELECT json_build_object('user', up.j, 'families',"
+    " (SELECT coalesce(json_agg(DISTINCT family), '[]') FROM rv)) FROM up";
+
+//  A new secret while MFA is off; {"conflict": true} while it is on.
+static const char s_auth_mfa_setup[] =
+    "WITH up AS (UPDATE users u SET mfa_secret = $2::text WHERE u.id = $1::bigint"
+    "  AND NOT u.mfa_enabled RETURNING " USER_JSON " AS j)"
+    " SELECT j FROM up UNION ALL SELECT json_build_object('conflict', true) FROM users"
+    " WHERE id = $1::bigint AND NOT EXISTS (SELECT FROM up)";
+
+//  No row: the secret changed meanwhile, or the code's step was used.
+static const char s_auth_mfa_enable[] =
+    "UPDATE users u SET mfa_enabled = true, mfa_last_step = $3::bigint WHERE u.id = $1::bigint"
+    " AND u.mfa_secret = $2::text AND (u.mfa_last_step IS NULL OR u.mfa_last_step < $3::bigint)"
+    " RETURNING " USER_JSON;
+
+static const char s_users_insert[] =
+    "INSERT INTO users AS u (username, password_hash, role) VALUES ($1::text, $2::text, $3::text)"
+    " RETURNING " USER_JSON;
+
+//  A new password ($3) keeps the history as above; a new password or role
+//  ends every login of the user (its refresh tokens), and the answer lists
+//  those logins' families.
+static const char s_users_update[] =
+    "WITH old AS (SELECT id, password_hash, role FROM users WHERE id = $1::bigint FOR UPDATE),"
+    " h AS (INSERT INTO password_history (user_id, password_hash)"
+    "  SELECT id, password_hash FROM old WHERE $3::text IS NOT NULL),"
+    " d AS (DELETE FROM password_history p WHERE $3::text IS NOT NULL AND p.user_id = $1::bigint"
+    "  AND p.id NOT IN (SELECT q.id FROM password_history q WHERE q.user_id = $1::bigint"
+    "  ORDER BY q.id DESC LIMIT $4::int - 1)),"
+    " rv AS (UPDATE refresh_tokens r SET revoked_at = now() FROM old WHERE r.user_id = old.id"
+    "  AND r.revoked_at IS NULL AND ($3::text IS NOT NULL OR ($2::jsonb ? 'role'"
+    "  AND $2::jsonb ->> 'role' IS DISTINCT FROM old.role)) RETURNING r.family),"
+    " up AS (UPDATE users u SET"
+    "  username = CASE WHEN $2::jsonb ? 'username' THEN $2::jsonb ->> 'username' ELSE u.username"
+    "  END,"
+    "  role = CASE WHEN $2::jsonb ? 'role' THEN $2::jsonb ->> 'role' ELSE u.role END,"
+    "  password_hash = coalesce($3::text, u.password_hash),"
+    "  password_changed_at = CASE WHEN $3::text IS NULL THEN u.password_changed_at ELSE now()"
+    "  END FROM old WHERE u.id = old.id RETURNING " USER_JSON " AS j)"
+    " SELECT json_build_object('user', up.j, 'families',"
+    " (SELECT coalesce(json_agg(DISTINCT family), '[]') FROM rv)) FROM up";
+
+//  The families of the user's logins (its refresh tokens go with it).
+static const char s_users_remove[] =
+    "WITH f AS (SELECT DISTINCT family FROM refresh_tokens WHERE user_id = $1::bigint"
+    "  AND revoked_at IS NULL),"
+    " d AS (DELETE FROM users WHERE id = $1::bigint RETURNING id)"
+    " SELECT json_build_object('id', d.id, 'families', (SELECT coalesce(json_agg(family), '[]')"
+    " FROM f)) FROM d";
+
+static const char s_api_keys_insert[] =
+    "INSERT INTO api_keys AS k (user_id, name, prefix, key_hash)"
+    " VALUES ($1::bigint, $2::text, $3::text, decode($4::text, 'hex')) RETURNING " KEY_JSON;
+
+static const char s_api_keys_remove[] =
+    "DELETE FROM api_keys WHERE id = $1::bigint AND ($2::bigint IS NULL OR user_id = $2::bigint)"
+    " RETURNING json_build_object('id', id, 'user_id', user_id, 'key_hash',"
+    " encode(key_hash, 'hex'))";
+
+static const char s_api_keys_touch[] =
+    "UPDATE api_keys SET last_used_at = now() WHERE key_hash = decode($1::text, 'hex')"
+    " RETURNING json_build_object('id', id)";
+
+static const char s_bans_insert[] =
+    "INSERT INTO banned_ips AS b (ip, reason, expires_at, created_by)"
+    " VALUES ($1::inet, coalesce($2::text, ''), $3::timestamptz, $4::bigint) RETURNING " BAN_JSON;
+
+static const char s_bans_remove[] =
+    "DELETE FROM banned_ips WHERE id = $1::bigint RETURNING json_build_object('id', id)";
+
+const cd_q_write_t cd_q_users_writes[] = {
+    {"auth.attempt", s_auth_attempt, 4},       {"auth.login", s_auth_login, 6},
+    {"auth.refresh", s_auth_refresh, 4},       {"auth.logout", s_auth_logout, 2},
+    {"auth.password", s_auth_password, 4},     {"auth.mfa_setup", s_auth_mfa_setup, 2},
+    {"auth.mfa_enable", s_auth_mfa_enable, 3}, {"users.insert", s_users_insert, 3},
+    {"users.update", s_users_update, 4},       {"users.delete", s_users_remove, 1},
+    {"api_keys.insert", s_api_keys_insert, 4}, {"api_keys.delete", s_api_keys_remove, 2},
+    {"api_keys.touch", s_api_keys_touch, 1},   {"bans.insert", s_bans_insert, 4},
+    {"bans.delete", s_bans_remove, 1},
+};
+
+const size_t cd_q_users_n_writes = sizeof cd_q_users_writes / sizeof cd_q_users_writes[0];
+
 //  --- users ------------------------------------------------------------
 
 int
@@ -53,10 +208,7 @@ cd_q_users_insert(cd_db_t *db, const char *username, const char *password_hash, 
                   char **out)
 {
     const char *params[] = {username, password_hash, role};
-    return cd__q_one(db,
-                     "INSERT INTO users AS u (username, password_hash, role) VALUES ($1, $2, $3)"
-                     " RETURNING " USER_JSON,
-                     3, params, out);
+    return cd__q_one(db, s_users_insert, 3, params, out);
 }
 
 int
@@ -194,11 +346,11 @@ cd_q_logins_lockout(cd_db_t *db, const char *username, const char *ip, int max_f
         db,
         "SELECT coalesce(max(greatest(1, ceil(extract(epoch FROM f.ts + $4::bigint * interval"
         " '1 second' - now())))), 0)::bigint FROM ("
-        " (SELECT ts FROM login_attempts WHERE lower(username) = lower($1) AND NOT success"
+        " (SELECT ts FROM login_attempts WHERE lower(username) = lower($1) AND " S_COUNTED_FAILURE
         "  AND ts > now() - $4::bigint * interval '1 second'"
         "  ORDER BY ts DESC OFFSET $3::int - 1 LIMIT 1)"
         " UNION ALL"
-        " (SELECT ts FROM login_attempts WHERE ip = $2::inet AND NOT success"
+        " (SELECT ts FROM login_attempts WHERE ip = $2::inet AND " S_COUNTED_FAILURE
         "  AND ts > now() - $4::bigint * interval '1 second'"
         "  ORDER BY ts DESC OFFSET $3::int - 1 LIMIT 1)) f",
         4, params, retry_after_s);
@@ -220,10 +372,7 @@ cd_q_bans_insert(cd_db_t *db, const char *ip, const char *reason, const char *ex
 {
     char b1[24];
     const char *params[] = {ip, reason, expires_at, cd__q_i64(b1, created_by)};
-    return cd__q_one(db,
-                     "INSERT INTO banned_ips AS b (ip, reason, expires_at, created_by)"
-                     " VALUES ($1::inet, coalesce($2, ''), $3, $4) RETURNING " BAN_JSON,
-                     4, params, out);
+    return cd__q_one(db, s_bans_insert, 4, params, out);
 }
 
 int
@@ -324,10 +473,7 @@ cd_q_api_keys_insert(cd_db_t *db, int64_t user_id, const char *name, const char 
 {
     char b1[24];
     const char *params[] = {cd__q_i64(b1, user_id), name, prefix, hash_hex};
-    return cd__q_one(db,
-                     "INSERT INTO api_keys AS k (user_id, name, prefix, key_hash)"
-                     " VALUES ($1, $2, $3, decode($4, 'hex')) RETURNING " KEY_JSON,
-                     4, params, out);
+    return cd__q_one(db, s_api_keys_insert, 4, params, out);
 }
 
 int
@@ -362,4 +508,160 @@ cd_q_api_keys_auth(cd_db_t *db, const char *hash_hex, char **out)
                      " SELECT json_build_object('key_id', k.id, 'user', " USER_JSON ")"
                      " FROM k JOIN users u ON u.id = k.user_id",
                      1, params, out);
+}
+
+//  --- the writes as functions (the same SQL persist runs) --------------------------
+
+int
+cd_q_logins_fail(cd_db_t *db, const char *username, int64_t user_id, const char *ip,
+                 const char *outcome, char **out)
+{
+    char b1[24];
+    const char *params[] = {username, cd__q_i64(b1, user_id), ip, outcome};
+    return cd__q_one(db, s_auth_attempt, 4, params, out);
+}
+
+int
+cd_q_auth_login(cd_db_t *db, const char *username, int64_t user_id, const char *ip,
+                const char *hash_hex, int64_t ttl_s, int64_t step, char **out)
+{
+    char b1[24], b2[24], b3[24];
+    const char *params[] = {username, cd__q_i64(b1, user_id), ip,
+                            hash_hex, cd__q_i64(b2, ttl_s),   cd__q_i64(b3, step)};
+    return cd__q_one(db, s_auth_login, 6, params, out);
+}
+
+int
+cd_q_auth_refresh(cd_db_t *db, const char *old_hex, const char *new_hex, int64_t ttl_s,
+                  const char *ip, char **out)
+{
+    char b1[24];
+    const char *params[] = {old_hex, new_hex, cd__q_i64(b1, ttl_s), ip};
+    return cd__q_one(db, s_auth_refresh, 4, params, out);
+}
+
+int
+cd_q_auth_logout(cd_db_t *db, const char *family, int64_t user_id, char **out)
+{
+    char b1[24];
+    const char *params[] = {family, cd__q_i64(b1, user_id)};
+    return cd__q_one(db, s_auth_logout, 2, params, out);
+}
+
+int
+cd_q_auth_password(cd_db_t *db, int64_t user_id, const char *password_hash, int keep,
+                   const char *family, char **out)
+{
+    if (keep < 1) {
+        *out = NULL;
+        return CD_EINVAL;
+    }
+    char b1[24], b2[24];
+    const char *params[] = {cd__q_i64(b1, user_id), password_hash, cd__q_i64(b2, keep), family};
+    return cd__q_one(db, s_auth_password, 4, params, out);
+}
+
+int
+cd_q_auth_mfa_setup(cd_db_t *db, int64_t user_id, const char *secret, char **out)
+{
+    char b1[24];
+    const char *params[] = {cd__q_i64(b1, user_id), secret};
+    return cd__q_one(db, s_auth_mfa_setup, 2, params, out);
+}
+
+int
+cd_q_auth_mfa_enable(cd_db_t *db, int64_t user_id, const char *secret, int64_t step, char **out)
+{
+    char b1[24], b2[24];
+    const char *params[] = {cd__q_i64(b1, user_id), secret, cd__q_i64(b2, step)};
+    return cd__q_one(db, s_auth_mfa_enable, 3, params, out);
+}
+
+int
+cd_q_users_update(cd_db_t *db, int64_t id, const char *json, const char *password_hash, int keep,
+                  char **out)
+{
+    if (keep < 1) {
+        *out = NULL;
+        return CD_EINVAL;
+    }
+    char b1[24], b2[24];
+    const char *params[] = {cd__q_i64(b1, id), json, password_hash, cd__q_i64(b2, keep)};
+    return cd__q_one(db, s_users_update, 4, params, out);
+}
+
+int
+cd_q_users_remove(cd_db_t *db, int64_t id, char **out)
+{
+    char b1[24];
+    const char *params[] = {cd__q_i64(b1, id)};
+    return cd__q_one(db, s_users_remove, 1, params, out);
+}
+
+int
+cd_q_api_keys_remove(cd_db_t *db, int64_t id, int64_t user_id, char **out)
+{
+    char b1[24], b2[24];
+    const char *params[] = {cd__q_i64(b1, id), cd__q_i64(b2, user_id)};
+    return cd__q_one(db, s_api_keys_remove, 2, params, out);
+}
+
+int
+cd_q_api_keys_touch(cd_db_t *db, const char *hash_hex, char **out)
+{
+    const char *params[] = {hash_hex};
+    return cd__q_one(db, s_api_keys_touch, 1, params, out);
+}
+
+int
+cd_q_bans_remove(cd_db_t *db, int64_t id, char **out)
+{
+    char b1[24];
+    const char *params[] = {cd__q_i64(b1, id)};
+    return cd__q_one(db, s_bans_remove, 1, params, out);
+}
+
+//  --- reads for the HTTP thread's caches --------------------------------------------
+
+int
+cd_q_api_keys_lookup(cd_db_t *db, const char *hash_hex, char **out)
+{
+    const char *params[] = {hash_hex};
+    return cd__q_one(db,
+                     "SELECT json_build_object('key_id', k.id, 'user_id', u.id, 'role', u.role)"
+                     " FROM api_keys k JOIN users u ON u.id = k.user_id"
+                     " WHERE k.key_hash = decode($1, 'hex')",
+                     1, params, out);
+}
+
+int
+cd_q_bans_live(cd_db_t *db, char **out)
+{
+    return cd__q_one(
+        db,
+        "SELECT coalesce(json_agg(json_build_object('ip', host(b.ip) || '/' || masklen(b.ip),"
+        " 'expires_at_s', floor(extract(epoch FROM b.expires_at))::bigint) ORDER BY b.id), '[]')"
+        " FROM banned_ips b WHERE b.expires_at IS NULL OR b.expires_at > now()",
+        0, NULL, out);
+}
+
+//  --- per-installation keys ------------------------------------------------------------
+
+int
+cd_q_auth_key(cd_db_t *db, const char *name, const char *candidate_hex, char **out_hex)
+{
+    const char *params[] = {name, candidate_hex};
+    //  Of nodes starting together, the first INSERT wins; every node reads
+    //  the winner back (the CTE's own snapshot cannot see another's row, so
+    //  the read is a second statement).
+    int rc = cd_db_exec_params(db,
+                               "INSERT INTO auth_keys (name, key) VALUES ($1, decode($2, 'hex'))"
+                               " ON CONFLICT (name) DO NOTHING",
+                               2, params, NULL);
+    if (rc != 0) {
+        *out_hex = NULL;
+        return rc;
+    }
+    return cd__q_one(db, "SELECT encode(key, 'hex') FROM auth_keys WHERE name = $1", 1, params,
+                     out_hex); //  $1 only: params[1] is not sent
 }

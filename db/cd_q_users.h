@@ -6,13 +6,47 @@
     password hash and TOTP secret appear only in cd_q_users_auth's row.
     Token and key hashes cross as 64 hex digits (32 bytes); computing them
     (and comparing passwords) is the caller's job. Usernames are unique
-    regardless of case. */
+    regardless of case.
+
+    Writes through persist (cd_q_users_writes; each function of the
+    "writes" section below runs the same SQL, for the db tests):
+      "auth.attempt"     ($1 username, $2 user id, $3 ip, $4 outcome) a failed
+                         login (outcome: bad_credentials, locked, mfa_required,
+                         mfa_invalid, mfa_replay) -> {id, outcome}
+      "auth.login"       ($1 username, $2 user id, $3 ip, $4 refresh hash hex,
+                         $5 ttl s, $6 TOTP step or NULL) -> {ok, family, user};
+                         ok false (and no token) when the step was used already
+      "auth.refresh"     ($1 presented hash, $2 next hash, $3 ttl s, $4 ip) ->
+                         {ok: true, family, user} (rotated), {ok: false, family,
+                         revoked: n} (a dead token: its family is revoked), or
+                         no row (unknown)
+      "auth.logout"      ($1 family, $2 user id) -> {revoked: n}
+      "auth.password"    ($1 user id, $2 hash, $3 history kept, $4 family kept)
+                         -> {user, families: [the revoked other families]}
+      "auth.mfa_setup"   ($1 user id, $2 base32 secret) -> user, or
+                         {conflict: true} while MFA is on; no row: no user
+      "auth.mfa_enable"  ($1 user id, $2 the secret, $3 step) -> user; no row
+                         if the secret changed or the step was used
+      "users.insert"     ($1 username, $2 hash, $3 role) -> user
+      "users.update"     ($1 id, $2 {username?, role?}, $3 hash or NULL, $4
+                         history kept) -> {user, families}; a new password or
+                         role revokes the user's refresh tokens (their
+                         families are listed)
+      "users.delete"     ($1 id) -> {id, families: the user's live logins}
+      "api_keys.insert"  ($1 user id, $2 name, $3 prefix, $4 hash hex) -> key
+      "api_keys.delete"  ($1 id, $2 owner or NULL) -> {id, user_id, key_hash}
+      "api_keys.touch"   ($1 hash hex) -> {id}
+      "bans.insert"      ($1 ip, $2 reason, $3 expires_at, $4 created_by) -> ban
+      "bans.delete"      ($1 id) -> {id} */
 #ifndef CD_DB_Q_USERS_H
 #define CD_DB_Q_USERS_H
 
 #include "cd_q.h"
 
 #include <stdbool.h>
+
+extern const cd_q_write_t cd_q_users_writes[];
+extern const size_t cd_q_users_n_writes;
 
 //  --- users ------------------------------------------------------------
 
@@ -26,7 +60,7 @@ int cd_q_users_insert(cd_db_t *db, const char *username, const char *password_ha
 //  The user with this id, or CD_ENOTFOUND.
 int cd_q_users_get(cd_db_t *db, int64_t id, char **out);
 
-//  The user row plus password_hash and mfa_secret, for checking
+//  The user row plus password_hash, mfa_secret and mfa_last_step, for checking
 //  credentials: by id, or (id CD_Q_NULL) by username in any case.
 //  Returns 0 or CD_ENOTFOUND.
 int cd_q_users_auth(cd_db_t *db, int64_t id, const char *username, char **out);
@@ -139,5 +173,47 @@ int cd_q_api_keys_delete(cd_db_t *db, int64_t id, int64_t user_id);
 //  Authenticates by key hash: records the use and returns {key_id, user:
 //  {user row}}, or CD_ENOTFOUND.
 int cd_q_api_keys_auth(cd_db_t *db, const char *hash_hex, char **out);
+
+//  --- the writes (see the list above) ---------------------------------------
+
+int cd_q_logins_fail(cd_db_t *db, const char *username, int64_t user_id, const char *ip,
+                     const char *outcome, char **out);
+int cd_q_auth_login(cd_db_t *db, const char *username, int64_t user_id, const char *ip,
+                    const char *hash_hex, int64_t ttl_s, int64_t step, char **out);
+int cd_q_auth_refresh(cd_db_t *db, const char *old_hex, const char *new_hex, int64_t ttl_s,
+                      const char *ip, char **out);
+int cd_q_auth_logout(cd_db_t *db, const char *family, int64_t user_id, char **out);
+//  CD_EINVAL for keep < 1.
+int cd_q_auth_password(cd_db_t *db, int64_t user_id, const char *password_hash, int keep,
+                       const char *family, char **out);
+int cd_q_auth_mfa_setup(cd_db_t *db, int64_t user_id, const char *secret, char **out);
+int cd_q_auth_mfa_enable(cd_db_t *db, int64_t user_id, const char *secret, int64_t step,
+                         char **out);
+//  CD_EINVAL for keep < 1.
+int cd_q_users_update(cd_db_t *db, int64_t id, const char *json, const char *password_hash,
+                      int keep, char **out);
+int cd_q_users_remove(cd_db_t *db, int64_t id, char **out);
+int cd_q_api_keys_remove(cd_db_t *db, int64_t id, int64_t user_id, char **out);
+int cd_q_api_keys_touch(cd_db_t *db, const char *hash_hex, char **out);
+int cd_q_bans_remove(cd_db_t *db, int64_t id, char **out);
+
+//  --- reads for the HTTP thread's caches -----------------------------------------
+
+//  The key with this hash: {key_id, user_id, role}, or CD_ENOTFOUND.
+//  Writes nothing (last_used_at is "api_keys.touch").
+int cd_q_api_keys_lookup(cd_db_t *db, const char *hash_hex, char **out);
+
+//  Every ban in force: a JSON array of {ip: "addr/prefix", expires_at_s:
+//  Unix seconds or null}, oldest first.
+int cd_q_bans_live(cd_db_t *db, char **out);
+
+//  --- per-installation keys (0005_security_keys.sql) ---------------------------------
+
+//  The key named name ("jwt", "token_hash") as 64 hex digits in *out_hex
+//  (caller frees): candidate_hex (a fresh random key) is stored if the
+//  installation has none yet, and whatever is stored is returned, so
+//  nodes starting together agree. Runs on a connection outside a
+//  transaction (node start-up).
+int cd_q_auth_key(cd_db_t *db, const char *name, const char *candidate_hex, char **out_hex);
 
 #endif

@@ -111,6 +111,9 @@ typedef struct cd_config {
     size_t n_peers;            //  entries in peers
     int queue_hwm;             //  messages per actor queue, 1..10000000
     int api_workers;           //  REST API actors, 1..64; 2
+    int auth_workers;          //  password hashing actors, 1..16; 2
+    int login_max_failures;    //  failed logins that lock out, 1..1000; 5
+    int login_window_s;        //  ... within this window, 1..86400; 900
     int send_timeout_ms;       //  0..600000
     int heartbeat_ivl_ms;      //  10..600000
     int heartbeat_timeout_ms;  //  > heartbeat_ivl_ms, up to 3600000

@@ -6,6 +6,8 @@
 
 #include "cd_agents.h"
 #include "cd_api.h"
+#include "cd_auditlog.h"
+#include "cd_authboot.h"
 #include "cd_bus.h"
 #include "cd_cluster.h"
 #include "cd_config.h"
@@ -15,6 +17,7 @@
 #include "cd_deadletter.h"
 #include "cd_echo.h"
 #include "cd_error.h"
+#include "cd_hasher.h"
 #include "cd_http.h"
 #include "cd_log.h"
 #include "cd_migrate.h"
@@ -60,8 +63,11 @@ struct cd_node {
     cd_orchestrator_args_t orch;      //  orchestrator settings
     cd_scheduler_args_t scheduler;    //  scheduler settings
     char **api_names;                 //  "api/<i>" (owned)
-    cd_child_spec_t *root_children;   //  deadletter, persist, bus, vault, api/*, stats,
-                                      //  [cluster], orchestrator, scheduler, agents
+    cd_authboot_t auth;               //  keys (wiped at stop), the bans at start
+    cd_auditlog_args_t audit;         //  audit chain writer settings
+    char **auth_names;                //  "auth/<i>" (owned)
+    cd_child_spec_t *root_children;   //  deadletter, persist, bus, vault, audit, auth/*, api/*,
+                                      //  stats, [cluster], orchestrator, scheduler, agents
     cd_supervisor_spec_t root_spec;   //  the root supervisor
     char **agent_names;               //  "agent/<name>" (owned)
     cd_root_t *root;                  //  the running tree
@@ -201,8 +207,9 @@ s_start_tree(s_node_t *node, char **errmsg)
         .restart_window_s = config->restart_window_s,
     };
     size_t n = 0;
-    node->root_children =
-        (cd_child_spec_t *)zmalloc(((size_t)config->api_workers + 9) * sizeof(cd_child_spec_t));
+    node->root_children = (cd_child_spec_t *)zmalloc(
+        ((size_t)config->api_workers + (size_t)config->auth_workers + 10) *
+        sizeof(cd_child_spec_t));
     node->root_children[n++] =
         (cd_child_spec_t){"deadletter", &cd_deadletter_ops, NULL, CD_RESTART_PERMANENT};
     size_t n_stmts = 0;
@@ -227,13 +234,28 @@ s_start_tree(s_node_t *node, char **errmsg)
     //  agents that ask it, which stop first (children stop in reverse).
     node->root_children[n++] =
         (cd_child_spec_t){CD_VAULT_ACTOR_NAME, &cd_vault_actor_ops, NULL, CD_RESTART_PERMANENT};
+    node->audit = (cd_auditlog_args_t){.conninfo = node->conninfo, .persist = "persist"};
+    node->root_children[n++] =
+        (cd_child_spec_t){CD_AUDITLOG_NAME, &cd_auditlog_ops, &node->audit, CD_RESTART_PERMANENT};
+    node->auth_names = (char **)zmalloc(((size_t)config->auth_workers + 1) * sizeof(char *));
+    for (int i = 0; i < config->auth_workers; i++) {
+        node->auth_names[i] = zsys_sprintf("%s/%d", CD_HASHER_NAME, i);
+        node->root_children[n++] =
+            (cd_child_spec_t){node->auth_names[i], &cd_hasher_ops, NULL, CD_RESTART_PERMANENT};
+    }
     node->api = (cd_api_args_t){.conninfo = node->conninfo,
                                 .node_id = node->node_id,
                                 .persist = "persist",
                                 .agents = "agents",
                                 .bus = "bus",
                                 .orchestrator = CD_ORCHESTRATOR_NAME,
-                                .started_us = node->started_us};
+                                .started_us = node->started_us,
+                                .jwt_key = &node->auth.jwt,
+                                .token_key = node->auth.token_key,
+                                .auth_workers = config->auth_workers,
+                                .login_max_failures = config->login_max_failures,
+                                .login_window_s = config->login_window_s,
+                                .audit = CD_AUDITLOG_NAME};
     node->api_names = (char **)zmalloc(((size_t)config->api_workers + 1) * sizeof(char *));
     for (int i = 0; i < config->api_workers; i++) {
         node->api_names[i] = zsys_sprintf("%s/%d", CD_API_NAME, i);
@@ -412,6 +434,9 @@ s_start_http(s_node_t *node, char **errmsg)
     opts.started_us = node->started_us;
     opts.core_actors = core;
     opts.api_actors = config->api_workers;
+    opts.auth_jwt_key = node->auth.jwt_secret;
+    opts.auth_token_key = node->auth.token_key;
+    opts.auth_bans = node->auth.bans;
     return cd_http_start(&opts, &node->rt, &node->http, errmsg);
 }
 
@@ -477,6 +502,11 @@ s_node_close(s_node_t *node)
         zstr_free(&node->api_names[i]);
     }
     free(node->api_names);
+    for (int i = 0; node->auth_names && node->auth_names[i]; i++) {
+        zstr_free(&node->auth_names[i]);
+    }
+    free(node->auth_names);
+    cd_authboot_fini(&node->auth);
     free(node->root_children);
     free(node->echo_args);
     free(node->agent_names);
@@ -508,6 +538,10 @@ cd_node_start(cd_config_t **config_p, int64_t started_us, cd_node_t **out, char 
     }
     if (rc == 0) {
         rc = s_database(node, errmsg);
+    }
+    if (rc == 0) {
+        rc = cd_authboot_run(node->db, node->config->data_dir, node->config->admin_password,
+                             &node->auth, errmsg);
     }
     if (rc == 0) {
         rc = s_start_tree(node, errmsg);

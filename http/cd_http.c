@@ -746,6 +746,12 @@ s_on_req(h2o_handler_t *self, h2o_req_t *req)
     rctx->req = req;
     rctx->start_us = cd__http_now_us();
     rctx->route_index = cd_router_size(http->router);
+    if (cd__auth_banned(rctx)) {
+        //  Before routing: a banned address learns nothing, not even which
+        //  paths exist.
+        cd__http_send_error(rctx, 403, "forbidden", "this address is banned", NULL);
+        return 0;
+    }
     cd_route_result_t found =
         cd_router_match(http->router, req->method.base, req->method.len, req->path_normalized.base,
                         req->path_normalized.len, &rctx->match);
@@ -764,26 +770,41 @@ s_on_req(h2o_handler_t *self, h2o_req_t *req)
         return 0;
     }
     const cd_route_t *route = rctx->match.route;
+    cd_auth_verdict_t verdict = CD_AUTH_ALLOW;
+    const char *message = NULL;
     if (cd_route_needs_auth(route)) {
-        const char *message = NULL;
-        cd_auth_verdict_t verdict = cd_auth_check(rctx, route, &rctx->identity, &message);
-        if (verdict == CD_AUTH_UNAUTHENTICATED) {
-            cd__http_send_error(rctx, 401, "unauthenticated",
-                                message ? message : "authentication required", NULL);
-            return 0;
+        verdict = cd_auth_check(rctx, route, &rctx->identity, &message);
+        if (verdict == CD_AUTH_PENDING) {
+            return 0; //  the hook resumes it (or the client leaves first)
         }
-        if (verdict != CD_AUTH_ALLOW) {
-            cd__http_send_error(rctx, 403, "forbidden", message ? message : "forbidden", NULL);
-            return 0;
-        }
+    }
+    cd__http_after_auth(rctx, verdict, message);
+    return 0;
+}
+
+void
+cd__http_after_auth(cd_http_rctx_t *rctx, cd_auth_verdict_t verdict, const char *message)
+{
+    if (verdict == CD_AUTH_UNAUTHENTICATED) {
+        cd__http_send_error(rctx, 401, "unauthenticated",
+                            message ? message : "authentication required", NULL);
+        return;
+    }
+    if (verdict == CD_AUTH_BUSY) {
+        cd__http_add_header(rctx, "retry-after", "1");
+        cd__http_send_error(rctx, 503, "not_ready", message ? message : "busy; retry", NULL);
+        return;
+    }
+    if (verdict != CD_AUTH_ALLOW) {
+        cd__http_send_error(rctx, 403, "forbidden", message ? message : "forbidden", NULL);
+        return;
     }
     if (s_check_body(rctx)) {
-        return 0;
+        return;
     }
-    if (route->handler(rctx) != 0 && !rctx->answered) {
+    if (rctx->match.route->handler(rctx) != 0 && !rctx->answered) {
         cd__http_send_error(rctx, 500, "internal", "the request could not be handled", NULL);
     }
-    return 0;
 }
 
 //  --- the loop ------------------------------------------------------------------------
@@ -970,6 +991,11 @@ s_thread_setup(cd_http_t *http)
         return rc;
     }
     cd__events_start(http);
+    rc = cd__auth_start(http);
+    if (rc != 0) {
+        http->start_err = s_sprintf("the initial list of banned addresses is malformed");
+        return rc;
+    }
     int stop_fd = dup(http->stop_fd);
     if (stop_fd < 0) {
         http->start_err = s_sprintf("dup: %s", strerror(errno));
@@ -1000,6 +1026,9 @@ s_thread_teardown(cd_http_t *http)
         http->stop_sock = NULL;
     }
     cd__events_stop(http);
+    if (http->loop) {
+        cd__auth_stop(http);
+    }
     cd__http_calls_stop(http);
     cd_port_destroy(&http->port);
     if (http->loop) {

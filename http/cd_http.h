@@ -38,6 +38,7 @@
 #include "cd_router.h"
 
 #include <stddef.h>
+#include <stdint.h>
 
 #define CD_HTTP_DEFAULT_ADDR "127.0.0.1:8080"
 #define CD_HTTP_ADDR_MAX 128 //  longest bound address text
@@ -71,6 +72,12 @@ typedef struct {
     int api_actors;                 //  REST API actors api/0 .. api/N-1 (0: none)
     const cd_route_t *extra_routes; //  routes served beside the table (tests, embedding)
     size_t n_extra_routes;          //  entries in extra_routes
+    //  Authentication (cd_auth.h): both keys, or neither (then nothing is
+    //  checked: for tests of this layer alone). Borrowed until
+    //  cd_http_start returns (they are copied).
+    const uint8_t *auth_jwt_key;   //  32 bytes: the access tokens' HMAC key
+    const uint8_t *auth_token_key; //  32 bytes: the key of API-key hashes
+    const char *auth_bans;         //  the bans in force (cd_q_bans_live's JSON), or NULL
 } cd_http_opts_t;
 
 //  Fills opts with the defaults above (addr CD_HTTP_DEFAULT_ADDR, port

@@ -243,7 +243,8 @@ s_pack_request(cd_http_rctx_t *rctx)
     bool post = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST"));
     size_t ik_len = 0;
     const char *ik = post ? cd__http_header(rctx, "idempotency-key", &ik_len) : NULL;
-    cd_pack_map(pack, 8 + (ik ? 1 : 0));
+    bool fam = rctx->identity.fam[0] != '\0';
+    cd_pack_map(pack, 8 + (ik ? 1 : 0) + (fam ? 1 : 0));
     cd_pack_cstr(pack, "m");
     cd_pack_str(pack, req->method.base, req->method.len);
     cd_pack_cstr(pack, "p");
@@ -282,6 +283,10 @@ s_pack_request(cd_http_rctx_t *rctx)
     cd_pack_cstr(pack, ip);
     cd_pack_cstr(pack, "path");
     cd_pack_str(pack, req->path_normalized.base, req->path_normalized.len);
+    if (fam) {
+        cd_pack_cstr(pack, "f");
+        cd_pack_cstr(pack, rctx->identity.fam);
+    }
     if (ik) {
         cd_pack_cstr(pack, "ik");
         cd_pack_str(pack, ik, ik_len);

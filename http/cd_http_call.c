@@ -127,6 +127,12 @@ s_dispatch(cd_http_t *http, const cd_envelope_t *env)
         cd__events_live(http, env);
         return;
     }
+    cd_str_t op;
+    if (env->kind == CD_KIND_CONTROL && cd_envelope_header(env, "op", &op) && op.len == 4 &&
+        memcmp(op.ptr, "auth", 4) == 0) {
+        cd__auth_notify(http, env);
+        return;
+    }
     s_call_t *call = NULL;
     if (!s_zero(env->parent_id)) {
         call = (s_call_t *)zhashx_lookup(http->calls, env->parent_id);

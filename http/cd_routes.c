@@ -82,6 +82,7 @@ const cd_route_table_t cd_http_route_tables[] = {
     {cd_routes_misc, &cd_routes_misc_n},
     {cd_routes_tasks, &cd_routes_tasks_n},
     {cd_routes_vault, &cd_routes_vault_n},
+    {cd_routes_auth, &cd_routes_auth_n},
 };
 
 const size_t cd_http_n_route_tables = sizeof cd_http_route_tables / sizeof cd_http_route_tables[0];

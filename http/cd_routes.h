@@ -34,6 +34,8 @@ extern const cd_route_t cd_routes_tasks[];
 extern const size_t cd_routes_tasks_n;
 extern const cd_route_t cd_routes_vault[]; //  system (vault) and connections
 extern const size_t cd_routes_vault_n;
+extern const cd_route_t cd_routes_auth[];
+extern const size_t cd_routes_auth_n;
 
 //  The resource routes' handler (cd_http_api.c): forwards to an api actor.
 cd_route_fn cd_http_route_api;

@@ -30,6 +30,7 @@
 #define CD__HTTP_CALL_TIMEOUTS 8 //  distinct call timeouts in use at once
 
 typedef struct cd__events cd__events_t;
+typedef struct cd__auth cd__auth_t;
 
 //  A call timeout: one h2o timeout list per distinct duration.
 typedef struct {
@@ -78,6 +79,7 @@ struct cd_http {
     cd_pack_t *pack;                                     //  reused payload buffer for calls
     unsigned api_next;                                   //  round-robin over the api actors
     cd__events_t *events;                                //  event subscribers (cd_events.c)
+    cd__auth_t *auth;                                    //  tokens, keys, bans (cd_auth.c)
     cd__http_timeout_t timeouts[CD__HTTP_CALL_TIMEOUTS]; //  call timeout lists
     h2o_timeout_t sweep_timeout;                         //  periodic checks
     h2o_timeout_entry_t sweep_entry;                     //  its entry
@@ -213,6 +215,26 @@ int cd__http_api_call_bare(cd_http_rctx_t *rctx, const char *op, cd__http_reply_
 //  Reads an api actor's JSON answer: status and parsed body (caller owns
 //  it). Returns 0 or CD_EPROTO.
 int cd__http_api_reply_json(const cd_envelope_t *reply, int *status, json_t **body);
+//  --- authentication (cd_auth.c; the hook is cd_auth.h) -----------------------------
+
+//  Sets the auth state up from http->opts (HTTP thread, at start, after
+//  the port). Returns 0 or CD_EINVAL (the initial bans do not parse).
+int cd__auth_start(cd_http_t *http);
+
+//  Releases it (HTTP thread, at stop, before the loop goes).
+void cd__auth_stop(cd_http_t *http);
+
+//  True if the request's peer address is banned (every route).
+bool cd__auth_banned(cd_http_rctx_t *rctx);
+
+//  A `control` envelope with header op "auth" from an api actor: what
+//  changed for the caches (cd_api_auth_notify). env is borrowed.
+void cd__auth_notify(cd_http_t *http, const cd_envelope_t *env);
+
+//  The server's continuation after the hook (cd_http.c): answers 401, 403
+//  or 503 for a refusal, or parses the body and runs the route's handler.
+void cd__http_after_auth(cd_http_rctx_t *rctx, cd_auth_verdict_t verdict, const char *message);
+
 //  --- event streams (cd_events.c) ------------------------------------------------
 
 //  Sets the event streams up (HTTP thread, at start, after the port).

@@ -172,8 +172,16 @@ test_audit_chain_sql_deletes_and_inserts_are_caught(void **state)
     assert_int_equal(s_verify(fx->db, head, &finding), CD_AUDIT_TRUNCATED);
     assert_int_equal(cd_db_exec(fx->db, "ROLLBACK", NULL), 0);
     //  A copy of row 2 inserted at the end, hashes and all: its link is a
-    //  row already linked to.
+    //  row already linked to. The unique index on prev_hash refuses it
+    //  (0006_auth.sql); someone who can drop the index is still caught.
+    static const char *const copy_sql =
+        "INSERT INTO audit_logs (ts, user_id, action, target, details, ip, prev_hash,"
+        " hash) SELECT ts, user_id, action, target, details, ip, prev_hash, hash FROM"
+        " audit_logs WHERE id = (SELECT min(id) + 1 FROM audit_logs)";
+    assert_int_equal(cd_db_exec(fx->db, copy_sql, NULL), CD_EDB);
+    assert_string_equal(cd_db_error(fx->db)->sqlstate, "23505");
     assert_int_equal(cd_db_exec(fx->db, "BEGIN", NULL), 0);
+    assert_int_equal(cd_db_exec(fx->db, "DROP INDEX audit_logs_prev_hash_key", NULL), 0);
     assert_int_equal(
         cd_db_exec(fx->db,
                    "INSERT INTO audit_logs (ts, user_id, action, target, details, ip, prev_hash,"

@@ -415,6 +415,257 @@ test_q_users_api_keys(void **state)
     assert_int_equal(cd_q_api_keys_delete(fx->db, key_b, CD_Q_NULL), CD_ENOTFOUND);
 }
 
+//  --- the writes persist runs ---------------------------------------------------------
+
+static void
+test_q_users_login_statement_and_outcomes(void **state)
+{
+    fixture_t *fx = *state;
+    int64_t ann = s_new_user(fx->db, "ann", "user");
+    char *out = NULL;
+    //  Failures that guessed count; locked and mfa_required do not.
+    for (int i = 0; i < 3; i++) {
+        s_ok(fx->db, cd_q_logins_fail(fx->db, "ann", ann, "10.0.0.1", "locked", &out));
+        free(out);
+        s_ok(fx->db, cd_q_logins_fail(fx->db, "ann", ann, "10.0.0.1", "mfa_required", &out));
+        free(out);
+    }
+    int64_t retry = -1;
+    s_ok(fx->db, cd_q_logins_lockout(fx->db, "ann", "10.0.0.9", 2, 60, &retry));
+    assert_int_equal(retry, 0);
+    s_ok(fx->db, cd_q_logins_fail(fx->db, "ann", ann, "10.0.0.1", "bad_credentials", &out));
+    json_t *a = s_parse(out, true);
+    assert_string_equal(s_str(a, "outcome"), "bad_credentials");
+    json_decref(a);
+    s_ok(fx->db, cd_q_logins_fail(fx->db, "ANN", CD_Q_NULL, "10.0.0.2", "mfa_invalid", &out));
+    free(out);
+    s_ok(fx->db, cd_q_logins_lockout(fx->db, "ann", "10.0.0.9", 2, 60, &retry));
+    assert_true(retry >= 1 && retry <= 60);
+    s_sqlstate(fx->db, cd_q_logins_fail(fx->db, "ann", ann, "10.0.0.1", "bogus", &out), "23514");
+
+    //  A login without MFA: a new family, the user, an ok attempt.
+    s_ok(fx->db, cd_q_auth_login(fx->db, "ann", ann, "10.0.0.3", HASH_A, 3600, CD_Q_NULL, &out));
+    json_t *l = s_parse(out, true);
+    assert_true(json_is_true(json_object_get(l, "ok")));
+    assert_non_null(s_str(l, "family"));
+    assert_string_equal(s_str(json_object_get(l, "user"), "username"), "ann");
+    json_decref(l);
+    assert_int_equal(s_count(fx->db, "SELECT count(*) FROM login_attempts WHERE success AND"
+                                     " outcome = 'ok' AND ip = '10.0.0.3'"),
+                     1);
+    //  With a TOTP step: moves forward once; the same step again is a replay
+    //  (no token, recorded as such); a later step works.
+    s_ok(fx->db, cd_q_auth_login(fx->db, "ann", ann, "10.0.0.3", HASH_B, 3600, 100, &out));
+    l = s_parse(out, true);
+    assert_true(json_is_true(json_object_get(l, "ok")));
+    json_decref(l);
+    s_ok(fx->db, cd_q_auth_login(fx->db, "ann", ann, "10.0.0.3", HASH_C, 3600, 100, &out));
+    l = s_parse(out, true);
+    assert_false(json_is_true(json_object_get(l, "ok")));
+    assert_true(json_is_null(json_object_get(l, "family")));
+    json_decref(l);
+    assert_int_equal(s_count(fx->db, "SELECT count(*) FROM refresh_tokens"), 2);
+    assert_int_equal(
+        s_count(fx->db, "SELECT count(*) FROM login_attempts WHERE outcome = 'mfa_replay'"), 1);
+    s_ok(fx->db, cd_q_auth_login(fx->db, "ann", ann, "10.0.0.3", HASH_C, 3600, 101, &out));
+    free(out);
+    assert_int_equal(s_count(fx->db, "SELECT mfa_last_step FROM users WHERE username = 'ann'"),
+                     101);
+}
+
+static void
+test_q_users_refresh_statement_rotates_and_punishes_reuse(void **state)
+{
+    fixture_t *fx = *state;
+    int64_t ann = s_new_user(fx->db, "ann", "user");
+    char *out = NULL;
+    s_ok(fx->db, cd_q_auth_login(fx->db, "ann", ann, "10.0.0.3", HASH_A, 3600, CD_Q_NULL, &out));
+    json_t *l = s_parse(out, true);
+    char family[64];
+    snprintf(family, sizeof family, "%s", s_str(l, "family"));
+    json_decref(l);
+    //  A -> B: same family, the user; A is used.
+    s_ok(fx->db, cd_q_auth_refresh(fx->db, HASH_A, HASH_B, 3600, "10.0.0.3", &out));
+    json_t *r = s_parse(out, true);
+    assert_true(json_is_true(json_object_get(r, "ok")));
+    assert_string_equal(s_str(r, "family"), family);
+    assert_string_equal(s_str(json_object_get(r, "user"), "role"), "user");
+    json_decref(r);
+    //  A again: dead, the family is revoked, and B with it.
+    s_ok(fx->db, cd_q_auth_refresh(fx->db, HASH_A, HASH_C, 3600, "10.0.0.3", &out));
+    r = s_parse(out, true);
+    assert_false(json_is_true(json_object_get(r, "ok")));
+    assert_string_equal(s_str(r, "family"), family);
+    assert_int_equal(s_int(r, "revoked"), 2);
+    json_decref(r);
+    s_ok(fx->db, cd_q_auth_refresh(fx->db, HASH_B, HASH_C, 3600, "10.0.0.3", &out));
+    r = s_parse(out, true);
+    assert_false(json_is_true(json_object_get(r, "ok")));
+    json_decref(r);
+    assert_int_equal(cd_q_auth_refresh(fx->db, HASH_D, HASH_C, 3600, NULL, &out), CD_ENOTFOUND);
+    assert_int_equal(s_count(fx->db, "SELECT count(*) FROM refresh_tokens WHERE token_hash ="
+                                     " decode('" HASH_C "', 'hex')"),
+                     0);
+
+    //  Logout revokes a family of the user's only.
+    s_ok(fx->db, cd_q_auth_login(fx->db, "ann", ann, "10.0.0.3", HASH_D, 3600, CD_Q_NULL, &out));
+    l = s_parse(out, true);
+    snprintf(family, sizeof family, "%s", s_str(l, "family"));
+    json_decref(l);
+    s_ok(fx->db, cd_q_auth_logout(fx->db, family, ann + 1, &out));
+    r = s_parse(out, true);
+    assert_int_equal(s_int(r, "revoked"), 0);
+    json_decref(r);
+    s_ok(fx->db, cd_q_auth_logout(fx->db, family, ann, &out));
+    r = s_parse(out, true);
+    assert_int_equal(s_int(r, "revoked"), 1);
+    json_decref(r);
+}
+
+static void
+test_q_users_password_mfa_and_user_statements(void **state)
+{
+    fixture_t *fx = *state;
+    int64_t ann = s_new_user(fx->db, "ann", "user");
+    char *out = NULL;
+    char fam_a[64], fam_b[64];
+    s_ok(fx->db, cd_q_auth_login(fx->db, "ann", ann, "10.0.0.3", HASH_A, 3600, CD_Q_NULL, &out));
+    json_t *l = s_parse(out, true);
+    snprintf(fam_a, sizeof fam_a, "%s", s_str(l, "family"));
+    json_decref(l);
+    s_ok(fx->db, cd_q_auth_login(fx->db, "ann", ann, "10.0.0.3", HASH_B, 3600, CD_Q_NULL, &out));
+    l = s_parse(out, true);
+    snprintf(fam_b, sizeof fam_b, "%s", s_str(l, "family"));
+    json_decref(l);
+    //  A password change keeps the caller's login and ends the other.
+    s_ok(fx->db, cd_q_auth_password(fx->db, ann, "$argon2id$new1", 5, fam_a, &out));
+    json_t *p = s_parse(out, true);
+    json_t *fams = json_object_get(p, "families");
+    assert_int_equal(json_array_size(fams), 1);
+    assert_string_equal(json_string_value(json_array_get(fams, 0)), fam_b);
+    assert_string_equal(s_str(json_object_get(p, "user"), "username"), "ann");
+    json_decref(p);
+    assert_int_equal(s_count(fx->db, "SELECT count(*) FROM password_history"), 1);
+    assert_int_equal(cd_q_auth_password(fx->db, ann, "h", 0, NULL, &out), CD_EINVAL);
+    assert_int_equal(cd_q_auth_password(fx->db, ann + 99, "h", 5, NULL, &out), CD_ENOTFOUND);
+
+    //  MFA: a secret while off; on with that secret and a fresh step only.
+    s_ok(fx->db, cd_q_auth_mfa_setup(fx->db, ann, "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP", &out));
+    json_t *u = s_parse(out, true);
+    assert_false(json_is_true(json_object_get(u, "mfa_enabled")));
+    json_decref(u);
+    assert_int_equal(cd_q_auth_mfa_enable(fx->db, ann, "AAAAAAAAAAAAAAAA", 5, &out), CD_ENOTFOUND);
+    s_ok(fx->db, cd_q_auth_mfa_enable(fx->db, ann, "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP", 5, &out));
+    u = s_parse(out, true);
+    assert_true(json_is_true(json_object_get(u, "mfa_enabled")));
+    json_decref(u);
+    assert_int_equal(cd_q_auth_mfa_enable(fx->db, ann, "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP", 5, &out),
+                     CD_ENOTFOUND);
+    s_ok(fx->db, cd_q_auth_mfa_setup(fx->db, ann, "AAAAAAAAAAAAAAAA", &out));
+    u = s_parse(out, true);
+    assert_true(json_is_true(json_object_get(u, "conflict")));
+    json_decref(u);
+    assert_int_equal(cd_q_auth_mfa_setup(fx->db, ann + 99, "AAAAAAAAAAAAAAAA", &out), CD_ENOTFOUND);
+
+    //  An update that changes the role ends the logins and lists them; a
+    //  rename alone does not.
+    s_ok(fx->db, cd_q_auth_login(fx->db, "ann", ann, "10.0.0.3", HASH_C, 3600, CD_Q_NULL, &out));
+    free(out);
+    s_ok(fx->db, cd_q_users_update(fx->db, ann, "{\"username\":\"anna\"}", NULL, 5, &out));
+    p = s_parse(out, true);
+    assert_int_equal(json_array_size(json_object_get(p, "families")), 0);
+    assert_string_equal(s_str(json_object_get(p, "user"), "username"), "anna");
+    json_decref(p);
+    s_ok(fx->db, cd_q_users_update(fx->db, ann, "{\"role\":\"admin\"}", NULL, 5, &out));
+    p = s_parse(out, true);
+    assert_int_equal(json_array_size(json_object_get(p, "families")), 2);
+    assert_string_equal(s_str(json_object_get(p, "user"), "role"), "admin");
+    json_decref(p);
+    s_ok(fx->db, cd_q_users_update(fx->db, ann, "{}", "$argon2id$reset", 5, &out));
+    free(out);
+    assert_int_equal(s_count(fx->db, "SELECT count(*) FROM password_history"), 2);
+    assert_int_equal(cd_q_users_update(fx->db, ann + 99, "{}", NULL, 5, &out), CD_ENOTFOUND);
+
+    //  Deleting lists the live logins and takes keys along.
+    s_ok(fx->db, cd_q_auth_login(fx->db, "anna", ann, "10.0.0.3", HASH_D, 3600, CD_Q_NULL, &out));
+    free(out);
+    s_ok(fx->db, cd_q_api_keys_insert(fx->db, ann, "k", "cdk_x", HASH_A, &out));
+    free(out);
+    s_ok(fx->db, cd_q_users_remove(fx->db, ann, &out));
+    p = s_parse(out, true);
+    assert_int_equal(s_int(p, "id"), ann);
+    assert_int_equal(json_array_size(json_object_get(p, "families")), 1);
+    json_decref(p);
+    assert_int_equal(s_count(fx->db, "SELECT count(*) FROM api_keys"), 0);
+    assert_int_equal(cd_q_users_remove(fx->db, ann, &out), CD_ENOTFOUND);
+}
+
+static void
+test_q_users_cache_reads_and_keys(void **state)
+{
+    fixture_t *fx = *state;
+    int64_t ann = s_new_user(fx->db, "ann", "admin");
+    int64_t bob = s_new_user(fx->db, "bob", "user");
+    char *out = NULL;
+    s_ok(fx->db, cd_q_api_keys_insert(fx->db, ann, "k", "cdk_x", HASH_A, &out));
+    json_t *k = s_parse(out, true);
+    int64_t key = s_int(k, "id");
+    json_decref(k);
+    s_ok(fx->db, cd_q_api_keys_lookup(fx->db, HASH_A, &out));
+    k = s_parse(out, true);
+    assert_int_equal(s_int(k, "key_id"), key);
+    assert_int_equal(s_int(k, "user_id"), ann);
+    assert_string_equal(s_str(k, "role"), "admin");
+    json_decref(k);
+    //  The lookup writes nothing; touch does.
+    assert_int_equal(
+        s_count(fx->db, "SELECT count(*) FROM api_keys WHERE last_used_at IS NOT NULL"), 0);
+    s_ok(fx->db, cd_q_api_keys_touch(fx->db, HASH_A, &out));
+    free(out);
+    assert_int_equal(
+        s_count(fx->db, "SELECT count(*) FROM api_keys WHERE last_used_at IS NOT NULL"), 1);
+    assert_int_equal(cd_q_api_keys_lookup(fx->db, HASH_B, &out), CD_ENOTFOUND);
+    //  Removing: only the owner's (or anyone's with NULL), with the hash.
+    assert_int_equal(cd_q_api_keys_remove(fx->db, key, bob, &out), CD_ENOTFOUND);
+    s_ok(fx->db, cd_q_api_keys_remove(fx->db, key, ann, &out));
+    k = s_parse(out, true);
+    assert_string_equal(s_str(k, "key_hash"), HASH_A);
+    json_decref(k);
+
+    //  Live bans, as the HTTP thread reads them.
+    s_ok(fx->db, cd_q_bans_live(fx->db, &out));
+    assert_string_equal(out, "[]");
+    free(out);
+    s_ok(fx->db, cd_q_bans_insert(fx->db, "10.0.0.0/8", "r", NULL, ann, &out));
+    json_t *b = s_parse(out, true);
+    int64_t ban = s_int(b, "id");
+    json_decref(b);
+    s_ok(fx->db, cd_q_bans_insert(fx->db, "2001:db8::1", NULL, "2000-01-01T00:00:00Z", ann, &out));
+    free(out);
+    s_ok(fx->db, cd_q_bans_insert(fx->db, "192.0.2.1", NULL, "2999-01-01T00:00:00Z", ann, &out));
+    free(out);
+    s_ok(fx->db, cd_q_bans_live(fx->db, &out));
+    json_t *live = s_parse(out, true);
+    assert_int_equal(json_array_size(live), 2);
+    assert_string_equal(s_str(json_array_get(live, 0), "ip"), "10.0.0.0/8");
+    assert_true(s_null(json_array_get(live, 0), "expires_at_s"));
+    assert_string_equal(s_str(json_array_get(live, 1), "ip"), "192.0.2.1/32");
+    assert_true(s_int(json_array_get(live, 1), "expires_at_s") > 32503680000 - 86400 * 366);
+    json_decref(live);
+    s_ok(fx->db, cd_q_bans_remove(fx->db, ban, &out));
+    free(out);
+    assert_int_equal(cd_q_bans_remove(fx->db, ban, &out), CD_ENOTFOUND);
+
+    //  Per-installation keys: the first candidate wins, for everyone.
+    s_ok(fx->db, cd_q_auth_key(fx->db, "jwt", HASH_A, &out));
+    assert_string_equal(out, HASH_A);
+    free(out);
+    s_ok(fx->db, cd_q_auth_key(fx->db, "jwt", HASH_B, &out));
+    assert_string_equal(out, HASH_A);
+    free(out);
+    s_sqlstate(fx->db, cd_q_auth_key(fx->db, "other", HASH_B, &out), "23514");
+}
+
 int
 main(void)
 {
@@ -425,6 +676,13 @@ main(void)
         cmocka_unit_test_setup_teardown(test_q_users_bans, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_q_users_refresh_tokens, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_q_users_api_keys, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_q_users_login_statement_and_outcomes, s_setup,
+                                        s_teardown),
+        cmocka_unit_test_setup_teardown(test_q_users_refresh_statement_rotates_and_punishes_reuse,
+                                        s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_q_users_password_mfa_and_user_statements, s_setup,
+                                        s_teardown),
+        cmocka_unit_test_setup_teardown(test_q_users_cache_reads_and_keys, s_setup, s_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -346,6 +346,9 @@ test_events_of_the_node(void **state)
     snprintf(url, sizeof url, "%s/api/v1/events?after=0&agent=ev", node->base);
     CURL *curl = curl_easy_init();
     struct curl_slist *headers = curl_slist_append(NULL, "Accept: text/event-stream");
+    char bearer[1200];
+    snprintf(bearer, sizeof bearer, "Authorization: Bearer %s", node->admin_token);
+    headers = curl_slist_append(headers, bearer);
     char *body = NULL;
     curl_easy_setopt(curl, CURLOPT_URL, url);
     curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);

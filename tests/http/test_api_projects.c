@@ -183,7 +183,9 @@ test_projects_crud(void **state)
     assert_string_equal(s_str(&r, "name"), "site");
     assert_string_equal(s_str(&r, "description"), "the web site");
     assert_non_null(s_str(&r, "created_at"));
-    assert_true(json_is_null(json_object_get(r.json, "created_by"))); //  anonymous
+    char *admin = tn_sql(node, "SELECT id FROM users WHERE username = 'admin'");
+    assert_int_equal(json_integer_value(json_object_get(r.json, "created_by")), atoll(admin));
+    free(admin);
     tn_resp_free(&r);
     char *count = tn_sql(node, "SELECT count(*) FROM projects WHERE name = 'site'");
     assert_string_equal(count, "1");

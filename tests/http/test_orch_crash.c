@@ -71,6 +71,7 @@ s_node_start(fx_t *fx)
                        fx->env_dir,
                        fx->env_addr,
                        "CADRE_LOG_LEVEL=warn",
+                       "CADRE_ADMIN_PASSWORD=" TN_ADMIN_PASSWORD,
                        "CADRE_ORCH_SCAN_MS=50",
                        "CADRE_ORCH_BACKOFF_MS=20",
                        "CADRE_ORCH_BACKOFF_MAX_MS=200",
@@ -88,6 +89,10 @@ s_node_start(fx_t *fx)
         long status = tn_call(&fx->client, &r, "GET", "/health/ready", NULL);
         tn_resp_free(&r);
         if (status == 200) {
+            //  Requests go as admin (the same password on every start).
+            free(fx->client.admin_token);
+            fx->client.admin_token = tn_login(&fx->client, "admin", TN_ADMIN_PASSWORD, NULL);
+            assert_non_null(fx->client.admin_token);
             return;
         }
         int wstatus = 0;
@@ -137,6 +142,7 @@ s_teardown(void **state)
         waitpid(fx->pid, NULL, 0);
     }
     cd_testpg_rmtree(fx->dir);
+    free(fx->client.admin_token);
     free(fx->dir);
     free(fx->conninfo);
     free(fx);

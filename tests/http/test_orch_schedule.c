@@ -96,6 +96,8 @@ static void
 test_orch_schedule_cron_fires_and_moves_to_its_next_minute(void **state)
 {
     tn_node_t *node = (tn_node_t *)*state;
+    //  A minute that turns during the test may fire it once more, rightly.
+    int64_t minute = (int64_t)time(NULL) / 60;
     int64_t id = ot_create(node, "/api/v1/schedules",
                            "{\"name\":\"minutely\",\"cron\":\"* * * * *\"," S_TASK "}");
     //  Due now (rather than waiting up to a minute for it).
@@ -108,7 +110,8 @@ test_orch_schedule_cron_fires_and_moves_to_its_next_minute(void **state)
     while (s_fired(node, id) < 1 && zclock_mono() < deadline) {
         zclock_sleep(20);
     }
-    assert_int_equal(s_fired(node, id), 1);
+    bool turned = (int64_t)time(NULL) / 60 != minute;
+    assert_true(s_fired(node, id) == 1 || (turned && s_fired(node, id) == 2));
     //  Next: a whole minute, within the coming minute.
     assert_int_equal(s_count(node,
                              "SELECT count(*) FROM scheduled_tasks WHERE id = %lld"
@@ -117,7 +120,8 @@ test_orch_schedule_cron_fires_and_moves_to_its_next_minute(void **state)
                              id),
                      1);
     zclock_sleep(300);
-    assert_int_equal(s_fired(node, id), 1);
+    turned = (int64_t)time(NULL) / 60 != minute;
+    assert_true(s_fired(node, id) == 1 || (turned && s_fired(node, id) == 2));
 }
 
 static void

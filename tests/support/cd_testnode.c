@@ -25,8 +25,13 @@ s_boot(tn_node_t *tn, const char *const *extra_env)
     env[n++] = zsys_sprintf("DATABASE_URL=%s", tn->conninfo);
     env[n++] = strdup("CADRE_HTTP_ADDR=127.0.0.1:0");
     env[n++] = strdup("CADRE_LOG_LEVEL=warn");
-    for (const char *const *e = extra_env; e && *e && n < 62; e++) {
+    bool password = false;
+    for (const char *const *e = extra_env; e && *e && n < 61; e++) {
         env[n++] = strdup(*e);
+        password = password || strncmp(*e, "CADRE_ADMIN_PASSWORD=", 21) == 0;
+    }
+    if (!password) {
+        env[n++] = strdup("CADRE_ADMIN_PASSWORD=" TN_ADMIN_PASSWORD);
     }
     env[n] = NULL;
     char *argv[] = {"cadred", NULL};
@@ -46,6 +51,14 @@ s_boot(tn_node_t *tn, const char *const *extra_env)
         return rc;
     }
     snprintf(tn->base, sizeof tn->base, "http://%s", cd_node_http_addr(tn->node));
+    if (!tn->admin_token && !password) {
+        //  Keys live in the database: a token stays good across restarts.
+        tn->admin_token = tn_login(tn, "admin", TN_ADMIN_PASSWORD, NULL);
+        if (!tn->admin_token) {
+            fprintf(stderr, "tn_start: cannot sign in as admin\n");
+            return CD_EINVAL;
+        }
+    }
     return 0;
 }
 
@@ -59,6 +72,7 @@ tn_start(const char *const *extra_env)
     }
     tn->data_dir = cd_testpg_scratch_dir();
     if (s_boot(tn, extra_env) != 0) {
+        cd_node_stop(&tn->node);
         free(tn->conninfo);
         free(tn->data_dir);
         free(tn);
@@ -83,6 +97,7 @@ tn_stop(tn_node_t **node_p)
     }
     *node_p = NULL;
     cd_node_stop(&tn->node);
+    free(tn->admin_token);
     cd_testpg_rmtree(tn->data_dir);
     free(tn->data_dir);
     free(tn->conninfo);
@@ -106,18 +121,28 @@ s_collect(char *data, size_t size, size_t n, void *arg)
     return add;
 }
 
-long
-tn_request(const tn_node_t *node, const char *method, const char *path, const char *body,
-           const char *const *headers, tn_resp_t *out)
+//  Sends with cred unless the headers bring credentials of their own.
+static long
+s_request(const tn_node_t *node, const char *source, const char *cred, const char *method,
+          const char *path, const char *body, const char *const *headers, tn_resp_t *out)
 {
     memset(out, 0, sizeof *out);
     char url[1024];
     snprintf(url, sizeof url, "%s%s", node->base, path);
     struct curl_slist *list = NULL;
-    bool typed = false;
+    bool typed = false, own = false;
     for (const char *const *h = headers; h && *h; h++) {
         list = curl_slist_append(list, *h);
         typed = typed || strncasecmp(*h, "content-type:", 13) == 0;
+        own = own || strncasecmp(*h, "authorization:", 14) == 0 ||
+              strncasecmp(*h, "x-api-key:", 10) == 0;
+    }
+    if (cred && !own) {
+        char line[2048];
+        snprintf(line, sizeof line,
+                 strncmp(cred, "cdk_", 4) == 0 ? "X-API-Key: %s" : "Authorization: Bearer %s",
+                 cred);
+        list = curl_slist_append(list, line);
     }
     if (body && !typed) {
         list = curl_slist_append(list, "Content-Type: application/json");
@@ -138,6 +163,11 @@ tn_request(const tn_node_t *node, const char *method, const char *path, const ch
     curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, (long)TN_TIMEOUT_MS);
     curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(curl, CURLOPT_NOPROXY, "*");
+    if (source) {
+        char iface[80];
+        snprintf(iface, sizeof iface, "host!%s", source);
+        curl_easy_setopt(curl, CURLOPT_INTERFACE, iface);
+    }
     curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, s_collect);
     curl_easy_setopt(curl, CURLOPT_HEADERDATA, &hbuf);
     curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, s_collect);
@@ -160,10 +190,83 @@ tn_request(const tn_node_t *node, const char *method, const char *path, const ch
 }
 
 long
+tn_request(const tn_node_t *node, const char *method, const char *path, const char *body,
+           const char *const *headers, tn_resp_t *out)
+{
+    return s_request(node, NULL, node->admin_token, method, path, body, headers, out);
+}
+
+long
+tn_request_as(const tn_node_t *node, const char *cred, const char *method, const char *path,
+              const char *body, const char *const *headers, tn_resp_t *out)
+{
+    return s_request(node, NULL, cred, method, path, body, headers, out);
+}
+
+long
 tn_call(const tn_node_t *node, tn_resp_t *out, const char *method, const char *path,
         const char *body)
 {
     return tn_request(node, method, path, body, NULL, out);
+}
+
+long
+tn_call_as(const tn_node_t *node, const char *cred, tn_resp_t *out, const char *method,
+           const char *path, const char *body)
+{
+    return s_request(node, NULL, cred, method, path, body, NULL, out);
+}
+
+long
+tn_request_from(const tn_node_t *node, const char *source, const char *cred, const char *method,
+                const char *path, const char *body, const char *const *headers, tn_resp_t *out)
+{
+    return s_request(node, source, cred, method, path, body, headers, out);
+}
+
+char *
+tn_login(const tn_node_t *node, const char *username, const char *password, char **refresh)
+{
+    json_t *req = json_pack("{s:s, s:s}", "username", username, "password", password);
+    char *body = json_dumps(req, JSON_COMPACT);
+    json_decref(req);
+    tn_resp_t r;
+    long status = s_request(node, NULL, NULL, "POST", "/api/v1/auth/login", body, NULL, &r);
+    free(body);
+    const char *access = json_string_value(json_object_get(r.json, "access_token"));
+    const char *next = json_string_value(json_object_get(r.json, "refresh_token"));
+    char *token = NULL;
+    if (status == 200 && access && next) {
+        token = strdup(access);
+        if (refresh) {
+            *refresh = strdup(next);
+        }
+    } else {
+        fprintf(stderr, "tn_login %s: %ld %s\n", username, status, r.body);
+    }
+    tn_resp_free(&r);
+    return token;
+}
+
+int64_t
+tn_user(const tn_node_t *node, const char *username, const char *role, char **token)
+{
+    json_t *req = json_pack("{s:s, s:s, s:s}", "username", username, "password", TN_USER_PASSWORD,
+                            "role", role);
+    char *body = json_dumps(req, JSON_COMPACT);
+    json_decref(req);
+    tn_resp_t r;
+    long status = tn_request(node, "POST", "/api/v1/users", body, NULL, &r);
+    free(body);
+    int64_t id = (int64_t)json_integer_value(json_object_get(r.json, "id"));
+    if (status != 201 || id <= 0) {
+        fprintf(stderr, "tn_user %s: %ld %s\n", username, status, r.body);
+        tn_resp_free(&r);
+        return 0;
+    }
+    tn_resp_free(&r);
+    *token = tn_login(node, username, TN_USER_PASSWORD, NULL);
+    return *token ? id : 0;
 }
 
 void
