@@ -25,19 +25,20 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 //  What every table holds, as one text: a change anywhere changes it.
 static char *
 s_snapshot(const tn_node_t *node)
 {
-    return tn_sql(node,
-                  "SELECT string_agg(t || ':' || n, ',' ORDER BY t) FROM ("
-                  " SELECT c.relname AS t, (xpath('/row/n/text()', query_to_xml("
-                  " format('SELECT count(*) || ''/'' || coalesce(sum(hashtext(x::text)), 0) AS n"
-                  " FROM %I x', c.relname), false, true, '')))[1]::text AS n"
-                  " FROM pg_class c JOIN pg_namespace s ON s.oid = c.relnamespace"
-                  " WHERE c.relkind = 'r' AND s.nspname = 'public'"
-                  " AND c.relname NOT IN ('idempotency_keys', 'persist_requests')) q");
+    return tn_sql(
+        node, "SELECT string_agg(t || ':' || n, ',' ORDER BY t) FROM ("
+              " SELECT c.relname AS t, (xpath('/row/n/text()', query_to_xml("
+              " format('SELECT count(*) || ''/'' || coalesce(sum(hashtext(x::text)), 0) AS n"
+              " FROM %I x', c.relname), false, true, '')))[1]::text AS n"
+              " FROM pg_class c JOIN pg_namespace s ON s.oid = c.relnamespace"
+              " WHERE c.relkind = 'r' AND s.nspname = 'public'"
+              " AND c.relname NOT IN ('idempotency_keys', 'persist_requests', 'audit_logs')) q");
 }
 
 //  Builds a concrete path from a pattern: {param} -> value.
@@ -195,6 +196,20 @@ test_every_route_refuses_bad_input(void **state)
     tn_resp_free(&r);
     char *before = s_snapshot(node);
     assert_non_null(before);
+    //  Audit rows are written after the answer (the sign-in and the two
+    //  creates): wait until their count holds still.
+    char *audited = tn_sql(node, "SELECT count(*) FROM audit_logs");
+    for (int i = 0; i < 50; i++) {
+        usleep(100000);
+        char *again = tn_sql(node, "SELECT count(*) FROM audit_logs");
+        bool still = audited && again && strcmp(audited, again) == 0 && strcmp(again, "0") != 0;
+        free(audited);
+        audited = again;
+        if (still) {
+            break;
+        }
+    }
+    assert_non_null(audited);
 
     s_tally_t tally = {0};
     int routes = 0;
@@ -256,6 +271,12 @@ test_every_route_refuses_bad_input(void **state)
     tn_resp_free(&r);
     char *after = s_snapshot(node);
     assert_non_null(after);
+    //  A refused request is no change: nothing more was audited.
+    usleep(200000);
+    char *audited_after = tn_sql(node, "SELECT count(*) FROM audit_logs");
+    assert_string_equal(audited_after, audited);
+    free(audited_after);
+    free(audited);
     if (strcmp(before, after) != 0) {
         fail_msg("state changed:\nbefore %s\nafter  %s", before, after);
     }
