@@ -105,8 +105,7 @@ s_node_start(node_t *node, bool tls)
     const char *url = getenv("DATABASE_URL");
     char url_env[1024];
     snprintf(url_env, sizeof url_env, "DATABASE_URL=%s", url ? url : "");
-    char *env[10] = {dir_env, "CADRE_HTTP_ADDR=127.0.0.1:0", "CADRE_LOG_LEVEL=warn",
-                     "CADRE_HEARTBEAT_TIMEOUT_MS=60000", NULL};
+    char *env[8] = {dir_env, "CADRE_HTTP_ADDR=127.0.0.1:0", "CADRE_LOG_LEVEL=error", NULL};
     size_t n_env = 3;
     if (tls) {
         env[n_env++] = cert_env;
