@@ -175,6 +175,7 @@ struct s_orch {
     bool claim_wanted;          //  claim again when it comes back
     int64_t claim_not_before;   //  a read that found nothing to start: not again before (mono)
     bool claim_timer;           //  a timer will claim at claim_not_before
+    int64_t retry_due_us;       //  a timer claims when the soonest backoff ends (mono), 0: none
     int steps_out;              //  steps out to local agents (each owes one answer)
     int steps_max;              //  at most: what the inbox holds, less a margin
     bool steps_capped;          //  a queue waits for steps_out to drop
@@ -1287,7 +1288,13 @@ s_fail_ack(s_orch_t *orch, s_rec_t **recs, size_t n, const char *answer)
         s_run_free(orch, run);
     }
     if (soonest >= 0) {
-        cd_actor_after(orch->self, (int)(soonest < 1 ? 1 : soonest + 5), s_claim_timer, orch);
+        //  One timer for the soonest backoff (a later one is caught by the
+        //  claims that follow, or the scan).
+        int64_t due = s_mono_us() + (soonest + 5) * 1000;
+        if (!orch->retry_due_us || due < orch->retry_due_us) {
+            orch->retry_due_us = due;
+            cd_actor_after(orch->self, (int)(soonest < 1 ? 1 : soonest + 5), s_claim_timer, orch);
+        }
     }
     json_decref(list);
     free(applied);
@@ -1375,7 +1382,11 @@ s_claim_paced(cd_actor_t *self, void *arg)
 static int
 s_claim_timer(cd_actor_t *self, void *arg)
 {
-    s_want_claim((s_orch_t *)arg);
+    s_orch_t *orch = (s_orch_t *)arg;
+    if (orch->retry_due_us && orch->retry_due_us <= s_mono_us() + 1000) {
+        orch->retry_due_us = 0;
+    }
+    s_want_claim(orch);
     (void)self;
     return 0;
 }
