@@ -53,6 +53,9 @@
 #define S_BATCH_BYTES (512 * 1024) //  bytes per write (persist takes 1 MiB per value)
 #define S_NAME_MAX 64              //  agent names
 #define S_QUESTION_MAX 10000       //  characters of a HITL question (the table's bound)
+#define S_CLAIM_IDLE_MS 20         //  after a claim read that started nothing, the next waits
+#define S_SLOW_US 500000           //  a handler holding the actor longer is logged
+#define S_STEPS_MARGIN 64          //  inbox room kept free of step answers (persist, kicks)
 
 typedef struct s_orch s_orch_t;
 typedef struct s_run s_run_t;
@@ -170,6 +173,12 @@ struct s_orch {
     bool recovered;             //  the start-up recovery is written: claims may start
     bool claim_out;             //  a claim is out
     bool claim_wanted;          //  claim again when it comes back
+    int64_t claim_not_before;   //  a read that found nothing to start: not again before (mono)
+    bool claim_timer;           //  a timer will claim at claim_not_before
+    int64_t retry_due_us;       //  a timer claims when the soonest backoff ends (mono), 0: none
+    int steps_out;              //  steps out to local agents (each owes one answer)
+    int steps_max;              //  at most: what the inbox holds, less a margin
+    bool steps_capped;          //  a queue waits for steps_out to drop
     s_pick_t *picks;            //  the claim out's picks
     size_t n_picks;             //  how many
     bool renew_out;             //  a lease renewal is out
@@ -253,6 +262,26 @@ s_run_order(const void *a, const void *b)
         return x->created_us < y->created_us ? -1 : 1;
     }
     return x->id < y->id ? -1 : x->id > y->id;
+}
+
+//  Logs a handler that held the actor long (heartbeats wait meanwhile).
+static void
+s_slow(s_orch_t *orch, int64_t started, const char *what)
+{
+    int64_t us = s_mono_us() - started;
+    if (us > S_SLOW_US) {
+        cd_log_warn(cd_actor_name(orch->self), "slow handler", "{s:s, s:i, s:i, s:i}", "what", what,
+                    "ms", (int)(us / 1000), "runs", (int)zhashx_size(orch->runs), "writes",
+                    (int)cd_pwriter_pending(orch->writer));
+    }
+}
+
+//  The run of task id, or NULL (ids are > 0; 0 is "no task" in an
+//  envelope, and would be a NULL key).
+static s_run_t *
+s_run(s_orch_t *orch, int64_t id)
+{
+    return id > 0 ? (s_run_t *)zhashx_lookup(orch->runs, s_key(id)) : NULL;
 }
 
 //  --- the directory ---------------------------------------------------------------------------
@@ -573,7 +602,7 @@ s_record(s_orch_t *orch, s_batch_t *batch, s_run_t *run, char *text)
 static s_run_t *
 s_rec_run(s_orch_t *orch, const s_rec_t *rec)
 {
-    s_run_t *run = (s_run_t *)zhashx_lookup(orch->runs, s_key(rec->id));
+    s_run_t *run = s_run(orch, rec->id);
     return run && run->state == S_RECORDING && run->rec == rec->rec ? run : NULL;
 }
 
@@ -869,6 +898,9 @@ s_start(s_orch_t *orch, s_run_t *run)
     run->state = S_RUNNING;
     run->deadline_us = run->timeout_ms > 0 ? s_mono_us() + run->timeout_ms * 1000 : 0;
     agent->inflight++;
+    if (!agent->remote) {
+        orch->steps_out++;
+    }
     if (agent->remote) {
         s_poll_t *poll = (s_poll_t *)zlistx_first(agent->polls);
         zlistx_delete(agent->polls, poll->handle);
@@ -907,6 +939,7 @@ s_start(s_orch_t *orch, s_run_t *run)
         //  full: the attempt is not the task's fault. It goes back to todo
         //  without counting; the directory is read again at the next tick.
         agent->inflight--;
+        orch->steps_out--;
         orch->registry_gen = 0;
         s_release(orch, run, "agent_unavailable", cd_strerror(rc));
     }
@@ -919,6 +952,12 @@ s_pump(s_orch_t *orch, s_agent_t *agent)
     while (zlistx_size(agent->queue) > 0 && s_servable(agent) &&
            agent->inflight < agent->concurrency &&
            (!agent->remote || zlistx_size(agent->polls) > 0)) {
+        //  Every step out owes this actor one answer: never more than its
+        //  inbox holds, or agents would block (and give up) answering.
+        if (!agent->remote && orch->steps_out >= orch->steps_max) {
+            orch->steps_capped = true;
+            return;
+        }
         s_run_t *run = (s_run_t *)zlistx_first(agent->queue);
         zlistx_delete(agent->queue, run->qhandle);
         run->qhandle = NULL;
@@ -931,6 +970,18 @@ static void
 s_slot_freed(s_orch_t *orch, s_agent_t *agent)
 {
     agent->inflight--;
+    if (!agent->remote) {
+        orch->steps_out--;
+    }
+    if (orch->steps_capped && orch->steps_out < orch->steps_max) {
+        orch->steps_capped = false;
+        for (s_agent_t *a = (s_agent_t *)zhashx_first(orch->agents); a;
+             a = (s_agent_t *)zhashx_next(orch->agents)) {
+            if (a != agent && zlistx_size(a->queue) > 0) {
+                s_pump(orch, a);
+            }
+        }
+    }
     s_pump(orch, agent);
     if (zlistx_size(agent->queue) == 0) {
         s_want_claim(orch);
@@ -1142,7 +1193,13 @@ s_step_answer(s_orch_t *orch, s_run_t *run, cd_kind_t kind, json_t *payload)
 static void
 s_agent_answer(s_orch_t *orch, const cd_envelope_t *env)
 {
-    s_run_t *run = (s_run_t *)zhashx_lookup(orch->runs, s_key(env->task_id));
+    if (env->task_id <= 0) {
+        cd_log_warn(cd_actor_name(orch->self), "an answer nobody waits for", "{s:s, s:s#}", "kind",
+                    cd_kind_name(env->kind), "from", env->from.ptr ? env->from.ptr : "",
+                    (int)env->from.len);
+        return;
+    }
+    s_run_t *run = s_run(orch, env->task_id);
     if (!run || run->state != S_RUNNING || run->agent->remote ||
         memcmp(run->step_id, env->parent_id, CD_ENV_UUID_SIZE) != 0) {
         cd_log_debug(cd_actor_name(orch->self), "late or unknown answer discarded", "{s:I, s:s}",
@@ -1231,7 +1288,13 @@ s_fail_ack(s_orch_t *orch, s_rec_t **recs, size_t n, const char *answer)
         s_run_free(orch, run);
     }
     if (soonest >= 0) {
-        cd_actor_after(orch->self, (int)(soonest < 1 ? 1 : soonest + 5), s_claim_timer, orch);
+        //  One timer for the soonest backoff (a later one is caught by the
+        //  claims that follow, or the scan).
+        int64_t due = s_mono_us() + (soonest + 5) * 1000;
+        if (!orch->retry_due_us || due < orch->retry_due_us) {
+            orch->retry_due_us = due;
+            cd_actor_after(orch->self, (int)(soonest < 1 ? 1 : soonest + 5), s_claim_timer, orch);
+        }
     }
     json_decref(list);
     free(applied);
@@ -1278,6 +1341,12 @@ s_record_rejected(s_orch_t *orch, s_batch_t *batch, s_rec_t *rec, const char *wh
 
 static void s_claim(s_orch_t *orch);
 
+static int s_claim_paced(cd_actor_t *self, void *arg);
+
+//  Something may be claimable: claim now, or after the claim out, or (when
+//  the last read found nothing this node could start) after a short pause,
+//  so that a stream of freed slots with nothing to fill them does not turn
+//  into a stream of reads.
 static void
 s_want_claim(s_orch_t *orch)
 {
@@ -1285,13 +1354,40 @@ s_want_claim(s_orch_t *orch)
         orch->claim_wanted = true;
         return;
     }
+    int64_t now = s_mono_us();
+    if (now < orch->claim_not_before) {
+        orch->claim_wanted = true;
+        if (!orch->claim_timer) {
+            orch->claim_timer = true;
+            int ms = (int)((orch->claim_not_before - now) / 1000) + 1;
+            cd_actor_after(orch->self, ms, s_claim_paced, orch);
+        }
+        return;
+    }
     s_claim(orch);
+}
+
+static int
+s_claim_paced(cd_actor_t *self, void *arg)
+{
+    s_orch_t *orch = (s_orch_t *)arg;
+    orch->claim_timer = false;
+    if (orch->claim_wanted) {
+        s_want_claim(orch);
+    }
+    (void)self;
+    return 0;
 }
 
 static int
 s_claim_timer(cd_actor_t *self, void *arg)
 {
-    s_want_claim((s_orch_t *)arg);
+    s_orch_t *orch = (s_orch_t *)arg;
+    if (orch->retry_due_us && orch->retry_due_us <= s_mono_us() + 1000) {
+        orch->retry_due_us = 0;
+    }
+    s_want_claim(orch);
+    (void)self;
     return 0;
 }
 
@@ -1393,7 +1489,10 @@ s_claim(s_orch_t *orch)
     char *text = s_dump(keys);
     json_decref(keys);
     char *found = NULL;
+    int64_t read_started = s_mono_us();
     int rc = cd_q_orch_candidates(db, text, &found);
+    s_slow(orch, read_started, "candidates read");
+
     free(text);
     if (rc != 0) {
         cd_log_warn(cd_actor_name(orch->self), "cannot read claimable tasks", "{s:s, s:s}", "error",
@@ -1407,6 +1506,7 @@ s_claim(s_orch_t *orch)
     size_t n = json_array_size(candidates);
     if (n == 0) {
         json_decref(candidates);
+        orch->claim_not_before = s_mono_us() + S_CLAIM_IDLE_MS * 1000;
         return;
     }
     orch->picks = (s_pick_t *)zmalloc(n * sizeof *orch->picks);
@@ -1417,7 +1517,7 @@ s_claim(s_orch_t *orch)
     json_array_foreach(candidates, i, task)
     {
         int64_t id = s_json_int(task, "id", 0);
-        if (zhashx_lookup(orch->runs, s_key(id))) {
+        if (s_run(orch, id)) {
             continue;
         }
         int stage = 0;
@@ -1437,6 +1537,7 @@ s_claim(s_orch_t *orch)
         free(orch->picks);
         orch->picks = NULL;
         json_decref(recs);
+        orch->claim_not_before = s_mono_us() + S_CLAIM_IDLE_MS * 1000;
         return;
     }
     char *param = s_dump(recs);
@@ -1474,7 +1575,7 @@ s_claim_answer(cd_actor_t *self, const cd_pwriter_result_t *res, void *arg)
     }
     for (size_t i = 0; i < n; i++) {
         int64_t id = s_json_int(picks[i].task, "id", 0);
-        if (claimed && s_has(claimed, n_claimed, id) && !zhashx_lookup(orch->runs, s_key(id))) {
+        if (claimed && s_has(claimed, n_claimed, id) && !s_run(orch, id)) {
             //  The claim counted an attempt.
             json_object_set_new(picks[i].task, "attempts",
                                 json_integer(s_json_int(picks[i].task, "attempts", 0) + 1));
@@ -1498,7 +1599,7 @@ s_claim_answer(cd_actor_t *self, const cd_pwriter_result_t *res, void *arg)
 static void
 s_resume(s_orch_t *orch, int64_t id)
 {
-    if (zhashx_lookup(orch->runs, s_key(id))) {
+    if (s_run(orch, id)) {
         return;
     }
     cd_db_t *db = s_db(orch);
@@ -1558,7 +1659,7 @@ s_renew_answer(cd_actor_t *self, const cd_pwriter_result_t *res, void *arg)
                 continue;
             }
             //  Not ours any more (cancelled, archived, taken over): stop it.
-            s_run_t *run = (s_run_t *)zhashx_lookup(orch->runs, s_key(renew->ids[i]));
+            s_run_t *run = s_run(orch, renew->ids[i]);
             if (run && run->state != S_RECORDING) {
                 cd_log_info(cd_actor_name(self), "a task left this node's hands", "{s:I}",
                             "task_id", (json_int_t)run->id);
@@ -1738,7 +1839,7 @@ s_complete(s_orch_t *orch, const cd_envelope_t *env, json_t *request)
     const char *text = json_string_value(json_object_get(request, "body"));
     json_t *body = text ? json_loads(text, 0, NULL) : NULL;
     const char *step = json_string_value(json_object_get(body, "step"));
-    s_run_t *run = (s_run_t *)zhashx_lookup(orch->runs, s_key(id));
+    s_run_t *run = s_run(orch, id);
     char hex[2 * CD_ENV_UUID_SIZE + 1] = "";
     if (run) {
         sodium_bin2hex(hex, sizeof hex, run->step_id, CD_ENV_UUID_SIZE);
@@ -1801,8 +1902,19 @@ s_registry_check(s_orch_t *orch)
     s_refresh(orch);
 }
 
+static int s_tick_one(cd_actor_t *self, void *arg);
+
 static int
 s_tick(cd_actor_t *self, void *arg)
+{
+    int64_t started = s_mono_us();
+    int rc = s_tick_one(self, arg);
+    s_slow((s_orch_t *)arg, started, "tick");
+    return rc;
+}
+
+static int
+s_tick_one(cd_actor_t *self, void *arg)
 {
     s_orch_t *orch = (s_orch_t *)arg;
     int64_t now = s_mono_us();
@@ -1886,6 +1998,10 @@ s_init(cd_actor_t *self, void *args, void **state_p, const char **why)
     orch->cfg.hitl_check_ms = a->hitl_check_ms > 0 ? a->hitl_check_ms : CD_ORCH_HITL_CHECK_MS;
     orch->cfg.refresh_ms = a->refresh_ms > 0 ? a->refresh_ms : CD_ORCH_REFRESH_MS;
     orch->cfg.claim_max = a->claim_max > 0 ? a->claim_max : CD_ORCH_CLAIM_MAX;
+    orch->steps_max = cd_actor_runtime(self)->queue_hwm - S_STEPS_MARGIN;
+    if (orch->steps_max < 16) {
+        orch->steps_max = 16;
+    }
     orch->writer = cd_pwriter_new(self, orch->cfg.persist, 0);
     //  A step never blocks the orchestrator: an agent whose queue is full
     //  (or that is being replaced) gets its step back later.
@@ -1973,9 +2089,11 @@ s_control(s_orch_t *orch, const cd_envelope_t *env)
         return;
     }
     if (cd_str_eq(op, "kick")) {
+        //  New work: worth a read even right after one that found none.
+        orch->claim_not_before = 0;
         s_want_claim(orch);
     } else if (cd_str_eq(op, "cancel")) {
-        s_run_t *run = (s_run_t *)zhashx_lookup(orch->runs, s_key(env->task_id));
+        s_run_t *run = s_run(orch, env->task_id);
         if (!run) {
             return;
         }
@@ -2009,8 +2127,19 @@ s_control(s_orch_t *orch, const cd_envelope_t *env)
     }
 }
 
+static int s_handle_one(cd_actor_t *self, void *state, const cd_envelope_t *env);
+
 static int
 s_handle(cd_actor_t *self, void *state, const cd_envelope_t *env)
+{
+    int64_t started = s_mono_us();
+    int rc = s_handle_one(self, state, env);
+    s_slow((s_orch_t *)state, started, cd_kind_name(env->kind));
+    return rc;
+}
+
+static int
+s_handle_one(cd_actor_t *self, void *state, const cd_envelope_t *env)
 {
     s_orch_t *orch = (s_orch_t *)state;
     if (cd_pwriter_handle(orch->writer, env)) {

@@ -283,24 +283,60 @@ cd_q_orch_write(cd_db_t *db, const char *name, const char *const *params, char *
     " AND (t.next_attempt_at IS NULL OR t.next_attempt_at <= now())"                               \
     " ORDER BY t.priority DESC, t.created_at, t.id LIMIT k.n) c"
 
+static const char s_candidates[] =
+    "WITH k AS (SELECT x.e ->> 'k' AS k, x.e ->> 'v' AS v, (x.e ->> 'n')::int AS n"
+    " FROM jsonb_array_elements($1::jsonb) AS x(e)),"
+    " c AS (" CANDIDATES_OF("agent", "t.assignee ->> 'agent' = k.v") " UNION ALL " CANDIDATES_OF(
+        "role",
+        "t.assignee ->> 'role' = k.v") " UNION ALL " CANDIDATES_OF("team",
+                                                                   "t.assignee ->> 'team' "
+                                                                   "= k.v") ")"
+                                                                            " SELECT "
+                                                                            "coalesce(json_"
+                                                                            "agg(" ORCH_TASK_JSON
+                                                                            " ORDER BY t.priority "
+                                                                            "DESC, t.created_at, "
+                                                                            "t.id),"
+                                                                            " '[]') FROM c t";
+
+static const char s_position[] = "SELECT " ORCH_TASK_JSON " FROM tasks t WHERE t.id = $1::bigint"
+                                 " AND t.status = 'in_progress' AND t.lease_owner = $2";
+
+static const char s_directory[] =
+    "SELECT json_build_object('agents', (SELECT coalesce(json_agg(json_build_object('name',"
+    " a.name, 'kind', a.kind, 'role', a.role, 'concurrency', a.concurrency, 'node_id',"
+    " a.node_id, 'status', a.status) ORDER BY a.name), '[]') FROM agents a),"
+    " 'teams', (SELECT coalesce(json_agg(json_build_object('id', m.id, 'stages',"
+    " (SELECT coalesce(json_agg((SELECT coalesce(json_agg(tm.agent ORDER BY tm.agent), '[]')"
+    " FROM team_members tm WHERE tm.team_id = m.id AND tm.role_id = r.role_id)"
+    " ORDER BY r.position), '[]') FROM team_type_roles r"
+    " WHERE r.team_type_id = m.team_type_id)) ORDER BY m.id), '[]') FROM teams m))";
+
+//  Runs one of the reads above as a prepared statement (they run often, and
+//  parsing and planning them cost more than running them) and returns the
+//  first column of its first row, or CD_ENOTFOUND.
+static int
+s_read(cd_db_t *db, const char *sql, int nparams, const char *const *params, char **out)
+{
+    *out = NULL;
+    cd_db_rows_t *rows = NULL;
+    int rc = cd_db_query_prepared(db, sql, nparams, params, &rows);
+    if (rc != 0) {
+        return rc;
+    }
+    const char *v = cd_db_rows_count(rows) > 0 ? cd_db_rows_get(rows, 0, 0) : NULL;
+    if (v) {
+        *out = cd__db_strdup(v);
+    }
+    cd_db_rows_destroy(&rows);
+    return v ? 0 : CD_ENOTFOUND;
+}
+
 int
 cd_q_orch_candidates(cd_db_t *db, const char *keys, char **out)
 {
     const char *params[] = {keys};
-    return cd__q_one(
-        db,
-        "WITH k AS (SELECT x.e ->> 'k' AS k, x.e ->> 'v' AS v, (x.e ->> 'n')::int AS n"
-        " FROM jsonb_array_elements($1::jsonb) AS x(e)),"
-        " c AS (" CANDIDATES_OF(
-            "agent",
-            "t.assignee ->> 'agent' = k.v") " UNION ALL " CANDIDATES_OF("role",
-                                                                        "t.assignee ->> 'role' = "
-                                                                        "k.v") " UNION "
-                                                                               "ALL " CANDIDATES_OF("team",
-                                                                                                    "t.assignee ->> 'team' = k.v") ")"
-                                                                                                                                   " SELECT coalesce(json_agg(" ORCH_TASK_JSON
-                                                                                                                                   " ORDER BY t.priority DESC, t.created_at, t.id), '[]') FROM c t",
-        1, params, out);
+    return s_read(db, s_candidates, 1, params, out);
 }
 
 int
@@ -308,24 +344,11 @@ cd_q_orch_position(cd_db_t *db, int64_t id, const char *node, char **out)
 {
     char b1[24];
     const char *params[] = {cd__q_i64(b1, id), node};
-    return cd__q_one(db,
-                     "SELECT " ORCH_TASK_JSON " FROM tasks t WHERE t.id = $1::bigint"
-                     " AND t.status = 'in_progress' AND t.lease_owner = $2",
-                     2, params, out);
+    return s_read(db, s_position, 2, params, out);
 }
 
 int
 cd_q_orch_directory(cd_db_t *db, char **out)
 {
-    return cd__q_one(
-        db,
-        "SELECT json_build_object('agents', (SELECT coalesce(json_agg(json_build_object('name',"
-        " a.name, 'kind', a.kind, 'role', a.role, 'concurrency', a.concurrency, 'node_id',"
-        " a.node_id, 'status', a.status) ORDER BY a.name), '[]') FROM agents a),"
-        " 'teams', (SELECT coalesce(json_agg(json_build_object('id', m.id, 'stages',"
-        " (SELECT coalesce(json_agg((SELECT coalesce(json_agg(tm.agent ORDER BY tm.agent), '[]')"
-        " FROM team_members tm WHERE tm.team_id = m.id AND tm.role_id = r.role_id)"
-        " ORDER BY r.position), '[]') FROM team_type_roles r"
-        " WHERE r.team_type_id = m.team_type_id)) ORDER BY m.id), '[]') FROM teams m))",
-        0, NULL, out);
+    return s_read(db, s_directory, 0, NULL, out);
 }

@@ -106,8 +106,7 @@ test_orch_retries_exhausted_fail_the_task(void **state)
                           (long long)id);
     assert_string_equal(events, "task.created,task.started,task.started,task.started,task.failed");
     free(events);
-    //  Mended first (else the retry may run on the old config and fail
-    //  again before the change lands), then the API's retry starts it over.
+    //  Fixed, the API's retry starts it over.
     json_decref(
         ot_call(node, "PATCH", "/api/v1/agents/broken", "{\"config\":{\"fail\":false}}", 200));
     char path[64];

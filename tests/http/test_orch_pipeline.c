@@ -167,6 +167,30 @@ test_orch_priority_order_holds_under_load(void **state)
     free(got);
 }
 
+static void
+test_orch_long_step_keeps_its_lease(void **state)
+{
+    tn_node_t *node = (tn_node_t *)*state;
+    //  A step of 4 s under a lease of 3 s (OT_ENV): renewed every second,
+    //  so the recovery pass (which takes back expired leases) leaves it.
+    ot_agent(node, "steady", "echo", NULL, 1, "{\"sleep_ms\":4000}");
+    int64_t id = ot_task(node, "{\"title\":\"t\",\"assignee\":{\"agent\":\"steady\"},\"input\":1}");
+    json_decref(ot_wait_status(node, id, "in_progress", 5000));
+    zclock_sleep(3500);
+    char *lease = ot_sql(node,
+                         "SELECT status || ' ' || (lease_expires_at > now() + interval '1 second')"
+                         " FROM tasks WHERE id = %lld",
+                         (long long)id);
+    assert_string_equal(lease, "in_progress true");
+    free(lease);
+    json_t *task = ot_wait_status(node, id, "done", 5000);
+    assert_int_equal(ot_int(task, "attempts"), 1);
+    json_decref(task);
+    ot_history_is(node, id,
+                  "created:>steady,assigned:>steady,started:>steady,output:steady>,"
+                  "completed:steady>");
+}
+
 int
 main(void)
 {
@@ -179,6 +203,7 @@ main(void)
                                         s_teardown),
         cmocka_unit_test_setup_teardown(test_orch_priority_order_holds_under_load, s_setup,
                                         s_teardown),
+        cmocka_unit_test_setup_teardown(test_orch_long_step_keeps_its_lease, s_setup, s_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
