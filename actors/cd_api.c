@@ -967,6 +967,22 @@ s_idem_hash(const cd_api_req_t *req, char hex[65])
     sodium_bin2hex(hex, 65, hash, sizeof hash);
 }
 
+//  Operations whose answers carry a secret shown once (tokens, an API key,
+//  a TOTP secret): their answers must never be stored for a replay, so
+//  Idempotency-Key is ignored for them (a retry signs in again).
+static bool
+s_idem_secret(const char *op)
+{
+    static const char *const secret[] = {"auth.login", "auth.refresh", "auth.mfa_setup",
+                                         "api_keys.create"};
+    for (size_t i = 0; i < sizeof secret / sizeof secret[0]; i++) {
+        if (streq(op, secret[i])) {
+            return true;
+        }
+    }
+    return false;
+}
+
 //  Claims the request's key. Returns true if the request should run; false
 //  when it was answered (a replay, a conflict, or the database is away).
 static bool
@@ -1304,10 +1320,10 @@ s_handle(cd_actor_t *self, void *state, const cd_envelope_t *env)
         cd_api_error(req, 404, "not_found", "no such operation", json_pack("{s:s}", "op", req->op));
         return 0;
     }
-    //  Not for the vault's operations: the stored request hash is a fast
-    //  hash of the body, i.e. of the master password.
+    //  Not for the vault's operations (the stored request hash would be a
+    //  fast hash of the master password) nor for answers carrying a secret.
     if (req->idem_key && streq(req->method, "POST") && strncmp(req->op, "vault.", 6) != 0 &&
-        !s_idem_claim(req)) {
+        !s_idem_secret(req->op) && !s_idem_claim(req)) {
         return 0;
     }
     int rc = fn(req);

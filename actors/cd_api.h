@@ -36,7 +36,9 @@
     (keyed by user and key, with a hash of the operation and body) before
     it runs; a repeat gets the first answer replayed, a different body 409,
     and a repeat while the first is still running 409 as well. An answer
-    of 5xx releases the key so a retry runs again. These bookkeeping rows
+    of 5xx releases the key so a retry runs again. Operations whose answer
+    carries a secret shown once (login, refresh, MFA setup, API-key
+    creation) ignore the header: their answers are never stored. These bookkeeping rows
     are written on the actor's own connection: they coordinate requests,
     they are not the API's data (which only persist writes).
 

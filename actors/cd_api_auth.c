@@ -451,6 +451,13 @@ s_login(cd_api_req_t *req)
     if (!s_configured(req)) {
         return 0;
     }
+    if (s_jobs(req)->inflight >= CD_HASHER_INFLIGHT_MAX) {
+        //  Before any database work: a flood is refused at the cost of a
+        //  comparison.
+        cd_api_error_retry(req, 503, "not_ready",
+                           "too many password checks in progress; retry shortly", NULL, 1);
+        return 0;
+    }
     json_t *body = cd_api_body(req);
     const char *username = s_str(body, "username");
     const char *password = s_str(body, "password");

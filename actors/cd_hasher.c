@@ -3,7 +3,10 @@
 
     One job at a time per actor, synchronously: the runtime answers the
     supervisor's heartbeats between jobs, and a job lasts about 100 ms per
-    hash, far below the heartbeat timeout. Passwords are copied into
+    hash, far below the heartbeat timeout. The actor's thread runs at a
+    lower scheduling priority (nice +S_NICE): under a login flood the
+    hashes take whatever CPU the node does not need, and the HTTP thread,
+    the api actors and persist keep serving everyone else. Passwords are copied into
     locked memory for the job and wiped after it; the envelope bytes that
     carried them are ZeroMQ's and freed with the message.
 
@@ -17,8 +20,12 @@
 #include <sodium.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #define S_MAX_REJECT 16 //  history hashes one job may carry
+#define S_NICE 10       //  the hashing thread's niceness
 
 typedef struct {
     cd_actor_t *self;
@@ -177,6 +184,11 @@ s_handle(cd_actor_t *self, void *state, const cd_envelope_t *env)
 static int
 s_init(cd_actor_t *self, void *args, void **state_p, const char **why)
 {
+    //  Linux: a thread's nice value is its own (setpriority on its tid).
+    //  Not fatal: hashing at the normal priority only serves others less.
+    if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), S_NICE) != 0) {
+        cd_log_debug(cd_actor_name(self), "could not lower the hashing priority", NULL);
+    }
     s_hasher_t *h = (s_hasher_t *)zmalloc(sizeof *h);
     h->self = self;
     h->pack = cd_pack_new();

@@ -4,17 +4,19 @@
     A private PostgreSQL (fsync on) is started with cd_pgembed in a temp
     dir under /tmp; cadred (beside this program's directory, or --cadred)
     runs on it with CADRE_ADMIN_PASSWORD set, HTTP on a free loopback
-    port. This program signs in as admin, creates a user `bench` (role
-    user) and an API key of it, and one task of `bench`. h2load (Debian's
+    port. This program signs in as admin, creates an API key of admin,
+    a user `bench` (role user), and one task of `bench`. h2load (Debian's
     nghttp2-client) then drives, over h2c with prior knowledge, one h2load
     thread, the scenarios below in turn in every run (so that drift hits
     all of them alike); each figure is the median of --runs runs after a
     warm-up:
       health      GET /health (no authentication: the HTTP thread alone)
-      get_jwt     GET /api/v1/tasks/{id} with Authorization: Bearer (the
-                  JWT verified in the HTTP thread, then a read on an api
-                  actor), -c 4 -m 16
-      get_key     the same with X-API-Key (hashed, then the cache)
+      get_jwt     GET /api/v1/tasks/{id} with Authorization: Bearer of admin
+                  (the JWT verified in the HTTP thread, then a read on an
+                  api actor), -c 4 -m 16
+      get_key     the same with admin's X-API-Key (hashed, then the cache)
+      get_user    the same with the JWT of `bench`, a user: the api actor
+                  then also checks the task is the user's (ownership)
       base_*      with --baseline PATH: a cadred built before
                   authentication existed, on its own database of the same
                   PostgreSQL, answering GET /health and GET
@@ -267,10 +269,20 @@ s_usage(void)
                     " [--baseline PATH]\n");
 }
 
-enum { S_HEALTH, S_GET_JWT, S_GET_KEY, S_BASE_HEALTH, S_BASE_GET, S_LOGIN, S_FLOOD, S_N };
+enum {
+    S_HEALTH,
+    S_GET_JWT,
+    S_GET_KEY,
+    S_GET_USER,
+    S_BASE_HEALTH,
+    S_BASE_GET,
+    S_LOGIN,
+    S_FLOOD,
+    S_N
+};
 
-static const char *const s_names[S_N] = {"health",   "get_jwt", "get_key", "base_health",
-                                         "base_get", "login",   "flood"};
+static const char *const s_names[S_N] = {"health",      "get_jwt",  "get_key", "get_user",
+                                         "base_health", "base_get", "login",   "flood"};
 
 //  The binary beside this program, or the one given.
 static void
@@ -296,7 +308,7 @@ s_binary(const char *given, char *out, size_t size)
 int
 main(int argc, char **argv)
 {
-    options_t opt = {5, 100000, 300, NULL, NULL};
+    options_t opt = {5, 60000, 100, NULL, NULL};
     static const struct option longopts[] = {{"runs", required_argument, NULL, 'r'},
                                              {"gets", required_argument, NULL, 'g'},
                                              {"logins", required_argument, NULL, 'l'},
@@ -372,13 +384,13 @@ main(int argc, char **argv)
     snprintf(header, sizeof header, "authorization: Bearer %s", admin);
     json_decref(s_curl(port, "POST", "/api/v1/users", header,
                        "{\"username\":\"bench\",\"password\":\"" S_USER_PASSWORD "\"}"));
-    char *token = s_login(port, "bench", S_USER_PASSWORD);
-    snprintf(header, sizeof header, "authorization: Bearer %s", token);
     json_t *r = s_curl(port, "POST", "/api/v1/api-keys", header, "{\"name\":\"bench\"}");
     char *key = json_string_value(json_object_get(r, "key"))
                     ? strdup(json_string_value(json_object_get(r, "key")))
                     : NULL;
     json_decref(r);
+    char *token = s_login(port, "bench", S_USER_PASSWORD);
+    snprintf(header, sizeof header, "authorization: Bearer %s", token);
     const char *task_body = "{\"title\":\"bench task\",\"assignee\":{\"agent\":\"parked\"}}";
     r = s_curl(port, "POST", "/api/v1/tasks", header, task_body);
     int64_t task = json_integer_value(json_object_get(r, "id"));
@@ -430,6 +442,9 @@ main(int argc, char **argv)
     snprintf(args[S_HEALTH], sizeof args[0], "-c 4 -m 16 http://127.0.0.1:%d/health", port);
     snprintf(args[S_GET_JWT], sizeof args[0],
              "-c 4 -m 16 -H 'authorization: Bearer %s' http://127.0.0.1:%d/api/v1/tasks/%lld",
+             admin, port, (long long)task);
+    snprintf(args[S_GET_USER], sizeof args[0],
+             "-c 4 -m 16 -H 'authorization: Bearer %s' http://127.0.0.1:%d/api/v1/tasks/%lld",
              token, port, (long long)task);
     snprintf(args[S_GET_KEY], sizeof args[0],
              "-c 4 -m 16 -H 'x-api-key: %s' http://127.0.0.1:%d/api/v1/tasks/%lld", key, port,
@@ -457,7 +472,7 @@ main(int argc, char **argv)
             }
             long requests = s == S_LOGIN ? opt.logins : s == S_FLOOD ? opt.logins * 10 : opt.gets;
             pid_t who = base_scenario ? base : cadred;
-            run_t warm;
+            run_t warm = {0};
             run_t *run = r_i < 0 ? &warm : &runs[s][r_i];
             fprintf(stderr, "\r%s: %s ...              ", s_names[s],
                     r_i < 0 ? "warm-up" : "measuring");

@@ -566,7 +566,9 @@ s_api_key(cd__auth_t *a, cd_http_rctx_t *rctx, const char *key, size_t len,
     memcpy(lookup->hex, hex, sizeof hex);
     int rc = s_lookup(a, lookup);
     if (rc != 0) {
-        *message = "too many API keys being checked; retry";
+        *message = rc == CD_EBUSY && a->lookups >= CD_AUTH_LOOKUPS_MAX
+                       ? "too many API keys being checked; retry"
+                       : "the API key could not be checked; retry";
         return CD_AUTH_BUSY;
     }
     return CD_AUTH_PENDING;

@@ -24,7 +24,7 @@ static char *
 s_batch(int n, const uint8_t *prev, int first_user, uint8_t head[32])
 {
     json_t *rows = json_array();
-    uint8_t last[32];
+    uint8_t last[32] = {0};
     const uint8_t *link = prev;
     for (int i = 0; i < n; i++) {
         char ts[CD_AUDIT_TS_LEN + 1], target[32];

@@ -541,6 +541,25 @@ test_api_auth_api_keys(void **state)
     assert_string_equal(tn_error_code(&r), "unauthenticated");
     tn_resp_free(&r);
     s_check(node, NULL, alice, "DELETE", want, NULL, 404);
+    //  Idempotency-Key never stores a secret for a replay: each POST makes a
+    //  new key, and no stored answer holds a key or a token.
+    const char *const idem[] = {"Idempotency-Key: same-key", NULL};
+    tn_resp_t i1, i2;
+    assert_int_equal(
+        tn_request_as(node, alice, "POST", "/api/v1/api-keys", "{\"name\":\"i\"}", idem, &i1), 201);
+    assert_int_equal(
+        tn_request_as(node, alice, "POST", "/api/v1/api-keys", "{\"name\":\"i\"}", idem, &i2), 201);
+    assert_string_not_equal(s_str(&i1, "key"), s_str(&i2, "key"));
+    tn_resp_free(&i1);
+    tn_resp_free(&i2);
+    assert_int_equal(
+        tn_request_as(node, NULL, "POST", "/api/v1/auth/login",
+                      "{\"username\":\"keybob\",\"password\":\"" TN_USER_PASSWORD "\"}", idem, &i1),
+        200);
+    tn_resp_free(&i1);
+    assert_int_equal(s_sql_int(node, "SELECT count(*) FROM idempotency_keys WHERE response_body"
+                                     " LIKE '%%cdk_%%' OR response_body LIKE '%%access_token%%'"),
+                     0);
     //  Malformed and unknown keys; logout has no session with a key.
     s_check(node, NULL, "cdk_nonsense", "GET", "/api/v1/auth/me", NULL, 401);
     s_check(node, NULL, "cdk_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", "GET", "/api/v1/auth/me",
