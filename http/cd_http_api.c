@@ -3,8 +3,11 @@
     answers with the actor's reply as it comes: status, body, content type,
     headers. The route's `arg` is the operation name.
 
-    Requests are spread over the api actors (api/0 .. api/N-1) round-robin;
-    each actor has its own database connection for reads, and a write is
+    Requests are spread over the api actors (api/0 .. api/N-1) round-robin,
+    except those of CD_ROUTE_MERGED routes: they all go to api/0, which
+    merges concurrent ones into one write (task creates: one statement of
+    64 creates costs PostgreSQL about half as much per task as four of 16,
+    and persist commits one transaction at a time). Each actor has its own database connection for reads, and a write is
     parked in its actor until persist acks the commit, so a slow write
     never holds other requests.
 
@@ -303,7 +306,11 @@ cd__http_api_call(cd_http_rctx_t *rctx, const char *op, cd__http_reply_fn *fn, v
         return CD_ENOTFOUND;
     }
     char *to = h2o_mem_alloc_pool(&rctx->req->pool, 32);
-    snprintf(to, 32, "%s/%u", "api", http->api_next++ % (unsigned)http->opts.api_actors);
+    unsigned k = 0;
+    if (!rctx->match.route || !(rctx->match.route->flags & CD_ROUTE_MERGED)) {
+        k = http->api_next++ % (unsigned)http->opts.api_actors;
+    }
+    snprintf(to, 32, "%s/%u", "api", k);
     *to_p = to;
     cd_envelope_t env;
     cd__http_envelope_init(http, &env, CD_KIND_TASK, to);

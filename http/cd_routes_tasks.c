@@ -90,7 +90,7 @@ static const cd_json_schema_t s_complete = {"TaskStepAnswer", s_complete_fields,
                                             sizeof s_complete_fields / sizeof s_complete_fields[0]};
 
 const cd_route_t cd_routes_tasks[] = {
-    {"POST", "/api/v1/tasks", cd_http_route_api, CD_ROUTE_AUTH,
+    {"POST", "/api/v1/tasks", cd_http_route_api, CD_ROUTE_AUTH | CD_ROUTE_MERGED,
      "Create a task (status todo), answered after the commit with its task.created event and "
      "history; an assignee or project that does not exist is 400 naming the field",
      &s_create, 201, NULL, S_TASK, "tasks.create"},
