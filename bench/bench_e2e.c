@@ -58,6 +58,9 @@ typedef struct {
 
 static const char *s_scheme = "https"; //  the node's scheme (set once in main)
 
+#define S_ADMIN_PASSWORD "bench-admin-password" //  the node's admin (--node: CADRE_ADMIN_PASSWORD)
+static char s_auth[1024];                     //  "Authorization: Bearer ..." once signed in
+
 typedef struct {
     long tasks;         //  submitted
     long completed;     //  seen on the stream
@@ -105,8 +108,9 @@ s_node_start(node_t *node, bool tls)
     const char *url = getenv("DATABASE_URL");
     char url_env[1024];
     snprintf(url_env, sizeof url_env, "DATABASE_URL=%s", url ? url : "");
-    char *env[8] = {dir_env, "CADRE_HTTP_ADDR=127.0.0.1:0", "CADRE_LOG_LEVEL=error", NULL};
-    size_t n_env = 3;
+    char *env[8] = {dir_env, "CADRE_HTTP_ADDR=127.0.0.1:0", "CADRE_LOG_LEVEL=error",
+                    "CADRE_ADMIN_PASSWORD=" S_ADMIN_PASSWORD, NULL};
+    size_t n_env = 4;
     if (tls) {
         env[n_env++] = cert_env;
         env[n_env++] = key_env;
@@ -181,13 +185,19 @@ s_collect(char *data, size_t size, size_t n, void *arg)
 }
 
 //  One JSON request; returns the status and the id in the answer (or -1).
+//  A request with the admin's token (once signed in); *id gets the answer's
+//  first "id", and *answer (if not NULL) the whole body (caller frees).
 static long
-s_request(const char *base, const char *method, const char *path, const char *json, long long *id)
+s_request_body(const char *base, const char *method, const char *path, const char *json,
+               long long *id, char **answer)
 {
     char url[512];
     snprintf(url, sizeof url, "%s://%s%s", s_scheme, base, path);
     CURL *curl = curl_easy_init();
     struct curl_slist *headers = curl_slist_append(NULL, "Content-Type: application/json");
+    if (s_auth[0]) {
+        headers = curl_slist_append(headers, s_auth);
+    }
     buf_t buf = {NULL, 0};
     curl_easy_setopt(curl, CURLOPT_URL, url);
     curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method);
@@ -219,8 +229,43 @@ s_request(const char *base, const char *method, const char *path, const char *js
         fprintf(stderr, "bench_e2e: %s %s: HTTP %ld %.300s\n", method, path, status,
                 buf.data ? buf.data : "");
     }
-    free(buf.data);
+    if (answer) {
+        *answer = buf.data;
+    } else {
+        free(buf.data);
+    }
     return status;
+}
+
+static long
+s_request(const char *base, const char *method, const char *path, const char *json, long long *id)
+{
+    return s_request_body(base, method, path, json, id, NULL);
+}
+
+//  Signs in as admin: every later request carries the access token.
+static int
+s_sign_in(const char *base, const options_t *opt)
+{
+    const char *password = opt->node && getenv("CADRE_ADMIN_PASSWORD")
+                               ? getenv("CADRE_ADMIN_PASSWORD")
+                               : S_ADMIN_PASSWORD;
+    char login[256];
+    snprintf(login, sizeof login, "{\"username\":\"admin\",\"password\":\"%s\"}", password);
+    char *body = NULL;
+    long status = s_request_body(base, "POST", "/api/v1/auth/login", login, NULL, &body);
+    const char *token = body ? strstr(body, "\"access_token\":\"") : NULL;
+    const char *end = token ? strchr(token + 16, '"') : NULL;
+    if (status != 200 || !end) {
+        fprintf(stderr, "bench_e2e: signing in as admin: HTTP %ld%s\n", status,
+                opt->node ? " (set CADRE_ADMIN_PASSWORD to the node's admin password)" : "");
+        free(body);
+        return -1;
+    }
+    snprintf(s_auth, sizeof s_auth, "Authorization: Bearer %.*s", (int)(end - token - 16),
+             token + 16);
+    free(body);
+    return 0;
 }
 
 //  Three roles, three echo agents, the team. Returns the team id or -1.
@@ -341,6 +386,7 @@ s_sse_thread(void *arg)
     sse_t *sse = (sse_t *)arg;
     CURL *curl = curl_easy_init();
     struct curl_slist *headers = curl_slist_append(NULL, "Accept: text/event-stream");
+    headers = curl_slist_append(headers, s_auth);
     curl_easy_setopt(curl, CURLOPT_URL, sse->url);
     curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
     s_curl_h2(curl);
@@ -424,6 +470,9 @@ s_scenario(const char *base, long long team, const options_t *opt, long n, sse_t
     char url[512];
     snprintf(url, sizeof url, "%s://%s/api/v1/tasks", s_scheme, base);
     struct curl_slist *headers = curl_slist_append(NULL, "Content-Type: application/json");
+    if (s_auth[0]) {
+        headers = curl_slist_append(headers, s_auth);
+    }
     CURLM *multi = curl_multi_init();
     curl_multi_setopt(multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
     post_t *posts = (post_t *)calloc((size_t)opt->inflight, sizeof *posts);
@@ -625,7 +674,7 @@ main(int argc, char **argv)
         return 1;
     }
     const char *base = own_node ? cd_node_http_addr(node.node) : opt.node;
-    long long team = s_setup(base, opt.concurrency);
+    long long team = s_sign_in(base, &opt) == 0 ? s_setup(base, opt.concurrency) : -1;
     if (team < 0) {
         if (own_node) {
             s_node_stop(&node);
