@@ -989,7 +989,7 @@ s_stats(cd_actor_t *self, s_persist_t *persist, const cd_envelope_t *env)
     size_t in_writer = persist->busy && persist->busy->kind == JOB_RUN ? persist->busy->n : 0;
     cd_pack_t *pack = persist->pack;
     cd_pack_reset(pack);
-    cd_pack_map(pack, 17);
+    cd_pack_map(pack, 21);
     cd_pack_cstr(pack, "db_ok");
     cd_pack_bool(pack, persist->db_ok);
     cd_pack_cstr(pack, "pending");
@@ -1024,6 +1024,14 @@ s_stats(cd_actor_t *self, s_persist_t *persist, const cd_envelope_t *env)
     cd_pack_uint(pack, persist->notices_dropped);
     cd_pack_cstr(pack, "last_error");
     cd_pack_cstr(pack, persist->last_error);
+    cd_pack_cstr(pack, "batch_max");
+    cd_pack_int(pack, persist->cfg.batch_max);
+    cd_pack_cstr(pack, "batch_wait_ms");
+    cd_pack_int(pack, persist->cfg.batch_wait_ms);
+    cd_pack_cstr(pack, "queue_limit");
+    cd_pack_int(pack, persist->cfg.queue_limit);
+    cd_pack_cstr(pack, "wait_timeout_ms");
+    cd_pack_int(pack, persist->cfg.wait_timeout_ms);
     char to[2 * CD_ENV_MAX_NAME];
     cd_str_t reply = env->from;
     cd_envelope_header(env, "reply_to", &reply);
@@ -1178,6 +1186,11 @@ s_init(cd_actor_t *self, void *args, void **state_p, const char **why)
         assert(persist->jobs[j].reqs && persist->jobs[j].pending);
     }
     persist->backoff_ms = cfg->reconnect_min_ms;
+    //  The values in force, defaults applied: what an operator set through
+    //  the node's options, or did not.
+    cd_log_info(cd_actor_name(self), "settings", "{s:i, s:i, s:i, s:i}", "batch_max",
+                cfg->batch_max, "batch_wait_ms", cfg->batch_wait_ms, "queue_limit",
+                cfg->queue_limit, "wait_timeout_ms", cfg->wait_timeout_ms);
     //  From here the writer thread owns the cd_batch_t.
     persist->writer = zactor_new(s_writer_main, batch);
     assert(persist->writer);

@@ -50,8 +50,11 @@
     "in_doubt": int, "reconnects": int, "last_batch_ms": float,
     "batch_ms_total": float, "last_batch_size": int, "oldest_wait_ms": int,
     "slow_batches": int, "notices": int, "notices_dropped": int,
-    "last_error": str}
-    (for /health/ready: ready while db_ok).
+    "last_error": str, "batch_max": int, "batch_wait_ms": int,
+    "queue_limit": int, "wait_timeout_ms": int}
+    (for /health/ready: ready while db_ok). The last four are the settings
+    in force, defaults applied; the actor also logs them at info when it
+    starts.
 
     Batching: a batch goes to the database when batch_max requests wait,
     when the inbox has gone quiet (a loop turn brought no new request:
@@ -110,7 +113,8 @@
 
 #include <stddef.h>
 
-//  Defaults, chosen with bench/bench_persist (2-core VM, fsync on):
+//  Defaults, chosen with bench/bench_persist (2-core VM, fsync on); the
+//  node's --persist-* options (engine/cd_config.c) default to the same:
 //  - batch_max 500: throughput is flat from 250 to 1,000 rows per
 //    transaction (PostgreSQL's per-row work is the limit there); 500 costs
 //    half the commits (fsyncs) of 250 under saturation and keeps a full

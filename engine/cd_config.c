@@ -15,7 +15,8 @@
       3. apply defaults, then the file, then the environment, then the flags,
          each value through s_apply(), which validates and records the source;
       4. checks between options (TLS pair, heartbeat timeout > interval,
-         peers vs own node id) and the default agent.
+         persist queue >= batch and wait timeout > batch wait, peers vs own
+         node id) and the default agent.
 
     The loader remembers where each option's value came from, so every error
     names what the user actually wrote: "--queue-hwm", "CADRE_QUEUE_HWM" or
@@ -372,6 +373,63 @@ static const s_option_t s_options[] = {
      .max = 1000000,
      .offset = S_AT(http_max_requests_per_conn_s),
      .help = "Requests per second per connection before 429 (0: unlimited)."},
+    //  The persist actor's batching and waiting (actors/cd_persist.h). The
+    //  defaults are the actor's own, chosen with bench/bench_persist: keep
+    //  them equal (test_persist checks). The bounds:
+    //  - batch max 1..5000: throughput measured flat from 250 to 1,000, so
+    //    more buys nothing, while a batch must commit within the 3 s bound
+    //    on one batch (cd_batch's io timeout) or it is rolled back and run
+    //    again; 5,000 task creates (~0.5 ms of the database each, the
+    //    heaviest write measured) take about 2.5 s;
+    //  - batch wait 1..1000 ms: a cap in whole milliseconds. 0 would send
+    //    what waits the moment the writer is free, before the last batch's
+    //    requesters are answered, so their next writes always miss it (the
+    //    case the quiet-inbox rule exists for), and the actor's arguments
+    //    take 0 as "default"; past 1 s the cap only adds latency;
+    //  - queue limit up to 1,000,000: every waiting request holds its
+    //    parameters in memory, and its slot is allocated at start;
+    //  - wait timeout 100 ms..1 h: below 100 ms writes fail that are only
+    //    queued behind a batch in progress.
+    {.flag = "--persist-batch-max",
+     .env = "CADRE_PERSIST_BATCH_MAX",
+     .key = "persist/batch_max",
+     .type = S_INT,
+     .metavar = "N",
+     .def = "500",
+     .min = 1,
+     .max = 5000,
+     .offset = S_AT(persist_batch_max),
+     .help = "Most write requests per transaction (default measured with bench_persist)."},
+    {.flag = "--persist-batch-wait-ms",
+     .env = "CADRE_PERSIST_BATCH_WAIT_MS",
+     .key = "persist/batch_wait_ms",
+     .type = S_INT,
+     .metavar = "MS",
+     .def = "5",
+     .min = 1,
+     .max = 1000,
+     .offset = S_AT(persist_batch_wait_ms),
+     .help = "Longest a write waits for its batch to fill (default measured with bench_persist)."},
+    {.flag = "--persist-queue-limit",
+     .env = "CADRE_PERSIST_QUEUE_LIMIT",
+     .key = "persist/queue_limit",
+     .type = S_INT,
+     .metavar = "N",
+     .def = "20000",
+     .min = 1,
+     .max = 1000000,
+     .offset = S_AT(persist_queue_limit),
+     .help = "Writes that may wait at once (database away or slow); beyond, they fail at once."},
+    {.flag = "--persist-wait-timeout-ms",
+     .env = "CADRE_PERSIST_WAIT_TIMEOUT_MS",
+     .key = "persist/wait_timeout_ms",
+     .type = S_INT,
+     .metavar = "MS",
+     .def = "10000",
+     .min = 100,
+     .max = 3600000,
+     .offset = S_AT(persist_wait_timeout_ms),
+     .help = "How long a write may wait for the database before it fails (> the batch wait)."},
     {.flag = "--orch-lease-ms",
      .env = "CADRE_ORCH_LEASE_MS",
      .key = "orchestrator/lease_ms",
@@ -1463,6 +1521,41 @@ s_check_curve(s_loader_t *self)
     return 0;
 }
 
+//  Fails with a message naming both options and where each value came
+//  from: "<what_a> A (source) must <relation> <what_b> B (source)".
+static int
+s_fail_pair(s_loader_t *self, const char *flag_a, const char *what_a, int a, const char *relation,
+            const char *flag_b, const char *what_b, int b)
+{
+    char *a_by = s_describe(self, s_option_index(flag_a));
+    char *b_by = s_describe(self, s_option_index(flag_b));
+    s_fail(self, (s_where_t){S_SRC_NONE, NULL}, "%s %d (%s) must %s %s %d (%s)", what_a, a, a_by,
+           relation, what_b, b, b_by);
+    free(a_by);
+    free(b_by);
+    return CD_ECONFIG;
+}
+
+//  The persist limits between themselves: a queue smaller than a batch
+//  would cap every batch at the queue's size, and a request that may wait
+//  no longer than its batch does would fail before its batch goes.
+static int
+s_check_persist(s_loader_t *self)
+{
+    const cd_config_t *cfg = self->cfg;
+    if (cfg->persist_queue_limit < cfg->persist_batch_max) {
+        return s_fail_pair(self, "--persist-queue-limit", "persist queue limit",
+                           cfg->persist_queue_limit, "be at least", "--persist-batch-max",
+                           "the batch size", cfg->persist_batch_max);
+    }
+    if (cfg->persist_wait_timeout_ms <= cfg->persist_batch_wait_ms) {
+        return s_fail_pair(self, "--persist-wait-timeout-ms", "persist wait timeout",
+                           cfg->persist_wait_timeout_ms, "be greater than",
+                           "--persist-batch-wait-ms", "the batch wait", cfg->persist_batch_wait_ms);
+    }
+    return 0;
+}
+
 static int
 s_check_all(s_loader_t *self)
 {
@@ -1480,13 +1573,11 @@ s_check_all(s_loader_t *self)
         return CD_ECONFIG;
     }
     if (cfg->heartbeat_timeout_ms <= cfg->heartbeat_ivl_ms) {
-        char *timeout_by = s_describe(self, s_option_index("--heartbeat-timeout-ms"));
-        char *ivl_by = s_describe(self, s_option_index("--heartbeat-ivl-ms"));
-        s_fail(self, (s_where_t){S_SRC_NONE, NULL},
-               "heartbeat timeout %d (%s) must be greater than the heartbeat interval %d (%s)",
-               cfg->heartbeat_timeout_ms, timeout_by, cfg->heartbeat_ivl_ms, ivl_by);
-        free(timeout_by);
-        free(ivl_by);
+        return s_fail_pair(self, "--heartbeat-timeout-ms", "heartbeat timeout",
+                           cfg->heartbeat_timeout_ms, "be greater than", "--heartbeat-ivl-ms",
+                           "the heartbeat interval", cfg->heartbeat_ivl_ms);
+    }
+    if (s_check_persist(self) != 0) {
         return CD_ECONFIG;
     }
     if (s_check_curve(self) != 0) {

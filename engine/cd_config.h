@@ -17,6 +17,9 @@
         http
             addr = 0.0.0.0:8080
             max_body_bytes = 1048576
+        persist
+            batch_max = 500
+            batch_wait_ms = 5
         cluster
             addr = tcp://0.0.0.0:7000
             peers
@@ -126,6 +129,10 @@ typedef struct cd_config {
     int http_request_timeout_ms; //  request head, and an actor's answer, 1..600000; 10000
     int http_idle_timeout_ms;  //  idle HTTP/2 connections, 1..3600000; 30000
     int http_max_requests_per_conn_s; //  before 429, 0 (unlimited)..1000000; 0
+    int persist_batch_max;     //  write requests per transaction, 1..5000; 500
+    int persist_batch_wait_ms; //  longest a request waits for its batch, 1..1000; 5
+    int persist_queue_limit;   //  requests waiting at most, >= batch max, up to 1000000; 20000
+    int persist_wait_timeout_ms; //  wait for the database, > batch wait, 100..3600000; 10000
     int orch_lease_ms;         //  task lease length, 300..3600000; 30000
     int orch_scan_ms;          //  claim at least this often, 10..60000; 250
     int orch_backoff_ms;       //  first retry delay, 1..3600000; 1000

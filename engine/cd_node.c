@@ -220,6 +220,10 @@ s_start_tree(s_node_t *node, char **errmsg)
                             .n_stmts = n_stmts,
                             .tables = s_persist_tables,
                             .n_tables = sizeof s_persist_tables / sizeof s_persist_tables[0],
+                            .batch_max = config->persist_batch_max,
+                            .batch_wait_ms = config->persist_batch_wait_ms,
+                            .queue_limit = config->persist_queue_limit,
+                            .wait_timeout_ms = config->persist_wait_timeout_ms,
                             .notify = "bus"};
     node->root_children[n++] =
         (cd_child_spec_t){"persist", &cd_persist_ops, &node->persist, CD_RESTART_PERMANENT};

@@ -8,7 +8,7 @@
     whether the database is reachable. When there is no actor named
     `persist`, the check fails without asking (a message to nobody would
     only make a dead letter). /health/detailed asks the same question and
-    shows the figures. */
+    shows the figures, and persist's settings in force. */
 #include "cd_health.h"
 
 #include <stdarg.h>
@@ -194,10 +194,17 @@ s_detailed(cd_http_rctx_t *rctx, json_t *checks, json_t *stats, bool ok, json_t 
     json_t *persist = json_null();
     json_t *db = json_pack("{s:n, s:n}", "ok", "latency_ms");
     if (stats) {
-        persist =
-            json_pack("{s:o, s:o, s:o, s:o}", "pending", s_get_or_null(stats, "pending"), "batches",
-                      s_get_or_null(stats, "batches"), "rows", s_get_or_null(stats, "rows"),
-                      "last_batch_ms", s_get_or_null(stats, "last_batch_ms"));
+        //  The settings in force beside the figures they explain (a batch
+        //  never holds more than batch_max rows).
+        json_t *settings =
+            json_pack("{s:o, s:o, s:o, s:o}", "batch_max", s_get_or_null(stats, "batch_max"),
+                      "batch_wait_ms", s_get_or_null(stats, "batch_wait_ms"), "queue_limit",
+                      s_get_or_null(stats, "queue_limit"), "wait_timeout_ms",
+                      s_get_or_null(stats, "wait_timeout_ms"));
+        persist = json_pack("{s:o, s:o, s:o, s:o, s:o}", "pending", s_get_or_null(stats, "pending"),
+                            "batches", s_get_or_null(stats, "batches"), "rows",
+                            s_get_or_null(stats, "rows"), "last_batch_ms",
+                            s_get_or_null(stats, "last_batch_ms"), "settings", settings);
         json_object_set_new(db, "ok", s_get_or_null(stats, "db_ok"));
         json_decref(stats);
     }

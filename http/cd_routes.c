@@ -24,8 +24,9 @@ const cd_route_t cd_http_routes[] = {
      "503 not_ready with the failing checks",
      NULL, 200, NULL, S_OBJECT("\"status\":{\"type\":\"string\",\"enum\":[\"ready\"]}"), NULL},
     {"GET", "/health/detailed", cd_health_detailed, 0,
-     "Node status: version, node id, uptime, database, actors, persist figures, checks", NULL, 200,
-     NULL,
+     "Node status: version, node id, uptime, database, actors, persist figures and settings, "
+     "checks",
+     NULL, 200, NULL,
      S_OBJECT("\"status\":{\"type\":\"string\",\"enum\":[\"ok\",\"degraded\"]},"
               "\"version\":{\"type\":\"string\"},"
               "\"node_id\":{\"type\":\"string\"},"
@@ -41,7 +42,12 @@ const cd_route_t cd_http_routes[] = {
               "\"pending\":{\"type\":\"integer\",\"nullable\":true},"
               "\"batches\":{\"type\":\"integer\",\"nullable\":true},"
               "\"rows\":{\"type\":\"integer\",\"nullable\":true},"
-              "\"last_batch_ms\":{\"type\":\"number\",\"nullable\":true}}},"
+              "\"last_batch_ms\":{\"type\":\"number\",\"nullable\":true},"
+              "\"settings\":{\"type\":\"object\",\"properties\":{"
+              "\"batch_max\":{\"type\":\"integer\",\"nullable\":true},"
+              "\"batch_wait_ms\":{\"type\":\"integer\",\"nullable\":true},"
+              "\"queue_limit\":{\"type\":\"integer\",\"nullable\":true},"
+              "\"wait_timeout_ms\":{\"type\":\"integer\",\"nullable\":true}}}}},"
               "\"checks\":{\"type\":\"array\",\"items\":{\"type\":\"object\",\"properties\":{"
               "\"name\":{\"type\":\"string\"},\"ok\":{\"type\":\"boolean\"},"
               "\"reason\":{\"type\":\"string\"}}}}"),

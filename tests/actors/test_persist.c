@@ -2,7 +2,8 @@
 /*  test_persist: the persist actor in a real supervisor tree against a real
     PostgreSQL from the fixture: concurrent writers, a crash of the server in
     the middle of a stream, bad input inside one batch, replays, a
-    database that stays away, and commit notices. Writers are ports in threads of their own; each
+    database that stays away, commit notices, and the batching limits the
+    node's options set. Writers are ports in threads of their own; each
     request's id is the envelope id, and every check counts rows by request
     (seq) so that a duplicate would show. */
 #include <stdarg.h>
@@ -10,6 +11,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include "cd_config.h"
 #include "cd_db.h"
 #include "cd_error.h"
 #include "cd_log.h"
@@ -974,6 +976,75 @@ test_persist_notifies_after_each_committing_batch_and_never_waits(void **state)
     cd_pack_destroy(&pack);
 }
 
+//  batch_max 1: a queue of requests goes to the database one transaction
+//  each. The writer is first held by a slow statement so that the requests
+//  are all waiting together (with the default batch size they would then
+//  share one batch); then every batch commits exactly one request.
+static void
+test_persist_batch_max_of_1_commits_one_request_per_batch(void **state)
+{
+    fx_t *fx = *state;
+    fx->args.batch_max = 1;
+    fx->args.batch_wait_ms = 20;
+    s_fx_start(fx);
+    //  The settings in force are reported, defaults applied.
+    assert_int_equal(s_stat(fx, "batch_max"), 1);
+    assert_int_equal(s_stat(fx, "batch_wait_ms"), 20);
+    assert_int_equal(s_stat(fx, "queue_limit"), CD_PERSIST_QUEUE_LIMIT);
+    assert_int_equal(s_stat(fx, "wait_timeout_ms"), CD_PERSIST_WAIT_TIMEOUT_MS);
+
+    //  Connected first, so that the sleeper has the writer to itself.
+    bool db_ok = false;
+    int64_t batches = 0, pending = 0;
+    for (int tries = 0; !db_ok && tries < 100; tries++) {
+        s_stats(fx, &db_ok, &batches, &pending);
+        if (!db_ok) {
+            zclock_sleep(50);
+        }
+    }
+    assert_true(db_ok);
+    enum { N = 20 };
+    cd_pack_t *pack = cd_pack_new();
+    uint8_t sleeper[16], ids[N][16];
+    s_pack_stmt(pack, "sleep", 1, "0.3");
+    assert_int_equal(s_send_write(fx->port, pack, sleeper, false, 0), 0);
+    for (int i = 0; i < N; i++) {
+        s_pack_ev(pack, 1, i, "output", 6, false, NULL);
+        assert_int_equal(s_send_write(fx->port, pack, ids[i], false, 1), 0);
+    }
+    //  All of them wait while the sleeper holds the writer.
+    assert_int_equal(s_stat(fx, "pending"), N + 1);
+    s_answer_t a;
+    s_await(fx->port, sleeper, &a, 5000);
+    assert_int_equal(a.kind, CD_KIND_RESULT);
+    for (int i = 0; i < N; i++) {
+        s_await(fx->port, ids[i], &a, 5000);
+        assert_int_equal(a.kind, CD_KIND_RESULT);
+        assert_int_equal(a.rows, 1);
+    }
+    assert_int_equal(s_stat(fx, "rows"), N + 1);
+    assert_int_equal(s_stat(fx, "batches"), N + 1);
+    assert_int_equal(s_stat(fx, "last_batch_size"), 1);
+    assert_int_equal(s_stat(fx, "failed"), 0);
+    assert_int_equal(s_count(fx, "SELECT count(*) FROM ev"), N);
+    cd_pack_destroy(&pack);
+}
+
+//  The node's --persist-* options default to the actor's own defaults
+//  (measured with bench_persist), so a node with no option set runs the
+//  actor as its benchmark did.
+static void
+test_persist_node_option_defaults_are_the_actor_defaults(void **state)
+{
+    cd_config_t *cfg = NULL;
+    assert_int_equal(cd_config_load(0, NULL, NULL, &cfg, NULL), 0);
+    assert_int_equal(cfg->persist_batch_max, CD_PERSIST_BATCH_MAX);
+    assert_int_equal(cfg->persist_batch_wait_ms, CD_PERSIST_BATCH_WAIT_MS);
+    assert_int_equal(cfg->persist_queue_limit, CD_PERSIST_QUEUE_LIMIT);
+    assert_int_equal(cfg->persist_wait_timeout_ms, CD_PERSIST_WAIT_TIMEOUT_MS);
+    cd_config_destroy(&cfg);
+}
+
 int
 main(void)
 {
@@ -994,6 +1065,9 @@ main(void)
             s_teardown),
         cmocka_unit_test_setup_teardown(
             test_persist_notifies_after_each_committing_batch_and_never_waits, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_persist_batch_max_of_1_commits_one_request_per_batch,
+                                        s_setup, s_teardown),
+        cmocka_unit_test(test_persist_node_option_defaults_are_the_actor_defaults),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

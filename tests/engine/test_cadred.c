@@ -150,7 +150,8 @@ test_cadred_starts_and_stops_cleanly_on_sigterm(void **state)
 {
     char *dir = s_data_dir("term");
     node_t node;
-    s_node_start(&node, dir, NULL);
+    //  With one persist option set, to see it reach the actor.
+    s_node_start(&node, dir, "--persist-batch-max=7");
     assert_true(s_wait_output(&node, "supervisor running", 120000));
     assert_non_null(strstr(node.out, "node "));
     assert_non_null(strstr(node.out, dir));
@@ -162,6 +163,10 @@ test_cadred_starts_and_stops_cleanly_on_sigterm(void **state)
     //  Structured logs: one JSON object per line.
     assert_non_null(strstr(err, "{\"ts\":\""));
     assert_non_null(strstr(err, "\"msg\":\"node up\""));
+    //  The persist actor logs the settings it runs with.
+    assert_non_null(strstr(err,
+                           "\"actor\":\"persist\",\"msg\":\"settings\",\"batch_max\":7,"
+                           "\"batch_wait_ms\":5,\"queue_limit\":20000,\"wait_timeout_ms\":10000"));
     free(err);
     s_node_free(&node);
     zstr_free(&dir);
@@ -224,6 +229,12 @@ test_cadred_rejects_bad_configuration_naming_the_option(void **state)
     assert_int_equal(s_wait_exit(&node, 10000), 2);
     char *err = s_stderr(&node);
     assert_non_null(strstr(err, "--queue-hwm"));
+    free(err);
+    s_node_free(&node);
+    s_node_start(&node, dir, "--persist-batch-wait-ms=0");
+    assert_int_equal(s_wait_exit(&node, 10000), 2);
+    err = s_stderr(&node);
+    assert_non_null(strstr(err, "--persist-batch-wait-ms: '0' is out of range"));
     free(err);
     s_node_free(&node);
     //  Nothing was created for a node that never started.

@@ -167,6 +167,10 @@ test_config_defaults(void **state)
     assert_int_equal(cfg->http_request_timeout_ms, 10000);
     assert_int_equal(cfg->http_idle_timeout_ms, 30000);
     assert_int_equal(cfg->http_max_requests_per_conn_s, 0);
+    assert_int_equal(cfg->persist_batch_max, 500);
+    assert_int_equal(cfg->persist_batch_wait_ms, 5);
+    assert_int_equal(cfg->persist_queue_limit, 20000);
+    assert_int_equal(cfg->persist_wait_timeout_ms, 10000);
     assert_null(cfg->config_path);
     assert_false(cfg->help);
     assert_false(cfg->version);
@@ -371,6 +375,7 @@ typedef struct {
     const char *env;  //  its variable
     long min;         //  smallest valid value
     long max;         //  largest valid value
+    const char *also; //  "--flag=value" another option needs for both bounds to load, or NULL
 } s_int_option_t;
 
 static const s_int_option_t s_int_options[] = {
@@ -387,6 +392,11 @@ static const s_int_option_t s_int_options[] = {
     {"--http-request-timeout-ms", "CADRE_HTTP_REQUEST_TIMEOUT_MS", 1, 600000},
     {"--http-idle-timeout-ms", "CADRE_HTTP_IDLE_TIMEOUT_MS", 1, 3600000},
     {"--http-max-requests-per-conn-s", "CADRE_HTTP_MAX_REQUESTS_PER_CONN_S", 0, 1000000},
+    {"--persist-batch-max", "CADRE_PERSIST_BATCH_MAX", 1, 5000},
+    {"--persist-batch-wait-ms", "CADRE_PERSIST_BATCH_WAIT_MS", 1, 1000},
+    //  A queue of 1 needs a batch of 1 (the queue holds at least a batch).
+    {"--persist-queue-limit", "CADRE_PERSIST_QUEUE_LIMIT", 1, 1000000, "--persist-batch-max=1"},
+    {"--persist-wait-timeout-ms", "CADRE_PERSIST_WAIT_TIMEOUT_MS", 100, 3600000},
 };
 
 static void
@@ -422,9 +432,11 @@ test_config_rejects_bad_integers(void **state)
         if (strstr(opt->flag, "heartbeat") == NULL) {
             snprintf(low, sizeof low, "%ld", opt->min);
             snprintf(high, sizeof high, "%ld", opt->max);
-            cd_config_t *cfg = s_load_ok(ARGV((char *)opt->flag, low), NOENV);
+            //  A NULL `also` ends argv early.
+            char *also = (char *)opt->also;
+            cd_config_t *cfg = s_load_ok(ARGV((char *)opt->flag, low, also), NOENV);
             cd_config_destroy(&cfg);
-            cfg = s_load_ok(ARGV((char *)opt->flag, high), NOENV);
+            cfg = s_load_ok(ARGV((char *)opt->flag, high, also), NOENV);
             cd_config_destroy(&cfg);
         }
     }
@@ -609,6 +621,9 @@ test_config_file_errors(void **state)
         {"data_dir = x\n", "data_dir: unknown key"},
         {"queue\n    hwm = abc\n", "queue/hwm: 'abc' is not an integer (expected 1..10000000)"},
         {"queue\n    hwm = 0\n", "queue/hwm: '0' is out of range"},
+        {"persist\n    batch_max = 0\n",
+         "persist/batch_max: '0' is out of range (expected 1..5000)"},
+        {"persist = 5\n", "persist: is a section and takes no value"},
         {"queue\n    hwm\n", "queue/hwm: empty value"},
         {"node\n    log_level = loud\n", "node/log_level: 'loud' is not one of"},
         {"node\n    id = n1\n    id = n2\n", "node/id: duplicate key"},
@@ -985,6 +1000,22 @@ test_config_help_lists_every_option(void **state)
         "--http-max-requests-per-conn-s",
         "CADRE_HTTP_MAX_REQUESTS_PER_CONN_S",
         "http/max_body_bytes",
+        "--persist-batch-max",
+        "CADRE_PERSIST_BATCH_MAX",
+        "persist/batch_max",
+        "--persist-batch-wait-ms",
+        "CADRE_PERSIST_BATCH_WAIT_MS",
+        "persist/batch_wait_ms",
+        "--persist-queue-limit",
+        "CADRE_PERSIST_QUEUE_LIMIT",
+        "persist/queue_limit",
+        "--persist-wait-timeout-ms",
+        "CADRE_PERSIST_WAIT_TIMEOUT_MS",
+        "persist/wait_timeout_ms",
+        "file persist/batch_max, default 500\n",
+        "file persist/batch_wait_ms, default 5\n",
+        "file persist/queue_limit, default 20000\n",
+        "file persist/wait_timeout_ms, default 10000\n",
         "--agent",
         "CADRE_AGENTS",
         "default ./var",
@@ -1076,6 +1107,95 @@ test_config_http_limits(void **state)
     cd_config_destroy(&cfg);
 
     s_expect_err(ARGV("--worker-addr", "tcp://h:0"), NOENV, "is not a tcp endpoint", NULL);
+}
+
+//  The persist actor's limits: each from a flag, the environment and the
+//  file, in that order of precedence; and the checks between them, which
+//  name both options and where each value came from.
+static void
+test_config_persist_limits(void **state)
+{
+    cd_config_t *cfg =
+        s_load_ok(ARGV("--persist-batch-max", "1", "--persist-batch-wait-ms=20",
+                       "--persist-queue-limit", "50", "--persist-wait-timeout-ms", "250"),
+                  NOENV);
+    assert_int_equal(cfg->persist_batch_max, 1);
+    assert_int_equal(cfg->persist_batch_wait_ms, 20);
+    assert_int_equal(cfg->persist_queue_limit, 50);
+    assert_int_equal(cfg->persist_wait_timeout_ms, 250);
+    cd_config_destroy(&cfg);
+
+    cfg = s_load_ok(NOARGS,
+                    ENV("CADRE_PERSIST_BATCH_MAX=1000", "CADRE_PERSIST_BATCH_WAIT_MS=2",
+                        "CADRE_PERSIST_QUEUE_LIMIT=1000", "CADRE_PERSIST_WAIT_TIMEOUT_MS=60000"));
+    assert_int_equal(cfg->persist_batch_max, 1000);
+    assert_int_equal(cfg->persist_batch_wait_ms, 2);
+    assert_int_equal(cfg->persist_queue_limit, 1000);
+    assert_int_equal(cfg->persist_wait_timeout_ms, 60000);
+    cd_config_destroy(&cfg);
+
+    const char *path = s_write("persist.cfg", "persist\n"
+                                              "    batch_max = 64\n"
+                                              "    batch_wait_ms = 10\n"
+                                              "    queue_limit = 640\n"
+                                              "    wait_timeout_ms = 3000\n");
+    cfg = s_load_ok(ARGV("--config", (char *)path), NOENV);
+    assert_int_equal(cfg->persist_batch_max, 64);
+    assert_int_equal(cfg->persist_batch_wait_ms, 10);
+    assert_int_equal(cfg->persist_queue_limit, 640);
+    assert_int_equal(cfg->persist_wait_timeout_ms, 3000);
+    cd_config_destroy(&cfg);
+
+    //  flag over env over file, option by option
+    cfg = s_load_ok(ARGV("--config", (char *)path, "--persist-batch-max", "32"),
+                    ENV("CADRE_PERSIST_BATCH_MAX=16", "CADRE_PERSIST_BATCH_WAIT_MS=7"));
+    assert_int_equal(cfg->persist_batch_max, 32);
+    assert_int_equal(cfg->persist_batch_wait_ms, 7);
+    assert_int_equal(cfg->persist_queue_limit, 640);
+    assert_int_equal(cfg->persist_wait_timeout_ms, 3000);
+    cd_config_destroy(&cfg);
+
+    //  Bad values, from each source, name the option.
+    s_expect_err(ARGV("--persist-batch-max", "0"), NOENV,
+                 "--persist-batch-max: '0' is out of range (expected 1..5000)", NULL);
+    s_expect_err(ARGV("--persist-batch-max=10001"), NOENV, "--persist-batch-max: '10001'", NULL);
+    s_expect_err(NOARGS, ENV("CADRE_PERSIST_BATCH_WAIT_MS=0"),
+                 "CADRE_PERSIST_BATCH_WAIT_MS: '0' is out of range (expected 1..1000)", NULL);
+    s_expect_err(ARGV("--persist-queue-limit", "many"), NOENV,
+                 "--persist-queue-limit: 'many' is not an integer (expected 1..1000000)", NULL);
+    s_expect_err(NOARGS, ENV("CADRE_PERSIST_WAIT_TIMEOUT_MS=99"),
+                 "CADRE_PERSIST_WAIT_TIMEOUT_MS: '99' is out of range (expected 100..3600000)",
+                 NULL);
+    path = s_write("persist-bad.cfg", "persist\n    batch_wait_ms = -5\n");
+    s_expect_err(ARGV("--config", (char *)path), NOENV,
+                 "persist/batch_wait_ms: '-5' is out of range", path);
+    path = s_write("persist-bad.cfg", "persist\n    batch_size = 5\n");
+    s_expect_err(ARGV("--config", (char *)path), NOENV, "persist/batch_size: unknown key", path);
+
+    //  A queue smaller than a batch, and a wait timeout no longer than the
+    //  batch wait, are refused; both sources are named.
+    s_expect_err(ARGV("--persist-queue-limit", "499"), NOENV,
+                 "persist queue limit 499 (--persist-queue-limit) must be at least the batch size "
+                 "500 (default of --persist-batch-max)",
+                 NULL);
+    s_expect_err(NOARGS, ENV("CADRE_PERSIST_BATCH_MAX=5000", "CADRE_PERSIST_QUEUE_LIMIT=4999"),
+                 "(CADRE_PERSIST_QUEUE_LIMIT) must be at least the batch size 5000 "
+                 "(CADRE_PERSIST_BATCH_MAX)",
+                 NULL);
+    s_expect_err(ARGV("--persist-batch-wait-ms", "1000", "--persist-wait-timeout-ms", "1000"),
+                 NOENV,
+                 "persist wait timeout 1000 (--persist-wait-timeout-ms) must be greater than the "
+                 "batch wait 1000 (--persist-batch-wait-ms)",
+                 NULL);
+    path = s_write("persist-pair.cfg", "persist\n    wait_timeout_ms = 100\n");
+    s_expect_err(ARGV("--config", (char *)path, "--persist-batch-wait-ms", "100"), NOENV,
+                 "persist/wait_timeout_ms in config file", "must be greater than the batch wait");
+    //  Equal queue and batch is enough.
+    cfg = s_load_ok(ARGV("--persist-batch-max", "500", "--persist-queue-limit", "500",
+                         "--persist-batch-wait-ms", "99", "--persist-wait-timeout-ms", "100"),
+                    NOENV);
+    assert_int_equal(cfg->persist_queue_limit, 500);
+    cd_config_destroy(&cfg);
 }
 
 static void
@@ -1215,6 +1335,7 @@ main(void)
         cmocka_unit_test(test_config_allow_insecure_tcp_is_a_switch),
         cmocka_unit_test(test_config_help_lists_every_option),
         cmocka_unit_test(test_config_http_limits),
+        cmocka_unit_test(test_config_persist_limits),
         cmocka_unit_test(test_config_destroy_twice),
         cmocka_unit_test(test_config_errmsg_optional),
     };

@@ -99,6 +99,16 @@ test_health_ready_with_the_real_persist_actor(void **state)
     assert_true(json_is_integer(json_object_get(persist, "batches")));
     assert_true(json_is_integer(json_object_get(persist, "rows")));
     assert_true(json_is_number(json_object_get(persist, "last_batch_ms")));
+    //  The settings in force: the fixture sets none, so the actor's defaults.
+    json_t *settings = json_object_get(persist, "settings");
+    assert_int_equal(json_integer_value(json_object_get(settings, "batch_max")),
+                     CD_PERSIST_BATCH_MAX);
+    assert_int_equal(json_integer_value(json_object_get(settings, "batch_wait_ms")),
+                     CD_PERSIST_BATCH_WAIT_MS);
+    assert_int_equal(json_integer_value(json_object_get(settings, "queue_limit")),
+                     CD_PERSIST_QUEUE_LIMIT);
+    assert_int_equal(json_integer_value(json_object_get(settings, "wait_timeout_ms")),
+                     CD_PERSIST_WAIT_TIMEOUT_MS);
     json_decref(doc);
     ht_response_free(&r);
 
