@@ -13,6 +13,16 @@
     the HTTP port, which the bus sends while this layer watches (op=watch,
     renewed every second while anyone subscribes).
 
+    Who sees what: an admin every event; a `user` only the events of its
+    own tasks and projects (it created the event's task or its project;
+    HITL and artifact events go with their task and project) and the
+    agent.status events that name no task or project (db/cd_q_events.h
+    has the rule). Lists and replays ask the bus for that user's events
+    only (op=list's viewer); live events carry their owners, and each
+    subscriber is offered only those its caller may see. Another user's
+    event is never an error, only absent: a filter on another user's
+    task_id matches nothing.
+
     JSON list: query after (or its alias cursor) = an event id, limit 1..1000
     (default 50); 200 {"items": [event...], "next_cursor": "<id>"|null},
     ascending by id. Anything malformed, an unknown parameter, or both
