@@ -1791,6 +1791,11 @@ cd_events_ws(cd_http_rctx_t *rctx)
     if (s_refuse(rctx)) {
         return 0;
     }
+    if (rctx->ws_protocol) {
+        //  The credentials came as a subprotocol: it is the one chosen
+        //  (a browser fails a handshake that chooses none of its offer).
+        cd__http_add_header(rctx, "sec-websocket-protocol", rctx->ws_protocol);
+    }
     s_sub_t *sub = s_sub_new(rctx->http->events, S_WS, rctx);
     sub->retry.cb = s_on_retry;
     sub->ws = h2o_upgrade_to_websocket(req, key, sub, s_on_ws);

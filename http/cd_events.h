@@ -51,7 +51,12 @@
     Another subscribe replaces the subscription. A malformed message is
     answered {"error": {"code", "message", "details": {"field"}}} and
     changes nothing; binary frames too. Only over HTTP/1.1 (h2o 2.2 has no
-    RFC 8441); elsewhere 426.
+    RFC 8441); elsewhere 426. A browser, which cannot set Authorization
+    on a WebSocket, passes its access token (or API key) as the
+    subprotocol `bearer.<token>` (new WebSocket(url, ["bearer." +
+    token])), echoed back as the chosen one, or as ?access_token=
+    (cd_auth.h); without valid credentials the answer is 401, before
+    any upgrade.
 
     Gap-free replay: a subscriber registers for live events first, then
     asks the bus for pages after its position. Live envelopes say which

@@ -34,6 +34,8 @@ enum {
     CD_ROUTE_ADMIN = 1u << 1,      //  admin only (implies CD_ROUTE_AUTH)
     CD_ROUTE_IDEMPOTENT = 1u << 2, //  safe to retry (Idempotency-Key honoured on POST)
     CD_ROUTE_LONG_POLL = 1u << 3,  //  the actor may take CD_ROUTE_LONG_POLL_MS more to answer
+    CD_ROUTE_WS_AUTH = 1u << 4,    //  credentials may also come as a browser's WebSocket can
+                                   //  send them (cd_auth.h)
 };
 
 #define CD_ROUTE_LONG_POLL_MS 35000 //  a long poll's wait (30 s at most) and a margin

@@ -63,11 +63,15 @@ const cd_route_t cd_http_routes[] = {
      S_OBJECT("\"items\":{\"type\":\"array\",\"items\":" S_EVENT "},"
               "\"next_cursor\":{\"type\":\"string\",\"nullable\":true}"),
      NULL},
-    {"GET", "/ws", cd_events_ws, CD_ROUTE_AUTH,
+    {"GET", "/ws", cd_events_ws, CD_ROUTE_AUTH | CD_ROUTE_WS_AUTH,
      "Events over a WebSocket (HTTP/1.1 Upgrade): send {\"subscribe\": {project_id?, task_id?, "
      "agent?, types?}, \"after\": id?}; receive {\"subscribed\": true}, then one event JSON "
      "per text message (replayed after `after` first); bad messages get {\"error\": ...}. "
-     "A user receives only its own tasks' and projects' events and agent.status",
+     "Credentials as on every route, or, from a browser (which cannot set headers on a "
+     "WebSocket), an access token or API key as the subprotocol bearer.<token> "
+     "(Sec-WebSocket-Protocol; echoed back as the chosen one) or as ?access_token=<token>; "
+     "401 before the upgrade without valid ones. A user receives only its own tasks' and "
+     "projects' events and agent.status",
      NULL, 101, NULL,
      "{\"type\":\"string\",\"description\":\"101 Switching Protocols; then WebSocket text "
      "messages, each an event (or {subscribed} / {error})\"}",

@@ -7,7 +7,10 @@
     WebSocket (replay and live) give each user only its own tasks' and
     projects' events and the shared agent.status, and the admin all of
     them; filtering on the other user's task or project gives nothing,
-    not an error. */
+    not an error. And a browser's ways to authenticate a WebSocket: the
+    subprotocol bearer.<token> (echoed), ?access_token= with an access
+    token or an API key, each refused with 401 before the upgrade when
+    missing or wrong. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -445,6 +448,100 @@ test_events_access_websocket_is_per_user(void **state)
     json_decref(hers);
 }
 
+static void
+test_events_access_websocket_browser_credentials(void **state)
+{
+    fx_t *fx = (fx_t *)*state;
+    json_t *his = s_list(fx, fx->bob_token, 1000, "");
+    char line[1400], head[4096], want[1400];
+
+    //  The subprotocol bearer.<token>, alone or among others: echoed.
+    snprintf(line, sizeof line, "Sec-WebSocket-Protocol: bearer.%s\r\n", fx->bob_token);
+    st_ws_t *ws = s_ws(fx, NULL, line, " 101 ", head, sizeof head);
+    snprintf(want, sizeof want, "sec-websocket-protocol: bearer.%s\r\n", fx->bob_token);
+    if (!strcasestr(head, want)) {
+        fail_msg("the subprotocol is not echoed: %s", head);
+    }
+    json_t *events = s_ws_replay(ws);
+    assert_true(json_equal(events, his));
+    json_decref(events);
+    st_ws_close(&ws);
+    snprintf(line, sizeof line, "Sec-WebSocket-Protocol: chat, bearer.%s , json\r\n",
+             fx->bob_token);
+    ws = s_ws(fx, NULL, line, " 101 ", head, sizeof head);
+    assert_non_null(strcasestr(head, want));
+    events = s_ws_replay(ws);
+    assert_true(json_equal(events, his));
+    json_decref(events);
+    st_ws_close(&ws);
+
+    //  ?access_token= with an access token, and with an API key.
+    char path[1200];
+    snprintf(path, sizeof path, "/ws?access_token=%s", fx->bob_token);
+    ws = s_ws(fx, path, NULL, " 101 ", head, sizeof head);
+    assert_null(strcasestr(head, "sec-websocket-protocol"));
+    events = s_ws_replay(ws);
+    assert_true(json_equal(events, his));
+    json_decref(events);
+    st_ws_close(&ws);
+    json_t *key = s_call_as(fx, fx->bob_token, "POST", "/api/v1/api-keys", "{\"name\":\"b\"}", 201);
+    snprintf(path, sizeof path, "/ws?x=1&access_token=%s", ot_str(key, "key"));
+    ws = s_ws(fx, path, NULL, " 101 ", NULL, 0);
+    events = s_ws_replay(ws);
+    assert_true(json_equal(events, his));
+    json_decref(events);
+    st_ws_close(&ws);
+    snprintf(line, sizeof line, "Sec-WebSocket-Protocol: bearer.%s\r\n", ot_str(key, "key"));
+    ws = s_ws(fx, NULL, line, " 101 ", NULL, 0);
+    st_ws_close(&ws);
+    //  The admin's token, as a subprotocol: everything.
+    snprintf(line, sizeof line, "Sec-WebSocket-Protocol: bearer.%s\r\n", fx->node->admin_token);
+    ws = s_ws(fx, NULL, line, " 101 ", NULL, 0);
+    events = s_ws_replay(ws);
+    assert_true(json_array_size(events) > json_array_size(his));
+    json_decref(events);
+    st_ws_close(&ws);
+
+    //  Missing or wrong: 401 before any upgrade.
+    struct {
+        const char *path, *extra;
+    } bad[] = {
+        {NULL, NULL},
+        {NULL, "Sec-WebSocket-Protocol: chat\r\n"},
+        {NULL, "Sec-WebSocket-Protocol: bearer.\r\n"},
+        {NULL, "Sec-WebSocket-Protocol: bearer.not-a-token\r\n"},
+        {NULL, "Sec-WebSocket-Protocol: Bearer.x\r\n"},
+        {"/ws?access_token=", NULL},
+        {"/ws?access_token=eyJhbGciOiJIUzI1NiJ9.e30.AAAA", NULL},
+        {"/ws?access_token=cdk_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", NULL},
+        {"/ws?token=x", NULL},
+        {"/ws?access_token=x", "Authorization: Bearer nope\r\n"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char status[128];
+        st_ws_t *refused = st_ws_open_at(fx->port, 0, bad[i].path, bad[i].extra, status,
+                                         sizeof status, head, sizeof head);
+        if (refused || !strstr(status, " 401 ")) {
+            fail_msg("case %zu: %s", i, status);
+        }
+    }
+    //  A revoked key: refused too.
+    snprintf(path, sizeof path, "/api/v1/api-keys/%lld", (long long)ot_int(key, "id"));
+    json_decref(s_call_as(fx, fx->bob_token, "DELETE", path, NULL, 204));
+    snprintf(path, sizeof path, "/ws?access_token=%s", ot_str(key, "key"));
+    char status[128];
+    assert_null(st_ws_open_at(fx->port, 0, path, NULL, status, sizeof status, NULL, 0));
+    assert_non_null(strstr(status, " 401 "));
+    json_decref(key);
+
+    //  Only /ws reads them: the event list takes no access_token.
+    tn_resp_t r;
+    snprintf(path, sizeof path, "/api/v1/events?access_token=%s", fx->bob_token);
+    assert_int_equal(tn_request_as(fx->node, NULL, "GET", path, NULL, NULL, &r), 401);
+    tn_resp_free(&r);
+    json_decref(his);
+}
+
 int
 main(void)
 {
@@ -452,6 +549,7 @@ main(void)
         cmocka_unit_test(test_events_access_json_list_is_per_user),
         cmocka_unit_test(test_events_access_sse_replay_and_live_are_per_user),
         cmocka_unit_test(test_events_access_websocket_is_per_user),
+        cmocka_unit_test(test_events_access_websocket_browser_credentials),
     };
     return cmocka_run_group_tests(tests, s_setup, s_teardown);
 }

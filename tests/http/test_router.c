@@ -160,7 +160,18 @@ s_check_document(json_t *doc, const cd_router_t *router)
         assert_non_null(json_object_get(op, "responses"));
         assert_non_null(json_object_get(json_object_get(op, "responses"), "default"));
         json_t *security = json_object_get(op, "security");
-        assert_int_equal(json_array_size(security), cd_route_needs_auth(route) ? 2 : 0);
+        assert_int_equal(json_array_size(security), !cd_route_needs_auth(route)       ? 0
+                                                    : route->flags & CD_ROUTE_WS_AUTH ? 4
+                                                                                      : 2);
+        size_t k;
+        json_t *scheme;
+        json_array_foreach(security, k, scheme)
+        {
+            //  Every scheme named is defined.
+            const char *name = json_object_iter_key(json_object_iter(scheme));
+            assert_non_null(json_object_get(
+                json_object_get(json_object_get(doc, "components"), "securitySchemes"), name));
+        }
         assert_int_equal(json_object_get(op, "requestBody") != NULL, route->body != NULL);
         size_t params = 0;
         for (const char *c = route->pattern; *c; c++) {
@@ -197,6 +208,23 @@ test_router_every_route_is_in_the_openapi_document(void **state)
                         "delete_api_v1_teams_id_members_agent");
     assert_true(
         json_is_true(json_object_get(cd_openapi_operation(doc, &s_routes[2]), "x-cadre-admin")));
+    //  The WebSocket route names the browser's ways to send credentials.
+    for (size_t i = 0; i < cd_http_n_routes; i++) {
+        if (strcmp(cd_http_routes[i].pattern, "/ws") == 0) {
+            assert_true(cd_http_routes[i].flags & CD_ROUTE_WS_AUTH);
+            char *text = json_dumps(
+                json_object_get(cd_openapi_operation(doc, &cd_http_routes[i]), "security"), 0);
+            assert_non_null(strstr(text, "accessToken"));
+            assert_non_null(strstr(text, "webSocketProtocol"));
+            free(text);
+        } else {
+            assert_false(cd_http_routes[i].flags & CD_ROUTE_WS_AUTH);
+        }
+    }
+    json_t *query = json_object_get(
+        json_object_get(json_object_get(doc, "components"), "securitySchemes"), "accessToken");
+    assert_string_equal(json_string_value(json_object_get(query, "in")), "query");
+    assert_string_equal(json_string_value(json_object_get(query, "name")), "access_token");
     json_decref(doc);
     cd_router_destroy(&router);
 }
