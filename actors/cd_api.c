@@ -1047,14 +1047,23 @@ s_idem_hash(const cd_api_req_t *req, char hex[65])
     sodium_bin2hex(hex, 65, hash, sizeof hash);
 }
 
-//  Operations whose answers carry a secret shown once (tokens, an API key,
-//  a TOTP secret): their answers must never be stored for a replay, so
-//  Idempotency-Key is ignored for them (a retry signs in again).
-static bool
-s_idem_secret(const char *op)
+//  Operations that ignore Idempotency-Key (cd_api.h says why): answers
+//  carrying a secret shown once (tokens, an API key, a TOTP secret) must
+//  never be stored for a replay; bodies carrying a secret (a password, an
+//  MFA code, a connection's secret values, the vault's master password)
+//  must leave no fast hash of it in idempotency_keys.request_hash; and
+//  the vault's operations act on the node that receives them only.
+bool
+cd_api_idem_ignored(const char *op)
 {
-    static const char *const secret[] = {"auth.login", "auth.refresh", "auth.mfa_setup",
-                                         "api_keys.create"};
+    static const char *const secret[] = {
+        //  answers
+        "auth.login", "auth.refresh", "auth.mfa_setup", "api_keys.create",
+        //  bodies
+        "auth.password", "auth.mfa_verify", "users.create", "connections.create"};
+    if (strncmp(op, "vault.", 6) == 0) {
+        return true; //  the master password (init, unlock); per node (lock too)
+    }
     for (size_t i = 0; i < sizeof secret / sizeof secret[0]; i++) {
         if (streq(op, secret[i])) {
             return true;
@@ -1400,10 +1409,9 @@ s_handle(cd_actor_t *self, void *state, const cd_envelope_t *env)
         cd_api_error(req, 404, "not_found", "no such operation", json_pack("{s:s}", "op", req->op));
         return 0;
     }
-    //  Not for the vault's operations (the stored request hash would be a
-    //  fast hash of the master password) nor for answers carrying a secret.
-    if (req->idem_key && streq(req->method, "POST") && strncmp(req->op, "vault.", 6) != 0 &&
-        !s_idem_secret(req->op) && !s_idem_claim(req)) {
+    //  Not for operations whose body or answer carries a secret.
+    if (req->idem_key && streq(req->method, "POST") && !cd_api_idem_ignored(req->op) &&
+        !s_idem_claim(req)) {
         return 0;
     }
     int rc = fn(req);

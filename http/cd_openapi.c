@@ -91,6 +91,12 @@ s_operation(const cd_route_t *route, json_t *schemas)
     if (route->flags & CD_ROUTE_IDEMPOTENT) {
         json_object_set_new(op, "x-cadre-idempotent", json_true());
     }
+    if (route->flags & CD_ROUTE_NO_IDEM) {
+        json_object_set_new(op, "x-cadre-idempotency-key",
+                            json_string("ignored: the body or the answer carries a secret "
+                                        "(nothing of it is stored), or the operation acts on "
+                                        "the receiving node only; a repeat runs again"));
+    }
     if (route->body) {
         if (!json_object_get(schemas, route->body->name)) {
             json_object_set_new(schemas, route->body->name, cd_json_schema_doc(route->body));

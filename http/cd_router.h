@@ -36,6 +36,8 @@ enum {
     CD_ROUTE_LONG_POLL = 1u << 3,  //  the actor may take CD_ROUTE_LONG_POLL_MS more to answer
     CD_ROUTE_WS_AUTH = 1u << 4,    //  credentials may also come as a browser's WebSocket can
                                    //  send them (cd_auth.h)
+    CD_ROUTE_NO_IDEM = 1u << 5,    //  Idempotency-Key ignored (cd_api_idem_ignored decides;
+                                   //  this documents it, and a test keeps the two agreed)
 };
 
 #define CD_ROUTE_LONG_POLL_MS 35000 //  a long poll's wait (30 s at most) and a margin
