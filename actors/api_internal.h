@@ -115,9 +115,12 @@ void cd_api_reply_page(cd_api_req_t *req, const cd_q_page_t *page);
 //  Answers 204 with no body.
 void cd_api_reply_empty(cd_api_req_t *req);
 
-//  Answers with raw bytes of a content type (artifact content).
-void cd_api_reply_bytes(cd_api_req_t *req, int status, const char *content_type, const void *data,
-                        size_t len);
+//  Answers with raw bytes of a content type (artifact content), with
+//  X-Content-Type-Options: nosniff. filename (may be NULL: none) makes it
+//  a download: Content-Disposition: attachment with that name (made safe
+//  for the header), unless content_type is JSON.
+void cd_api_reply_bytes(cd_api_req_t *req, int status, const char *content_type,
+                        const char *filename, const void *data, size_t len);
 
 //  Answers {"error": {code, message, details}}; takes ownership of details
 //  (may be NULL).

@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define S_MAX_PARAMS 8 //  path parameters
 #define S_MAX_QUERY 24 //  query parameters
@@ -764,10 +765,13 @@ cd_api_auth_notify(cd_api_req_t *req, json_t *effects)
     }
 }
 
-//  Sends the answer and frees the request.
+//  Sends the answer and frees the request. A body with a content_type is
+//  raw bytes (artifact content): it goes out with X-Content-Type-Options:
+//  nosniff, so that no browser guesses another type than the one given,
+//  and disposition (if not NULL) as its Content-Disposition.
 static void
 s_answer(cd_api_req_t *req, int status, const char *content_type, const void *body, size_t len,
-         const char *location, const char *retry_after)
+         const char *location, const char *retry_after, const char *disposition)
 {
     s_api_t *api = req->api;
     if (req->idem_claimed) {
@@ -775,7 +779,9 @@ s_answer(cd_api_req_t *req, int status, const char *content_type, const void *bo
     }
     cd_pack_t *pack = api->pack;
     cd_pack_reset(pack);
-    uint32_t n = 2 + (content_type ? 1 : 0) + ((location || retry_after) ? 1 : 0);
+    uint32_t n_headers =
+        (location ? 1 : 0) + (retry_after ? 1 : 0) + (content_type ? 1 : 0) + (disposition ? 1 : 0);
+    uint32_t n = 2 + (content_type ? 1 : 0) + (n_headers ? 1 : 0);
     cd_pack_map(pack, n);
     cd_pack_cstr(pack, "s");
     cd_pack_int(pack, status);
@@ -787,9 +793,9 @@ s_answer(cd_api_req_t *req, int status, const char *content_type, const void *bo
     } else {
         cd_pack_str(pack, (const char *)body, len);
     }
-    if (location || retry_after) {
+    if (n_headers) {
         cd_pack_cstr(pack, "h");
-        cd_pack_map(pack, (location ? 1 : 0) + (retry_after ? 1 : 0));
+        cd_pack_map(pack, n_headers);
         if (location) {
             cd_pack_cstr(pack, "location");
             cd_pack_cstr(pack, location);
@@ -797,6 +803,14 @@ s_answer(cd_api_req_t *req, int status, const char *content_type, const void *bo
         if (retry_after) {
             cd_pack_cstr(pack, "retry-after");
             cd_pack_cstr(pack, retry_after);
+        }
+        if (content_type) {
+            cd_pack_cstr(pack, "x-content-type-options");
+            cd_pack_cstr(pack, "nosniff");
+        }
+        if (disposition) {
+            cd_pack_cstr(pack, "content-disposition");
+            cd_pack_cstr(pack, disposition);
         }
     }
     cd_envelope_t out;
@@ -820,7 +834,7 @@ s_answer(cd_api_req_t *req, int status, const char *content_type, const void *bo
 void
 cd_api_reply_text(cd_api_req_t *req, int status, const char *json, const char *location)
 {
-    s_answer(req, status, NULL, json, strlen(json), location, NULL);
+    s_answer(req, status, NULL, json, strlen(json), location, NULL, NULL);
 }
 
 void
@@ -832,7 +846,7 @@ cd_api_reply_json(cd_api_req_t *req, int status, json_t *obj, const char *locati
         cd_api_error(req, 500, "internal", "could not encode the answer", NULL);
         return;
     }
-    s_answer(req, status, NULL, text, strlen(text), location, NULL);
+    s_answer(req, status, NULL, text, strlen(text), location, NULL, NULL);
     free(text);
 }
 
@@ -848,21 +862,87 @@ cd_api_reply_page(cd_api_req_t *req, const cd_q_page_t *page)
     } else {
         snprintf(text, len, "{\"items\":%s,\"next_cursor\":null}", items);
     }
-    s_answer(req, 200, NULL, text, strlen(text), NULL, NULL);
+    s_answer(req, 200, NULL, text, strlen(text), NULL, NULL, NULL);
     free(text);
 }
 
 void
 cd_api_reply_empty(cd_api_req_t *req)
 {
-    s_answer(req, 204, NULL, "", 0, NULL, NULL);
+    s_answer(req, 204, NULL, "", 0, NULL, NULL, NULL);
+}
+
+//  True if media type `type` is JSON (application/json, or a +json
+//  type, with or without parameters): data a client fetches, which no
+//  browser renders as a page.
+static bool
+s_json_type(const char *type)
+{
+    size_t len = strcspn(type, ";");
+    while (len > 0 && (type[len - 1] == ' ' || type[len - 1] == '\t')) {
+        len--;
+    }
+    return (len == 16 && strncasecmp(type, "application/json", 16) == 0) ||
+           (len > 5 && strncasecmp(type + len - 5, "+json", 5) == 0);
+}
+
+#define S_FILENAME_ASCII 100  //  longest ASCII fallback file name
+#define S_FILENAME_BYTES 1024 //  longest name encoded in filename* (bytes of UTF-8)
+
+static bool
+s_filename_char(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+           c == '_' || c == '-';
+}
+
+//  Content-Disposition: attachment for a file name, as RFC 6266 has it: a
+//  quoted ASCII fallback (every byte but [A-Za-z0-9._-] becomes '_', at
+//  most S_FILENAME_ASCII of them) and the name itself as percent-encoded
+//  UTF-8 in filename* (RFC 8187). Path separators become '_' in both;
+//  nothing that could end the header (quotes, line breaks) is left
+//  unencoded; a name that is empty or only dots is "artifact". Caller
+//  frees.
+static char *
+s_disposition(const char *name)
+{
+    size_t len = strnlen(name, S_FILENAME_BYTES);
+    if (strspn(name, ".") >= len) {
+        name = "artifact";
+        len = strlen(name);
+    }
+    char ascii[S_FILENAME_ASCII + 1];
+    size_t n = 0;
+    for (; n < len && n < S_FILENAME_ASCII; n++) {
+        ascii[n] = s_filename_char((unsigned char)name[n]) ? name[n] : '_';
+    }
+    ascii[n] = '\0';
+    //  RFC 8187 attr-char: ALPHA DIGIT ! # $ & + - . ^ _ ` | ~
+    static const char attr[] = "!#$&+-.^_`|~";
+    char *out = (char *)zmalloc(64 + n + 3 * len + 1);
+    int at = sprintf(out, "attachment; filename=\"%s\"; filename*=UTF-8''", ascii);
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)name[i];
+        if (c == '/' || c == '\\') {
+            c = '_';
+        }
+        if (s_filename_char(c) || strchr(attr, c)) {
+            out[at++] = (char)c;
+        } else {
+            at += sprintf(out + at, "%%%02X", c);
+        }
+    }
+    out[at] = '\0';
+    return out;
 }
 
 void
-cd_api_reply_bytes(cd_api_req_t *req, int status, const char *content_type, const void *data,
-                   size_t len)
+cd_api_reply_bytes(cd_api_req_t *req, int status, const char *content_type, const char *filename,
+                   const void *data, size_t len)
 {
-    s_answer(req, status, content_type, data, len, NULL, NULL);
+    char *disposition = filename && !s_json_type(content_type) ? s_disposition(filename) : NULL;
+    s_answer(req, status, content_type, data, len, NULL, NULL, disposition);
+    free(disposition);
 }
 
 static void
@@ -873,7 +953,7 @@ s_error(cd_api_req_t *req, int status, const char *code, const char *message, js
                              "details", details ? details : json_object());
     char *text = json_dumps(body, JSON_COMPACT);
     json_decref(body);
-    s_answer(req, status, NULL, text, strlen(text), NULL, retry_after);
+    s_answer(req, status, NULL, text, strlen(text), NULL, retry_after, NULL);
     free(text);
 }
 
@@ -967,14 +1047,23 @@ s_idem_hash(const cd_api_req_t *req, char hex[65])
     sodium_bin2hex(hex, 65, hash, sizeof hash);
 }
 
-//  Operations whose answers carry a secret shown once (tokens, an API key,
-//  a TOTP secret): their answers must never be stored for a replay, so
-//  Idempotency-Key is ignored for them (a retry signs in again).
-static bool
-s_idem_secret(const char *op)
+//  Operations that ignore Idempotency-Key (cd_api.h says why): answers
+//  carrying a secret shown once (tokens, an API key, a TOTP secret) must
+//  never be stored for a replay; bodies carrying a secret (a password, an
+//  MFA code, a connection's secret values, the vault's master password)
+//  must leave no fast hash of it in idempotency_keys.request_hash; and
+//  the vault's operations act on the node that receives them only.
+bool
+cd_api_idem_ignored(const char *op)
 {
-    static const char *const secret[] = {"auth.login", "auth.refresh", "auth.mfa_setup",
-                                         "api_keys.create"};
+    static const char *const secret[] = {
+        //  answers
+        "auth.login", "auth.refresh", "auth.mfa_setup", "api_keys.create",
+        //  bodies
+        "auth.password", "auth.mfa_verify", "users.create", "connections.create"};
+    if (strncmp(op, "vault.", 6) == 0) {
+        return true; //  the master password (init, unlock); per node (lock too)
+    }
     for (size_t i = 0; i < sizeof secret / sizeof secret[0]; i++) {
         if (streq(op, secret[i])) {
             return true;
@@ -1030,7 +1119,7 @@ s_idem_claim(cd_api_req_t *req)
     } else {
         req->no_audit = true;
         s_answer(req, (int)json_integer_value(status), NULL, body ? body : "",
-                 body ? strlen(body) : 0, NULL, NULL);
+                 body ? strlen(body) : 0, NULL, NULL, NULL);
     }
     json_decref(record);
     return false;
@@ -1320,10 +1409,9 @@ s_handle(cd_actor_t *self, void *state, const cd_envelope_t *env)
         cd_api_error(req, 404, "not_found", "no such operation", json_pack("{s:s}", "op", req->op));
         return 0;
     }
-    //  Not for the vault's operations (the stored request hash would be a
-    //  fast hash of the master password) nor for answers carrying a secret.
-    if (req->idem_key && streq(req->method, "POST") && strncmp(req->op, "vault.", 6) != 0 &&
-        !s_idem_secret(req->op) && !s_idem_claim(req)) {
+    //  Not for operations whose body or answer carries a secret.
+    if (req->idem_key && streq(req->method, "POST") && !cd_api_idem_ignored(req->op) &&
+        !s_idem_claim(req)) {
         return 0;
     }
     int rc = fn(req);

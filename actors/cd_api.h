@@ -29,16 +29,29 @@
       kind `result`, payload {"s": int, "b": str | bin, "ct": str?,
                               "h": {name: value, ...}?}
     status, body (JSON text unless `ct` names another type) and extra
-    response headers (location, retry-after). Errors are answers like any
-    other, with an API.md error body.
+    response headers (location, retry-after; with raw bytes
+    x-content-type-options and content-disposition). Errors are answers
+    like any other, with an API.md error body.
 
     Idempotency-Key: a POST carrying one is claimed in idempotency_keys
     (keyed by user and key, with a hash of the operation and body) before
     it runs; a repeat gets the first answer replayed, a different body 409,
     and a repeat while the first is still running 409 as well. An answer
-    of 5xx releases the key so a retry runs again. Operations whose answer
-    carries a secret shown once (login, refresh, MFA setup, API-key
-    creation) ignore the header: their answers are never stored. These bookkeeping rows
+    of 5xx releases the key so a retry runs again. Operations that carry a
+    secret ignore the header (cd_api_idem_ignored), so that nothing about
+    the secret is stored: those whose answer carries one shown once
+    (login, refresh, MFA setup, API-key creation: the answer would be
+    stored for replay), and those whose body carries one (a password, a
+    vault master password, an MFA code, a connection's secrets: the
+    stored request hash, a fast unkeyed hash, would let anyone who reads
+    the table test guesses of the secret at that speed, where the secret
+    itself is kept only under argon2id or sealed). The vault's operations
+    (init, unlock, lock) ignore it too: they act on the node that
+    receives them, and an answer recorded by one node of a cluster must
+    not stand for another. Each of them is safe to repeat without it: a
+    repeat is refused (409 for a taken name or an initialised vault, 400
+    for a reused password or code, 401 for a used refresh token) or does
+    again what a retry means (sign in, unlock, lock). These bookkeeping rows
     are written on the actor's own connection: they coordinate requests,
     they are not the API's data (which only persist writes).
 
@@ -100,5 +113,9 @@ const cd_persist_stmt_t *cd_api_stmts(size_t *n);
 //  True if op names an operation some module serves (tests: the route
 //  table and the modules agree).
 bool cd_api_has_op(const char *op);
+
+//  True if op ignores Idempotency-Key because its body or its answer
+//  carries a secret (above). Any thread.
+bool cd_api_idem_ignored(const char *op);
 
 #endif

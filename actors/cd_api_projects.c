@@ -436,8 +436,11 @@ s_artifacts_content(cd_api_req_t *req)
     }
     json_int_t size = json_integer_value(json_object_get(meta, "size"));
     int64_t id = json_integer_value(json_object_get(meta, "id"));
+    const char *name = json_string_value(json_object_get(meta, "name"));
+    char *filename = strdup(name ? name : "");
     json_decref(meta);
     if (size < 0 || (size_t)size > S_CONTENT_MAX) {
+        free(filename);
         cd_api_error(
             req, 413, "payload_too_large", "the artifact is too large to send whole",
             json_pack("{s:I, s:I}", "size", size, "limit_bytes", (json_int_t)S_CONTENT_MAX));
@@ -446,6 +449,7 @@ s_artifacts_content(cd_api_req_t *req)
     char *row = NULL;
     int rc = cd_q_artifacts_content(db, id, &row);
     if (rc != 0) {
+        free(filename);
         cd_api_fail(req, rc, db);
         return 0;
     }
@@ -461,10 +465,13 @@ s_artifacts_content(cd_api_req_t *req)
         cd_api_error(req, 500, "internal", "the stored content could not be read", NULL);
     } else {
         //  Agents store artifacts too: a type unfit for a header is served
-        //  as plain bytes.
+        //  as plain bytes. Served as a download (unless JSON), under its
+        //  name: what an artifact holds is never rendered as a page of
+        //  this origin.
         cd_api_reply_bytes(req, 200, s_content_type_ok(type) ? type : "application/octet-stream",
-                           bytes, len);
+                           filename, bytes, len);
     }
+    free(filename);
     free(bytes);
     json_decref(content);
     return 0;

@@ -41,6 +41,7 @@
 #define S_AGENT_MAX 64          //  longest agent name
 #define S_EVENT_OVERHEAD 48     //  msgpack bytes around one event's JSON, about
 #define S_ID_TEXT 24            //  an int64 as decimal text, with NUL
+#define S_OWNERS_MAX 4096       //  owners of ephemeral events remembered (then forgotten at once)
 
 //  API.md's event types, as the events table's CHECK lists them.
 static const char *const s_types[] = {
@@ -67,6 +68,7 @@ typedef struct {
     cd_pack_t *ephemeral;     //  ephemeral events waiting for the flush (array items)
     uint32_t n_ephemeral;     //  items in ephemeral
     bool flush_armed;         //  a flush timer is set
+    zhashx_t *owners;         //  "task/project" -> s_owners_t: owners of ephemeral events seen
     uint64_t emitted;         //  events forwarded to persist
     uint64_t ephemerals;      //  ephemeral events accepted
     uint64_t failed;          //  emits refused or failed
@@ -317,13 +319,15 @@ s_pack_nullable_str(cd_pack_t *pack, const cd_db_rows_t *rows, int row, int col)
 static void
 s_pack_row(cd_pack_t *pack, const cd_db_rows_t *rows, int i)
 {
-    cd_pack_array(pack, 6);
+    cd_pack_array(pack, 8);
     s_pack_nullable_int(pack, rows, i, CD_Q_EVENT_COL_ID);
     s_pack_nullable_str(pack, rows, i, CD_Q_EVENT_COL_TYPE);
     s_pack_nullable_int(pack, rows, i, CD_Q_EVENT_COL_PROJECT);
     s_pack_nullable_int(pack, rows, i, CD_Q_EVENT_COL_TASK);
     s_pack_nullable_str(pack, rows, i, CD_Q_EVENT_COL_AGENT);
     s_pack_nullable_str(pack, rows, i, CD_Q_EVENT_COL_JSON);
+    s_pack_nullable_int(pack, rows, i, CD_Q_EVENT_COL_TASK_OWNER);
+    s_pack_nullable_int(pack, rows, i, CD_Q_EVENT_COL_PROJECT_OWNER);
 }
 
 static size_t
@@ -634,6 +638,65 @@ s_timestamp(int64_t us, char *buf, size_t size)
     snprintf(buf, size, "%s.%06dZ", date, (int)(us % 1000000));
 }
 
+typedef struct {
+    int64_t task;    //  created_by of the event's task, or CD_Q_NULL
+    int64_t project; //  created_by of its project, or CD_Q_NULL
+} s_owners_t;
+
+static void
+s_owners_free(void **item)
+{
+    free(*item);
+    *item = NULL;
+}
+
+//  The owners of an ephemeral event (it has no row to read them with):
+//  looked up once per task and project, then remembered (they never
+//  change). Unknown when the database is away: CD_Q_NULL, so only admins
+//  see the event.
+static s_owners_t
+s_ephemeral_owners(cd_actor_t *self, s_bus_t *bus, const s_emit_t *e)
+{
+    s_owners_t owners = {CD_Q_NULL, CD_Q_NULL};
+    if (!e->has_task && !e->has_project) {
+        return owners;
+    }
+    char key[2 * S_ID_TEXT + 2];
+    snprintf(key, sizeof key, "%lld/%lld", e->has_task ? (long long)e->task_id : 0,
+             e->has_project ? (long long)e->project_id : 0);
+    const s_owners_t *known = (const s_owners_t *)zhashx_lookup(bus->owners, key);
+    if (known) {
+        return *known;
+    }
+    if (!bus->db) {
+        return owners;
+    }
+    int rc = cd_q_events_owners(bus->db, e->has_task ? e->task_id : CD_Q_NULL,
+                                e->has_project ? e->project_id : CD_Q_NULL, &owners.task,
+                                &owners.project);
+    if (rc != 0) {
+        s_db_failed(self, bus, rc, "cannot read an event's owners");
+        return (s_owners_t){CD_Q_NULL, CD_Q_NULL};
+    }
+    if (zhashx_size(bus->owners) >= S_OWNERS_MAX) {
+        zhashx_purge(bus->owners);
+    }
+    s_owners_t *copy = (s_owners_t *)zmalloc(sizeof *copy);
+    *copy = owners;
+    zhashx_insert(bus->owners, key, copy);
+    return owners;
+}
+
+static void
+s_pack_owner(cd_pack_t *p, int64_t owner)
+{
+    if (owner != CD_Q_NULL) {
+        cd_pack_int(p, owner);
+    } else {
+        cd_pack_nil(p);
+    }
+}
+
 //  An ephemeral event: queued for this turn's live envelope.
 static void
 s_emit_ephemeral(cd_actor_t *self, s_bus_t *bus, const cd_envelope_t *env, const s_emit_t *e,
@@ -660,8 +723,9 @@ s_emit_ephemeral(cd_actor_t *self, s_bus_t *bus, const cd_envelope_t *env, const
         bus->failed++;
         return;
     }
+    s_owners_t owners = s_ephemeral_owners(self, bus, e);
     cd_pack_t *p = bus->ephemeral;
-    cd_pack_array(p, 6);
+    cd_pack_array(p, 8);
     cd_pack_nil(p);
     cd_pack_str(p, e->type.ptr, e->type.len);
     if (e->has_project) {
@@ -681,6 +745,8 @@ s_emit_ephemeral(cd_actor_t *self, s_bus_t *bus, const cd_envelope_t *env, const
     }
     cd_pack_cstr(p, text);
     free(text);
+    s_pack_owner(p, owners.task);
+    s_pack_owner(p, owners.project);
     bus->n_ephemeral++;
     if (bus->n_ephemeral >= (uint32_t)bus->cfg.batch_events ||
         cd_pack_bytes(p).len >= bus->cfg.batch_bytes) {
@@ -809,6 +875,12 @@ s_list(cd_actor_t *self, s_bus_t *bus, const cd_envelope_t *env)
         bad = s_opt_int(map, "task_id", &has, &filter.task_id, "\"task_id\"");
         if (!has) {
             filter.task_id = CD_Q_NULL;
+        }
+    }
+    if (!bad) {
+        bad = s_opt_int(map, "viewer", &has, &filter.viewer, "\"viewer\"");
+        if (!has) {
+            filter.viewer = CD_Q_NULL;
         }
     }
     if (!bad) {
@@ -1058,6 +1130,8 @@ s_init(cd_actor_t *self, void *args, void **state_p, const char **why)
     bus->pack = cd_pack_new();
     bus->out = cd_pack_new();
     bus->ephemeral = cd_pack_new();
+    bus->owners = zhashx_new();
+    zhashx_set_destructor(bus->owners, s_owners_free);
     //  The first connect runs from the loop: a database that is away at
     //  start is an outage like any other, not a failure to start.
     bus->reconnect_timer = cd_actor_after(self, 0, s_on_reconnect, bus);
@@ -1078,6 +1152,7 @@ s_fini(cd_actor_t *self, void **state_p)
     cd_pack_destroy(&bus->pack);
     cd_pack_destroy(&bus->out);
     cd_pack_destroy(&bus->ephemeral);
+    zhashx_destroy(&bus->owners);
     free(bus);
     *state_p = NULL;
 }

@@ -54,8 +54,10 @@
 
     op=list, payload map (every key optional)
         {"project_id": int, "task_id": int, "agent": str, "types": str,
-         "after": int, "limit": int, "head_only": bool}
-      types: comma-separated; after: default 0; limit 1..1000, default 50.
+         "viewer": int, "after": int, "limit": int, "head_only": bool}
+      types: comma-separated; after: default 0; limit 1..1000, default 50;
+      viewer: a user id: only the events that user may see
+      (cd_q_events.h), absent or nil: every event (an admin).
       Answered result
         {"events": [EVENT...], "next_cursor": str|nil, "head": int}
       events: matching events with id > after, ascending, at most limit
@@ -86,12 +88,18 @@
         {"events": [EVENT...]}
       ephemeral events (id nil), without prev and last.
     EVENT = [id: int|nil, type: str, project_id: int|nil,
-             task_id: int|nil, agent: str|nil, json: str]
+             task_id: int|nil, agent: str|nil, json: str,
+             task_owner: int|nil, project_owner: int|nil]
       json is the event as API.md gives it: {"id", "ts", "type",
       "project_id", "task_id", "agent", "data"}; the other fields repeat
       what a subscription filters on, so that the receiver need not parse
-      the JSON. Several events travel per envelope (up to batch_events, and
-      about batch_bytes).
+      the JSON, and name the event's owners, the users who created its
+      task and its project (nil: none), by which the receiver decides who
+      may see it (cd_q_events.h). A persisted event's owners are read
+      with it; an ephemeral event's are looked up when it is emitted
+      (once per task and project, then remembered), and are nil when the
+      database is away, which leaves it to admins. Several events travel per envelope (up to
+   batch_events, and about batch_bytes).
 
     Delivery never waits: live envelopes go out on a mailer with no send
     timeout. When the watcher's queue is full, the bus keeps its position

@@ -574,6 +574,70 @@ s_api_key(cd__auth_t *a, cd_http_rctx_t *rctx, const char *key, size_t len,
     return CD_AUTH_PENDING;
 }
 
+//  An access token or an API key (told apart by the key's prefix), from
+//  somewhere other than its own header.
+static cd_auth_verdict_t
+s_token_or_key(cd__auth_t *a, cd_http_rctx_t *rctx, const char *value, size_t len,
+               cd_auth_identity_t *identity, const char **message)
+{
+    cd_token_kind_t kind;
+    if (cd_token_parse(value, len, &kind) && kind == CD_TOKEN_API_KEY) {
+        return s_api_key(a, rctx, value, len, identity, message);
+    }
+    return s_bearer(a, value, len, identity, message);
+}
+
+#define S_WS_PREFIX "bearer." //  the Sec-WebSocket-Protocol entry that carries credentials
+
+//  The credentials of a WebSocket upgrade that sent no header for them:
+//  the first `bearer.<token>` entry of Sec-WebSocket-Protocol (remembered
+//  in rctx->ws_protocol, to be echoed), else the query's access_token.
+//  Returns false if there is neither; *value then NULL.
+static bool
+s_ws_credentials(cd_http_rctx_t *rctx, const char **value, size_t *len)
+{
+    *value = NULL;
+    *len = 0;
+    size_t list_len = 0;
+    const char *list = cd__http_header(rctx, "sec-websocket-protocol", &list_len);
+    for (const char *at = list, *end = list ? list + list_len : NULL; list && at < end;) {
+        const char *comma = memchr(at, ',', (size_t)(end - at));
+        const char *stop = comma ? comma : end;
+        while (at < stop && (*at == ' ' || *at == '\t')) {
+            at++;
+        }
+        const char *last = stop;
+        while (last > at && (last[-1] == ' ' || last[-1] == '\t')) {
+            last--;
+        }
+        size_t n = (size_t)(last - at);
+        if (n > sizeof S_WS_PREFIX - 1 && memcmp(at, S_WS_PREFIX, sizeof S_WS_PREFIX - 1) == 0) {
+            rctx->ws_protocol = h2o_strdup(&rctx->req->pool, at, n).base;
+            *value = at + sizeof S_WS_PREFIX - 1;
+            *len = n - (sizeof S_WS_PREFIX - 1);
+            return true;
+        }
+        at = stop + 1;
+    }
+    h2o_req_t *req = rctx->req;
+    if (req->query_at == SIZE_MAX) {
+        return false;
+    }
+    static const char name[] = "access_token=";
+    const char *at = req->path.base + req->query_at + 1, *end = req->path.base + req->path.len;
+    while (at < end) {
+        const char *amp = memchr(at, '&', (size_t)(end - at));
+        const char *stop = amp ? amp : end;
+        if ((size_t)(stop - at) >= sizeof name - 1 && memcmp(at, name, sizeof name - 1) == 0) {
+            *value = at + sizeof name - 1;
+            *len = (size_t)(stop - *value);
+            return true;
+        }
+        at = stop + 1;
+    }
+    return false;
+}
+
 cd_auth_verdict_t
 cd_auth_check(cd_http_rctx_t *rctx, const cd_route_t *route, cd_auth_identity_t *identity,
               const char **message)
@@ -595,6 +659,16 @@ cd_auth_check(cd_http_rctx_t *rctx, const cd_route_t *route, cd_auth_identity_t 
         verdict = s_bearer(a, value + 7, len - 7, identity, message);
     } else if ((value = cd__http_header(rctx, "x-api-key", &len)) != NULL) {
         verdict = s_api_key(a, rctx, value, len, identity, message);
+    } else if ((route->flags & CD_ROUTE_WS_AUTH) && s_ws_credentials(rctx, &value, &len)) {
+        if (len == 0) {
+            *message = "access_token is empty";
+            return CD_AUTH_UNAUTHENTICATED;
+        }
+        verdict = s_token_or_key(a, rctx, value, len, identity, message);
+    } else if (route->flags & CD_ROUTE_WS_AUTH) {
+        *message = "authentication required: Authorization: Bearer <token>, X-API-Key, "
+                   "Sec-WebSocket-Protocol: bearer.<token>, or ?access_token=<token>";
+        return CD_AUTH_UNAUTHENTICATED;
     } else {
         *message = "authentication required: Authorization: Bearer <token> or X-API-Key";
         return CD_AUTH_UNAUTHENTICATED;

@@ -32,6 +32,20 @@
         replaced whenever an api actor changes a ban, and re-read every
         CD_AUTH_BANS_REFRESH_MS (expiry, other nodes' bans).
 
+    A browser's WebSocket cannot send Authorization or X-API-Key, so a
+    route flagged CD_ROUTE_WS_AUTH (GET /ws) also takes, when neither
+    header is there, an access token or an API key as
+      - an entry `bearer.<token>` of Sec-WebSocket-Protocol (the list a
+        browser sends for `new WebSocket(url, ["bearer." + token])`);
+        the entry is remembered in the request (ws_protocol) and echoed
+        as the chosen subprotocol in the 101, as browsers require; or
+      - the query parameter access_token=<token> (unencoded: tokens and
+        keys are made of URL-safe characters).
+    It is checked as the header would be (an API key by its cdk_ prefix,
+    else as an access token); a missing or invalid one is 401 before any
+    upgrade. No other route reads either, and nothing logs a query
+    string.
+
     Without keys in the options (tests of the HTTP layer alone) nothing is
     checked: every caller is anonymous and allowed, as before this hook had
     a body. HTTP thread only. */

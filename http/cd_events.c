@@ -70,16 +70,18 @@ static const char *const s_types[] = {
 //  --- events and batches -------------------------------------------------------------
 
 typedef struct {
-    int refs;           //  holders; < 0: permanent (the ping and hello comments)
-    int64_t id;         //  event id; 0 for an ephemeral event
-    int64_t project_id; //  or S_NONE
-    int64_t task_id;    //  or S_NONE
-    int type;           //  index in s_types, -1 if unknown
-    const char *agent;  //  in this allocation, or NULL
-    const char *json;   //  the event JSON, in this allocation
-    size_t json_len;    //  its length
-    const char *sse;    //  the SSE text, in this allocation
-    size_t sse_len;     //  its length
+    int refs;              //  holders; < 0: permanent (the ping and hello comments)
+    int64_t id;            //  event id; 0 for an ephemeral event
+    int64_t project_id;    //  or S_NONE
+    int64_t task_id;       //  or S_NONE
+    int64_t task_owner;    //  the user who created its task, or S_NONE
+    int64_t project_owner; //  the user who created its project, or S_NONE
+    int type;              //  index in s_types, -1 if unknown
+    const char *agent;     //  in this allocation, or NULL
+    const char *json;      //  the event JSON, in this allocation
+    size_t json_len;       //  its length
+    const char *sse;       //  the SSE text, in this allocation
+    size_t sse_len;        //  its length
 } s_event_t;
 
 typedef struct {
@@ -118,7 +120,8 @@ s_type_index(const char *type, size_t len)
 //  "event: type\n", one "data: " line per line of the JSON, "\n".
 static s_event_t *
 s_event_new(int64_t id, const char *type, size_t type_len, int64_t project_id, int64_t task_id,
-            const char *agent, size_t agent_len, const char *json, size_t json_len)
+            const char *agent, size_t agent_len, const char *json, size_t json_len,
+            int64_t task_owner, int64_t project_owner)
 {
     size_t lines = 1;
     for (size_t i = 0; i < json_len; i++) {
@@ -136,6 +139,8 @@ s_event_new(int64_t id, const char *type, size_t type_len, int64_t project_id, i
     ev->id = id;
     ev->project_id = project_id;
     ev->task_id = task_id;
+    ev->task_owner = task_owner;
+    ev->project_owner = project_owner;
     ev->type = s_type_index(type, type_len);
     if (agent) {
         memcpy(at, agent, agent_len);
@@ -222,26 +227,30 @@ s_json_id(const json_t *value)
 }
 
 //  An EVENT array of the bus ([id, type, project_id, task_id, agent,
-//  json]) as an event, or NULL if it is malformed.
+//  json, task_owner, project_owner]) as an event, or NULL if it is
+//  malformed.
 static s_event_t *
 s_event_from_json(const json_t *item)
 {
-    if (!json_is_array(item) || json_array_size(item) != 6) {
+    if (!json_is_array(item) || json_array_size(item) != 8) {
         return NULL;
     }
     const json_t *id = json_array_get(item, 0), *type = json_array_get(item, 1),
-                 *agent = json_array_get(item, 4), *json = json_array_get(item, 5);
+                 *agent = json_array_get(item, 4), *json = json_array_get(item, 5),
+                 *task_owner = json_array_get(item, 6), *project_owner = json_array_get(item, 7);
     if ((!json_is_integer(id) && !json_is_null(id)) || !json_is_string(type) ||
         (!json_is_string(agent) && !json_is_null(agent)) || !json_is_string(json) ||
-        (json_is_integer(id) && json_integer_value(id) < 1)) {
+        (json_is_integer(id) && json_integer_value(id) < 1) ||
+        (!json_is_integer(task_owner) && !json_is_null(task_owner)) ||
+        (!json_is_integer(project_owner) && !json_is_null(project_owner))) {
         return NULL;
     }
-    return s_event_new(json_is_integer(id) ? (int64_t)json_integer_value(id) : 0,
-                       json_string_value(type), json_string_length(type),
-                       s_json_id(json_array_get(item, 2)), s_json_id(json_array_get(item, 3)),
-                       json_is_string(agent) ? json_string_value(agent) : NULL,
-                       json_is_string(agent) ? json_string_length(agent) : 0,
-                       json_string_value(json), json_string_length(json));
+    return s_event_new(
+        json_is_integer(id) ? (int64_t)json_integer_value(id) : 0, json_string_value(type),
+        json_string_length(type), s_json_id(json_array_get(item, 2)),
+        s_json_id(json_array_get(item, 3)), json_is_string(agent) ? json_string_value(agent) : NULL,
+        json_is_string(agent) ? json_string_length(agent) : 0, json_string_value(json),
+        json_string_length(json), s_json_id(task_owner), s_json_id(project_owner));
 }
 
 //  A live envelope's payload as a batch, or NULL if it is malformed.
@@ -287,6 +296,19 @@ static void
 s_filter_init(s_filter_t *f)
 {
     *f = (s_filter_t){.project_id = S_NONE, .task_id = S_NONE};
+}
+
+//  True if viewer (a user id; S_NONE: an admin, or nobody checked) may
+//  see ev: the rule of db/cd_q_events.h, which the bus's lists apply in
+//  SQL, applied here to live events.
+static bool
+s_visible(int64_t viewer, const s_event_t *ev)
+{
+    if (viewer == S_NONE || ev->task_owner == viewer || ev->project_owner == viewer) {
+        return true;
+    }
+    return ev->task_id == S_NONE && ev->project_id == S_NONE && ev->type >= 0 &&
+           strcmp(s_types[ev->type], "agent.status") == 0;
 }
 
 static bool
@@ -457,6 +479,7 @@ struct s_sub {
     h2o_linklist_t link;               //  in ev->subs
     s_kind_t kind;                     //  SSE or WebSocket
     s_filter_t filter;                 //  what it wants
+    int64_t viewer;                    //  whom it serves: a user id, or S_NONE (sees everything)
     bool registered;                   //  offered live batches (counted in n_watching)
     bool replaying;                    //  paging from the bus; live batches are held
     bool started;                      //  SSE: response started; WebSocket: acknowledged
@@ -567,12 +590,37 @@ s_unregister(s_sub_t *sub)
 
 //  --- subscriber life -------------------------------------------------------------------
 
+//  Whom a caller's events are for: S_NONE (everything) for an admin, or
+//  when nobody is checked (a server without keys); else its user id (0,
+//  which owns nothing, if it has none).
+static int64_t
+s_viewer(const cd_http_rctx_t *rctx)
+{
+    const cd_auth_identity_t *who = &rctx->identity;
+    if (!who->authenticated || who->admin) {
+        return S_NONE;
+    }
+    return who->user_id > 0 ? who->user_id : 0;
+}
+
+//  Packs the viewer as the bus's list takes it: one key, none for
+//  S_NONE.
+static void
+s_pack_viewer(cd_pack_t *pack, int64_t viewer)
+{
+    if (viewer != S_NONE) {
+        cd_pack_cstr(pack, "viewer");
+        cd_pack_int(pack, viewer);
+    }
+}
+
 static s_sub_t *
-s_sub_new(cd__events_t *ev, s_kind_t kind)
+s_sub_new(cd__events_t *ev, s_kind_t kind, const cd_http_rctx_t *rctx)
 {
     s_sub_t *sub = (s_sub_t *)s_alloc(sizeof *sub);
     sub->ev = ev;
     sub->kind = kind;
+    sub->viewer = s_viewer(rctx);
     s_filter_init(&sub->filter);
     h2o_linklist_insert(&ev->subs, &sub->link);
     ev->n_subs++;
@@ -816,7 +864,8 @@ s_apply(s_sub_t *sub, const s_batch_t *batch)
     }
     for (size_t i = 0; i < batch->n; i++) {
         s_event_t *e = batch->events[i];
-        if ((batch->ephemeral || e->id > sub->pos) && s_match(&sub->filter, e)) {
+        if ((batch->ephemeral || e->id > sub->pos) && s_visible(sub->viewer, e) &&
+            s_match(&sub->filter, e)) {
             s_enqueue(sub, e);
         }
     }
@@ -987,8 +1036,9 @@ s_request_page(s_sub_t *sub)
     cd_http_t *http = ev->http;
     cd_pack_t *pack = ev->pack;
     cd_pack_reset(pack);
-    cd_pack_map(pack, s_filter_keys(&sub->filter) + 3);
+    cd_pack_map(pack, s_filter_keys(&sub->filter) + (sub->viewer != S_NONE) + 3);
     s_pack_filter(pack, &sub->filter);
+    s_pack_viewer(pack, sub->viewer);
     cd_pack_cstr(pack, "after");
     cd_pack_int(pack, sub->pos);
     cd_pack_cstr(pack, "limit");
@@ -1064,7 +1114,7 @@ s_on_page(cd_http_rctx_t *rctx, const cd_envelope_t *reply, int rc, void *arg)
     {
         s_event_t *e = s_event_from_json(item);
         if (e && e->id > sub->pos) {
-            if (s_match(&sub->filter, e)) {
+            if (s_visible(sub->viewer, e) && s_match(&sub->filter, e)) {
                 s_enqueue(sub, e);
             }
             sub->pos = e->id;
@@ -1500,8 +1550,10 @@ s_list(cd_http_rctx_t *rctx, const s_query_t *q)
     }
     cd_pack_t *pack = http->events->pack;
     cd_pack_reset(pack);
-    cd_pack_map(pack, s_filter_keys(&q->filter) + 2);
+    int64_t viewer = s_viewer(rctx);
+    cd_pack_map(pack, s_filter_keys(&q->filter) + (viewer != S_NONE) + 2);
     s_pack_filter(pack, &q->filter);
+    s_pack_viewer(pack, viewer);
     cd_pack_cstr(pack, "after");
     cd_pack_int(pack, q->after);
     cd_pack_cstr(pack, "limit");
@@ -1565,7 +1617,7 @@ cd_events_get(cd_http_rctx_t *rctx)
     if (s_refuse(rctx)) {
         return 0;
     }
-    s_sub_t *sub = s_sub_new(rctx->http->events, S_SSE);
+    s_sub_t *sub = s_sub_new(rctx->http->events, S_SSE, rctx);
     sub->rctx = rctx;
     sub->req = rctx->req;
     sub->retry.cb = s_on_retry;
@@ -1739,7 +1791,12 @@ cd_events_ws(cd_http_rctx_t *rctx)
     if (s_refuse(rctx)) {
         return 0;
     }
-    s_sub_t *sub = s_sub_new(rctx->http->events, S_WS);
+    if (rctx->ws_protocol) {
+        //  The credentials came as a subprotocol: it is the one chosen
+        //  (a browser fails a handshake that chooses none of its offer).
+        cd__http_add_header(rctx, "sec-websocket-protocol", rctx->ws_protocol);
+    }
+    s_sub_t *sub = s_sub_new(rctx->http->events, S_WS, rctx);
     sub->retry.cb = s_on_retry;
     sub->ws = h2o_upgrade_to_websocket(req, key, sub, s_on_ws);
     wslay_event_config_set_max_recv_msg_length(sub->ws->ws_ctx, S_WS_MAX_MESSAGE);

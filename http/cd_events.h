@@ -13,6 +13,16 @@
     the HTTP port, which the bus sends while this layer watches (op=watch,
     renewed every second while anyone subscribes).
 
+    Who sees what: an admin every event; a `user` only the events of its
+    own tasks and projects (it created the event's task or its project;
+    HITL and artifact events go with their task and project) and the
+    agent.status events that name no task or project (db/cd_q_events.h
+    has the rule). Lists and replays ask the bus for that user's events
+    only (op=list's viewer); live events carry their owners, and each
+    subscriber is offered only those its caller may see. Another user's
+    event is never an error, only absent: a filter on another user's
+    task_id matches nothing.
+
     JSON list: query after (or its alias cursor) = an event id, limit 1..1000
     (default 50); 200 {"items": [event...], "next_cursor": "<id>"|null},
     ascending by id. Anything malformed, an unknown parameter, or both
@@ -41,7 +51,12 @@
     Another subscribe replaces the subscription. A malformed message is
     answered {"error": {"code", "message", "details": {"field"}}} and
     changes nothing; binary frames too. Only over HTTP/1.1 (h2o 2.2 has no
-    RFC 8441); elsewhere 426.
+    RFC 8441); elsewhere 426. A browser, which cannot set Authorization
+    on a WebSocket, passes its access token (or API key) as the
+    subprotocol `bearer.<token>` (new WebSocket(url, ["bearer." +
+    token])), echoed back as the chosen one, or as ?access_token=
+    (cd_auth.h); without valid credentials the answer is 401, before
+    any upgrade.
 
     Gap-free replay: a subscriber registers for live events first, then
     asks the bus for pages after its position. Live envelopes say which

@@ -76,7 +76,11 @@ s_operation(const cd_route_t *route, json_t *schemas)
     } else {
         json_decref(params);
     }
-    if (cd_route_needs_auth(route)) {
+    if (cd_route_needs_auth(route) && (route->flags & CD_ROUTE_WS_AUTH)) {
+        json_object_set_new(op, "security",
+                            json_pack("[{s:[]}, {s:[]}, {s:[]}, {s:[]}]", "bearerAuth", "apiKey",
+                                      "webSocketProtocol", "accessToken"));
+    } else if (cd_route_needs_auth(route)) {
         json_object_set_new(op, "security", json_pack("[{s:[]}, {s:[]}]", "bearerAuth", "apiKey"));
     } else {
         json_object_set_new(op, "security", json_array());
@@ -86,6 +90,12 @@ s_operation(const cd_route_t *route, json_t *schemas)
     }
     if (route->flags & CD_ROUTE_IDEMPOTENT) {
         json_object_set_new(op, "x-cadre-idempotent", json_true());
+    }
+    if (route->flags & CD_ROUTE_NO_IDEM) {
+        json_object_set_new(op, "x-cadre-idempotency-key",
+                            json_string("ignored: the body or the answer carries a secret "
+                                        "(nothing of it is stored), or the operation acts on "
+                                        "the receiving node only; a repeat runs again"));
     }
     if (route->body) {
         if (!json_object_get(schemas, route->body->name)) {
@@ -144,16 +154,24 @@ cd_openapi_document(const cd_router_t *router, const char *version)
         s_lower(route->method, method, sizeof method);
         json_object_set_new(item, method, s_operation(route, schemas));
     }
-    return json_pack(
-        "{s:s, s:{s:s, s:s, s:s}, s:o, s:{s:o, s:{s:{s:s, s:{s:{s:{s:s}}}}}, s:{s:{s:s, s:s, "
-        "s:s}, s:{s:s, s:s, s:s}}}}",
-        "openapi", "3.0.3", "info", "title", "cadre", "version", version, "description",
-        "The cadre multi-agent orchestration engine's HTTP API (see API.md).", "paths", paths,
-        "components", "schemas", schemas, "responses", "Error", "description",
-        "An error: {\"error\": {\"code\", \"message\", \"details\"}}", "content",
-        "application/json", "schema", "$ref", "#/components/schemas/Error", "securitySchemes",
+    //  The last two schemes serve only WebSocket upgrades (CD_ROUTE_WS_AUTH).
+    json_t *schemes = json_pack(
+        "{s:{s:s, s:s, s:s}, s:{s:s, s:s, s:s}, s:{s:s, s:s, s:s, s:s}, s:{s:s, s:s, s:s, s:s}}",
         "bearerAuth", "type", "http", "scheme", "bearer", "bearerFormat", "JWT", "apiKey", "type",
-        "apiKey", "in", "header", "name", "X-API-Key");
+        "apiKey", "in", "header", "name", "X-API-Key", "webSocketProtocol", "type", "apiKey", "in",
+        "header", "name", "Sec-WebSocket-Protocol", "description",
+        "WebSocket upgrades only: an entry bearer.<access token or API key>; the server echoes "
+        "it as the chosen subprotocol",
+        "accessToken", "type", "apiKey", "in", "query", "name", "access_token", "description",
+        "WebSocket upgrades only: an access token or API key, for browsers");
+    return json_pack("{s:s, s:{s:s, s:s, s:s}, s:o, s:{s:o, s:{s:{s:s, s:{s:{s:{s:s}}}}}, s:o}}",
+                     "openapi", "3.0.3", "info", "title", "cadre", "version", version,
+                     "description",
+                     "The cadre multi-agent orchestration engine's HTTP API (see API.md).", "paths",
+                     paths, "components", "schemas", schemas, "responses", "Error", "description",
+                     "An error: {\"error\": {\"code\", \"message\", \"details\"}}", "content",
+                     "application/json", "schema", "$ref", "#/components/schemas/Error",
+                     "securitySchemes", schemes);
 }
 
 json_t *

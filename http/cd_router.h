@@ -34,7 +34,11 @@ enum {
     CD_ROUTE_ADMIN = 1u << 1,      //  admin only (implies CD_ROUTE_AUTH)
     CD_ROUTE_IDEMPOTENT = 1u << 2, //  safe to retry (Idempotency-Key honoured on POST)
     CD_ROUTE_LONG_POLL = 1u << 3,  //  the actor may take CD_ROUTE_LONG_POLL_MS more to answer
-    CD_ROUTE_MERGED = 1u << 4,     //  always served by api/0, where concurrent calls merge
+    CD_ROUTE_WS_AUTH = 1u << 4,    //  credentials may also come as a browser's WebSocket can
+                                   //  send them (cd_auth.h)
+    CD_ROUTE_NO_IDEM = 1u << 5,    //  Idempotency-Key ignored (cd_api_idem_ignored decides;
+                                   //  this documents it, and a test keeps the two agreed)
+    CD_ROUTE_MERGED = 1u << 6,     //  always served by api/0, where concurrent calls merge
 };
 
 #define CD_ROUTE_LONG_POLL_MS 35000 //  a long poll's wait (30 s at most) and a margin

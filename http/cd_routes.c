@@ -63,15 +63,21 @@ const cd_route_t cd_http_routes[] = {
      "\": ping\" when idle), replaying after Last-Event-ID or ?after= first, with no gap and no "
      "duplicate, then live; otherwise the persisted events as a list, ascending by id (?after= "
      "or ?cursor=, ?limit= 1..1000, default 50). Filters project_id, task_id, agent, types "
-     "(comma list)",
+     "(comma list). A user sees only the events of its own tasks and projects (HITL and "
+     "artifact events with them) and agent.status; another user's are absent, never an error",
      NULL, 200, NULL,
      S_OBJECT("\"items\":{\"type\":\"array\",\"items\":" S_EVENT "},"
               "\"next_cursor\":{\"type\":\"string\",\"nullable\":true}"),
      NULL},
-    {"GET", "/ws", cd_events_ws, CD_ROUTE_AUTH,
+    {"GET", "/ws", cd_events_ws, CD_ROUTE_AUTH | CD_ROUTE_WS_AUTH,
      "Events over a WebSocket (HTTP/1.1 Upgrade): send {\"subscribe\": {project_id?, task_id?, "
      "agent?, types?}, \"after\": id?}; receive {\"subscribed\": true}, then one event JSON "
-     "per text message (replayed after `after` first); bad messages get {\"error\": ...}",
+     "per text message (replayed after `after` first); bad messages get {\"error\": ...}. "
+     "Credentials as on every route, or, from a browser (which cannot set headers on a "
+     "WebSocket), an access token or API key as the subprotocol bearer.<token> "
+     "(Sec-WebSocket-Protocol; echoed back as the chosen one) or as ?access_token=<token>; "
+     "401 before the upgrade without valid ones. A user receives only its own tasks' and "
+     "projects' events and agent.status",
      NULL, 101, NULL,
      "{\"type\":\"string\",\"description\":\"101 Switching Protocols; then WebSocket text "
      "messages, each an event (or {subscribed} / {error})\"}",

@@ -104,14 +104,14 @@ static const cd_json_field_t s_ban_create_fields[] = {
 static const cd_json_schema_t s_ban_create = {"BanCreate", s_ban_create_fields, 3};
 
 const cd_route_t cd_routes_auth[] = {
-    {"POST", "/api/v1/auth/login", cd_http_route_api, 0,
+    {"POST", "/api/v1/auth/login", cd_http_route_api, CD_ROUTE_NO_IDEM,
      "Sign in: an access token (JWT, 15 min) and a refresh token (30 days, rotated on use). 401 "
      "unauthenticated with the same body for an unknown user and a wrong password; 401 "
      "mfa_required without totp once MFA is on (a code is accepted once); 429 rate_limited with "
      "Retry-After after 5 failures in 15 min for the user or from the address, even with the "
      "right password. Every attempt is recorded",
      &s_login, 200, NULL, S_TOKENS, "auth.login"},
-    {"POST", "/api/v1/auth/refresh", cd_http_route_api, 0,
+    {"POST", "/api/v1/auth/refresh", cd_http_route_api, CD_ROUTE_NO_IDEM,
      "A new pair for a refresh token, which dies; presenting a dead one (used, revoked, expired) "
      "revokes its whole login, access tokens included: 401",
      &s_refresh, 200, NULL, S_TOKENS, "auth.refresh"},
@@ -121,22 +121,22 @@ const cd_route_t cd_routes_auth[] = {
      NULL, 204, NULL, NULL, "auth.logout"},
     {"GET", "/api/v1/auth/me", cd_http_route_api, CD_ROUTE_AUTH, "The current user", NULL, 200,
      NULL, S_USER, "auth.me"},
-    {"POST", "/api/v1/auth/password", cd_http_route_api, CD_ROUTE_AUTH,
+    {"POST", "/api/v1/auth/password", cd_http_route_api, CD_ROUTE_AUTH | CD_ROUTE_NO_IDEM,
      "Changes the password: 403 if current_password is wrong, 400 weak_password under 12 "
      "characters, 400 password_reused if it is the current or one of the last 5. Other logins "
      "of the user end; this one goes on",
      &s_password, 204, NULL, NULL, "auth.password"},
-    {"POST", "/api/v1/auth/mfa/setup", cd_http_route_api, CD_ROUTE_AUTH,
+    {"POST", "/api/v1/auth/mfa/setup", cd_http_route_api, CD_ROUTE_AUTH | CD_ROUTE_NO_IDEM,
      "A new TOTP secret (base32; SHA-1, 6 digits, 30 s) and its otpauth:// URI; MFA is on only "
      "after /mfa/verify. 409 while MFA is on",
      NULL, 200, NULL, S_OBJ("\"secret\":" S_STR ",\"otpauth_uri\":" S_STR), "auth.mfa_setup"},
-    {"POST", "/api/v1/auth/mfa/verify", cd_http_route_api, CD_ROUTE_AUTH,
+    {"POST", "/api/v1/auth/mfa/verify", cd_http_route_api, CD_ROUTE_AUTH | CD_ROUTE_NO_IDEM,
      "Turns MFA on with a current code of the secret from /mfa/setup (400 naming code when it "
      "does not match or was used)",
      &s_mfa_verify, 204, NULL, NULL, "auth.mfa_verify"},
     {"GET", "/api/v1/users", cd_http_route_api, CD_ROUTE_ADMIN, "List users", NULL, 200, NULL,
      S_LIST(S_USER), "users.list"},
-    {"POST", "/api/v1/users", cd_http_route_api, CD_ROUTE_ADMIN,
+    {"POST", "/api/v1/users", cd_http_route_api, CD_ROUTE_ADMIN | CD_ROUTE_NO_IDEM,
      "Create a user (400 weak_password under 12 characters, 409 for a taken name)", &s_user_create,
      201, NULL, S_USER, "users.create"},
     {"GET", "/api/v1/users/{id}", cd_http_route_api, CD_ROUTE_ADMIN, "Get a user", NULL, 200, NULL,
@@ -152,7 +152,7 @@ const cd_route_t cd_routes_auth[] = {
     {"GET", "/api/v1/api-keys", cd_http_route_api, CD_ROUTE_AUTH,
      "List API keys (a user: its own; an admin: everyone's), without the keys", NULL, 200, NULL,
      S_LIST(S_KEY), "api_keys.list"},
-    {"POST", "/api/v1/api-keys", cd_http_route_api, CD_ROUTE_AUTH,
+    {"POST", "/api/v1/api-keys", cd_http_route_api, CD_ROUTE_AUTH | CD_ROUTE_NO_IDEM,
      "Create an API key for the caller: `key` (use as X-API-Key) is shown only here", &s_key_create,
      201, NULL, S_KEY_NEW, "api_keys.create"},
     {"DELETE", "/api/v1/api-keys/{id}", cd_http_route_api, CD_ROUTE_AUTH,

@@ -89,7 +89,9 @@ const cd_route_t cd_routes_projects[] = {
      NULL, 200, NULL, S_ARTIFACT, "artifacts.get"},
     {"GET", "/api/v1/artifacts/{id}/content", cd_http_route_api, CD_ROUTE_AUTH,
      "An artifact's content: the raw bytes with its content type (413 if larger than one answer "
-     "can carry, about 16 MiB)",
+     "can carry, about 16 MiB), with X-Content-Type-Options: nosniff and, unless the type is JSON "
+     "(application/json or +json), Content-Disposition: attachment under the artifact's name "
+     "(an ASCII fallback with every other byte as _, and the name itself in filename*)",
      NULL, 200, "application/octet-stream", "{\"type\":\"string\",\"format\":\"binary\"}",
      "artifacts.content"},
 };

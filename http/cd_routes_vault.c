@@ -59,23 +59,23 @@ const cd_route_t cd_routes_vault[] = {
      "The vault: initialized (a master password was set) and locked (this node holds no key: "
      "after every start until unlocked)",
      NULL, 200, NULL, S_STATUS, "vault.status"},
-    {"POST", "/api/v1/system/init", cd_http_route_api, CD_ROUTE_ADMIN,
+    {"POST", "/api/v1/system/init", cd_http_route_api, CD_ROUTE_ADMIN | CD_ROUTE_NO_IDEM,
      "Initialise the vault: a data key wrapped under a key derived from master_password "
      "(argon2id, MODERATE limits); only the wrapped key, salt and parameters are stored. The "
      "vault is unlocked afterwards. 400 weak_password under 12 characters; 409 if initialised",
      &s_password, 204, NULL, NULL, "vault.init"},
-    {"POST", "/api/v1/system/unlock", cd_http_route_api, CD_ROUTE_ADMIN,
+    {"POST", "/api/v1/system/unlock", cd_http_route_api, CD_ROUTE_ADMIN | CD_ROUTE_NO_IDEM,
      "Unlock the vault on this node. 401 unauthenticated on a wrong master password (the vault "
      "stays as it was); after 5 wrong ones within 15 minutes 429 rate_limited with Retry-After, "
      "even for the right one; 409 if not initialised. Idempotency-Key is not honoured",
      &s_password, 204, NULL, NULL, "vault.unlock"},
-    {"POST", "/api/v1/system/lock", cd_http_route_api, CD_ROUTE_ADMIN,
+    {"POST", "/api/v1/system/lock", cd_http_route_api, CD_ROUTE_ADMIN | CD_ROUTE_NO_IDEM,
      "Lock the vault on this node: its key is wiped from memory", NULL, 204, NULL, NULL,
      "vault.lock"},
     {"GET", "/api/v1/connections", cd_http_route_api, CD_ROUTE_AUTH,
      "Connections, newest first; secret values read \"********\"", NULL, 200, NULL,
      S_LIST(S_CONNECTION), "connections.list"},
-    {"POST", "/api/v1/connections", cd_http_route_api, CD_ROUTE_AUTH,
+    {"POST", "/api/v1/connections", cd_http_route_api, CD_ROUTE_AUTH | CD_ROUTE_NO_IDEM,
      "Create a connection. " S_SECRETS "; 409 for a taken name", &s_create, 201, NULL, S_CONNECTION,
      "connections.create"},
     {"GET", "/api/v1/connections/{id}", cd_http_route_api, CD_ROUTE_AUTH,

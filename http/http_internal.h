@@ -99,6 +99,8 @@ struct cd_http_rctx {
     int64_t start_us;            //  monotonic arrival time
     json_t *body;                //  parsed body when the route has a schema (pool-released)
     cd_auth_identity_t identity; //  who is calling
+    const char *ws_protocol;     //  the Sec-WebSocket-Protocol entry that carried the
+                                 //  credentials (pool), echoed in the 101; or NULL
     bool answered;               //  a response was started
 };
 

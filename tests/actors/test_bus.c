@@ -149,7 +149,7 @@ s_collect(cd_port_t *http, s_seen_t *seen, int want, int timeout_ms)
         json_t *e;
         json_array_foreach(events, i, e)
         {
-            assert_int_equal(json_array_size(e), 6);
+            assert_int_equal(json_array_size(e), 8);
             int64_t id = json_integer_value(json_array_get(e, 0));
             assert_true(id > json_integer_value(prev) && id <= seen->last);
             if (seen->n > 0) {
@@ -275,6 +275,8 @@ test_bus_ephemeral_events_go_live_without_a_row(void **state)
         json_t *e = json_array_get(seen->ephemeral, i);
         assert_true(json_is_null(json_array_get(e, 0)));
         assert_string_equal(json_string_value(json_array_get(e, 1)), "task.token");
+        //  No such task or project: no owners (admins only).
+        assert_true(json_is_null(json_array_get(e, 6)) && json_is_null(json_array_get(e, 7)));
         json_t *doc = json_loads(json_string_value(json_array_get(e, 5)), 0, NULL);
         assert_true(json_is_null(json_object_get(doc, "id")));
         assert_int_equal(json_integer_value(json_object_get(doc, "task_id")), 2);
@@ -291,6 +293,117 @@ test_bus_ephemeral_events_go_live_without_a_row(void **state)
     //  ack=none: no answer at all.
     tb_msg_t msg;
     assert_false(tb_recv(fx->test, 200, &msg));
+    s_seen_fini(seen);
+    free(seen);
+}
+
+static void
+test_bus_events_carry_their_owners_and_lists_take_a_viewer(void **state)
+{
+    fx_t *fx = *state;
+    s_fx_start(fx);
+    cd_db_t *db = fx->db->db;
+    int64_t ann = s_user(db, "ann"), bob = s_user(db, "bob");
+    int64_t ann_task = s_raw_task(db, "{\"agent\":\"a\"}", CD_Q_NULL, ann);
+    char sql[160];
+    snprintf(sql, sizeof sql,
+             "INSERT INTO projects (name, created_by) VALUES ('b', %lld) RETURNING id",
+             (long long)bob);
+    int64_t bob_project = s_count(db, sql);
+    s_watch(fx, true);
+
+    //  Persisted: the owners come with each event, live and in lists.
+    assert_int_equal(tb_emit(fx->test, "task.started", -1, ann_task, "a", NULL, true, false, NULL),
+                     0);
+    assert_int_equal(
+        tb_emit(fx->test, "artifact.created", bob_project, -1, NULL, NULL, true, false, NULL), 0);
+    assert_int_equal(tb_emit(fx->test, "agent.status", -1, -1, "a", NULL, true, false, NULL), 0);
+    s_seen_t *seen = calloc(1, sizeof *seen);
+    s_seen_init(seen);
+    json_t *live = json_array();
+    int64_t deadline = zclock_mono() + 5000;
+    while (json_array_size(live) < 3 && zclock_mono() < deadline) {
+        tb_msg_t msg;
+        if (!tb_recv(fx->http, 50, &msg)) {
+            continue;
+        }
+        json_array_extend(live, json_object_get(msg.payload, "events"));
+        json_decref(msg.payload);
+    }
+    assert_int_equal(json_array_size(live), 3);
+    assert_int_equal(json_integer_value(json_array_get(json_array_get(live, 0), 6)), ann);
+    assert_true(json_is_null(json_array_get(json_array_get(live, 0), 7)));
+    assert_true(json_is_null(json_array_get(json_array_get(live, 1), 6)));
+    assert_int_equal(json_integer_value(json_array_get(json_array_get(live, 1), 7)), bob);
+    assert_true(json_is_null(json_array_get(json_array_get(live, 2), 6)));
+    assert_true(json_is_null(json_array_get(json_array_get(live, 2), 7)));
+    json_decref(live);
+
+    //  A list for a viewer: its own events and agent.status only.
+    struct {
+        const char *req;
+        int n;
+        const char *first_type;
+    } lists[] = {
+        {"{}", 3, "task.started"},
+        {"{\"viewer\": null}", 3, "task.started"},
+        {NULL, 2, "task.started"},     //  ann
+        {NULL, 2, "artifact.created"}, //  bob
+        {NULL, 0, NULL},               //  bob asks for ann's task
+    };
+    char req[96];
+    for (size_t i = 0; i < sizeof lists / sizeof lists[0]; i++) {
+        const char *r = lists[i].req;
+        if (!r) {
+            if (i == 2) {
+                snprintf(req, sizeof req, "{\"viewer\": %lld}", (long long)ann);
+            } else if (i == 3) {
+                snprintf(req, sizeof req, "{\"viewer\": %lld}", (long long)bob);
+            } else {
+                snprintf(req, sizeof req, "{\"viewer\": %lld, \"task_id\": %lld}", (long long)bob,
+                         (long long)ann_task);
+            }
+            r = req;
+        }
+        uint8_t id[16];
+        tb_msg_t msg;
+        tb_request(fx->test, "list", r, id);
+        tb_await(fx->test, id, 5000, &msg);
+        assert_int_equal(msg.kind, CD_KIND_RESULT);
+        json_t *events = json_object_get(msg.payload, "events");
+        if ((int)json_array_size(events) != lists[i].n) {
+            fail_msg("list %s: %zu events", r, json_array_size(events));
+        }
+        if (lists[i].first_type) {
+            assert_string_equal(json_string_value(json_array_get(json_array_get(events, 0), 1)),
+                                lists[i].first_type);
+        }
+        json_decref(msg.payload);
+    }
+    uint8_t id[16];
+    tb_msg_t msg;
+    tb_request(fx->test, "list", "{\"viewer\": \"ann\"}", id);
+    tb_await(fx->test, id, 5000, &msg);
+    assert_int_equal(msg.kind, CD_KIND_ERROR);
+    assert_string_equal(json_string_value(json_object_get(msg.payload, "code")), "bad_request");
+    json_decref(msg.payload);
+
+    //  Ephemeral: the owners are looked up for it.
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(tb_emit(fx->test, "task.token", bob_project, ann_task, "a",
+                                 "{\"token\": \"x\"}", false, false, NULL),
+                         0);
+    }
+    deadline = zclock_mono() + 5000;
+    while (json_array_size(seen->ephemeral) < 3 && zclock_mono() < deadline) {
+        s_collect(fx->http, seen, 1, 50);
+    }
+    assert_int_equal(json_array_size(seen->ephemeral), 3);
+    for (size_t i = 0; i < 3; i++) {
+        json_t *e = json_array_get(seen->ephemeral, i);
+        assert_int_equal(json_integer_value(json_array_get(e, 6)), ann);
+        assert_int_equal(json_integer_value(json_array_get(e, 7)), bob);
+    }
     s_seen_fini(seen);
     free(seen);
 }
@@ -591,6 +704,8 @@ main(void)
             s_fx_teardown),
         cmocka_unit_test_setup_teardown(test_bus_ephemeral_events_go_live_without_a_row, s_fx_setup,
                                         s_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_bus_events_carry_their_owners_and_lists_take_a_viewer,
+                                        s_fx_setup, s_fx_teardown),
         cmocka_unit_test_setup_teardown(test_bus_refuses_malformed_emits, s_fx_setup,
                                         s_fx_teardown),
         cmocka_unit_test_setup_teardown(

@@ -2,6 +2,7 @@
 /*  test_q_events: the event stream queries (cd_q_events) against a real
     PostgreSQL, including ids that increase in commit order. */
 #include "cd_q_events.h"
+#include "cd_q_tasks.h"
 
 #include <pthread.h>
 #include <setjmp.h>
@@ -140,7 +141,7 @@ test_q_events_rows_carry_the_filter_fields(void **state)
     cd_q_event_filter_t f = CD_Q_EVENT_FILTER_ALL;
     s_ok(fx->db, cd_q_events_rows(fx->db, &f, &rows));
     assert_int_equal(cd_db_rows_count(rows), 3);
-    assert_int_equal(cd_db_rows_ncols(rows), 6);
+    assert_int_equal(cd_db_rows_ncols(rows), 8);
     int64_t id = 0;
     assert_int_equal(cd_db_rows_int64(rows, 0, CD_Q_EVENT_COL_ID, &id), 0);
     assert_int_equal(id, e1);
@@ -202,6 +203,127 @@ test_q_events_rows_carry_the_filter_fields(void **state)
     f.after = "12x";
     s_sqlstate(fx->db, cd_q_events_rows(fx->db, &f, &rows), "22P02");
     assert_null(rows);
+}
+
+//  The ids a viewer's list gives (every page of at most limit), in order.
+static int
+s_viewer_ids(cd_db_t *db, int64_t viewer, int64_t task, int64_t *ids, int max)
+{
+    cd_q_event_filter_t f = CD_Q_EVENT_FILTER_ALL;
+    f.viewer = viewer;
+    f.task_id = task;
+    f.limit = 2;
+    char *cursor = NULL;
+    int n = 0;
+    do {
+        cd_q_page_t page = {0};
+        f.after = cursor;
+        s_ok(db, cd_q_events_list(db, &f, &page));
+        n += s_page_ids(&page, ids + n, max - n);
+        free(cursor);
+        cursor = page.next_cursor;
+        page.next_cursor = NULL;
+        cd_q_page_fini(&page);
+    } while (cursor);
+    //  The row set agrees with the list, owners included.
+    f.after = NULL;
+    f.limit = 0;
+    cd_db_rows_t *rows = NULL;
+    s_ok(db, cd_q_events_rows(db, &f, &rows));
+    assert_int_equal(cd_db_rows_count(rows), n);
+    for (int i = 0; i < n; i++) {
+        int64_t id = 0, owner = 0, powner = 0;
+        assert_int_equal(cd_db_rows_int64(rows, i, CD_Q_EVENT_COL_ID, &id), 0);
+        assert_int_equal(id, ids[i]);
+        if (viewer != CD_Q_NULL &&
+            cd_db_rows_int64(rows, i, CD_Q_EVENT_COL_TASK_OWNER, &owner) != 0) {
+            owner = CD_Q_NULL;
+        }
+        if (viewer != CD_Q_NULL &&
+            cd_db_rows_int64(rows, i, CD_Q_EVENT_COL_PROJECT_OWNER, &powner) != 0) {
+            powner = CD_Q_NULL;
+        }
+        if (viewer != CD_Q_NULL && owner != viewer && powner != viewer) {
+            //  Shared: an agent.status naming no task and no project.
+            assert_string_equal(cd_db_rows_get(rows, i, CD_Q_EVENT_COL_TYPE), "agent.status");
+            assert_true(cd_db_rows_isnull(rows, i, CD_Q_EVENT_COL_TASK));
+            assert_true(cd_db_rows_isnull(rows, i, CD_Q_EVENT_COL_PROJECT));
+        }
+    }
+    cd_db_rows_destroy(&rows);
+    return n;
+}
+
+static void
+test_q_events_owners_decide_what_a_user_sees(void **state)
+{
+    fixture_t *fx = *state;
+    int64_t ann = s_user(fx->db, "ann"), bob = s_user(fx->db, "bob");
+    int64_t ann_project = 0, bob_project = 0;
+    const char *pa[] = {cd__q_i64((char[24]){0}, ann)};
+    s_ok(fx->db, cd_db_query_int64(fx->db,
+                                   "INSERT INTO projects (name, created_by) VALUES ('a', $1)"
+                                   " RETURNING id",
+                                   1, pa, &ann_project));
+    const char *pb[] = {cd__q_i64((char[24]){0}, bob)};
+    s_ok(fx->db, cd_db_query_int64(fx->db,
+                                   "INSERT INTO projects (name, created_by) VALUES ('b', $1)"
+                                   " RETURNING id",
+                                   1, pb, &bob_project));
+    int64_t ann_task = s_raw_task(fx->db, "{\"agent\":\"a\"}", CD_Q_NULL, ann);
+    int64_t bob_task = s_raw_task(fx->db, "{\"agent\":\"a\"}", CD_Q_NULL, bob);
+    //  An admin's (no owner) task in ann's project: ann owns its events
+    //  through the project.
+    int64_t in_ann_project = s_raw_task(fx->db, "{\"agent\":\"a\"}", ann_project, CD_Q_NULL);
+    int64_t gone_task = s_raw_task(fx->db, "{\"agent\":\"a\"}", CD_Q_NULL, bob);
+
+    int64_t e_ann = s_event(fx->db, "task.created", CD_Q_NULL, ann_task, NULL);
+    int64_t e_bob = s_event(fx->db, "task.created", CD_Q_NULL, bob_task, NULL);
+    int64_t e_agent = s_event(fx->db, "agent.status", CD_Q_NULL, CD_Q_NULL, "coder");
+    int64_t e_fired = s_event(fx->db, "schedule.fired", CD_Q_NULL, CD_Q_NULL, NULL);
+    int64_t e_proj = s_event(fx->db, "task.started", ann_project, in_ann_project, "coder");
+    int64_t e_art = s_event(fx->db, "artifact.created", bob_project, CD_Q_NULL, NULL);
+    int64_t e_gone = s_event(fx->db, "task.completed", CD_Q_NULL, gone_task, NULL);
+    int64_t e_none = s_event(fx->db, "task.failed", CD_Q_NULL, 999999, NULL);
+    int64_t e_agent_task = s_event(fx->db, "agent.status", CD_Q_NULL, ann_task, "coder");
+    //  An archived task's events stay its owner's.
+    char *archived = NULL;
+    s_ok(fx->db, cd_q_tasks_archive(fx->db, gone_task, CD_Q_NULL, &archived));
+    free(archived);
+
+    int64_t ids[32];
+    int n = s_viewer_ids(fx->db, CD_Q_NULL, CD_Q_NULL, ids, 32);
+    assert_int_equal(n, 9);
+    n = s_viewer_ids(fx->db, ann, CD_Q_NULL, ids, 32);
+    int64_t want_ann[] = {e_ann, e_agent, e_proj, e_agent_task};
+    assert_int_equal(n, 4);
+    for (int i = 0; i < n; i++) {
+        assert_int_equal(ids[i], want_ann[i]);
+    }
+    n = s_viewer_ids(fx->db, bob, CD_Q_NULL, ids, 32);
+    int64_t want_bob[] = {e_bob, e_agent, e_art, e_gone};
+    assert_int_equal(n, 4);
+    for (int i = 0; i < n; i++) {
+        assert_int_equal(ids[i], want_bob[i]);
+    }
+    //  Another's task by id: nothing, not an error.
+    assert_int_equal(s_viewer_ids(fx->db, bob, ann_task, ids, 32), 0);
+    assert_int_equal(s_viewer_ids(fx->db, ann, ann_task, ids, 32), 2);
+    (void)e_fired;
+    (void)e_none;
+
+    //  Owners of events not in the table.
+    int64_t to = 0, po = 0;
+    s_ok(fx->db, cd_q_events_owners(fx->db, ann_task, bob_project, &to, &po));
+    assert_int_equal(to, ann);
+    assert_int_equal(po, bob);
+    s_ok(fx->db, cd_q_events_owners(fx->db, gone_task, CD_Q_NULL, &to, &po));
+    assert_int_equal(to, bob);
+    assert_true(po == CD_Q_NULL);
+    s_ok(fx->db, cd_q_events_owners(fx->db, CD_Q_NULL, CD_Q_NULL, &to, &po));
+    assert_true(to == CD_Q_NULL && po == CD_Q_NULL);
+    s_ok(fx->db, cd_q_events_owners(fx->db, in_ann_project, 424242, &to, &po));
+    assert_true(to == CD_Q_NULL && po == CD_Q_NULL);
 }
 
 typedef struct {
@@ -278,6 +400,8 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_q_events_insert_list, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_q_events_rows_carry_the_filter_fields, s_setup,
+                                        s_teardown),
+        cmocka_unit_test_setup_teardown(test_q_events_owners_decide_what_a_user_sees, s_setup,
                                         s_teardown),
         cmocka_unit_test_setup_teardown(test_q_events_ids_in_commit_order, s_setup, s_teardown),
     };

@@ -890,6 +890,102 @@ test_api_auth_password_change_and_history(void **state)
     free(token);
 }
 
+//  --- Idempotency-Key and secrets ----------------------------------------------------------
+
+//  How many idempotency records hold one of the plain hashes of body
+//  (BLAKE2b-256 and SHA-256 of the body alone, and BLAKE2b-256 of op, a
+//  NUL and the body, as the api actor hashes a request).
+static int64_t
+s_plain_hashes_stored(const tn_node_t *node, const char *op, const char *body)
+{
+    uint8_t b2[32], sha[32], req[32];
+    crypto_generichash(b2, sizeof b2, (const uint8_t *)body, strlen(body), NULL, 0);
+    crypto_hash_sha256(sha, (const uint8_t *)body, strlen(body));
+    crypto_generichash_state st;
+    crypto_generichash_init(&st, NULL, 0, sizeof req);
+    crypto_generichash_update(&st, (const uint8_t *)op, strlen(op) + 1);
+    crypto_generichash_update(&st, (const uint8_t *)body, strlen(body));
+    crypto_generichash_final(&st, req, sizeof req);
+    char h1[65], h2[65], h3[65];
+    sodium_bin2hex(h1, sizeof h1, b2, sizeof b2);
+    sodium_bin2hex(h2, sizeof h2, sha, sizeof sha);
+    sodium_bin2hex(h3, sizeof h3, req, sizeof req);
+    return s_sql_int(node,
+                     "SELECT count(*) FROM idempotency_keys WHERE request_hash IN"
+                     " ('\\x%s'::bytea, '\\x%s'::bytea, '\\x%s'::bytea)",
+                     h1, h2, h3);
+}
+
+//  POST body to path as cred with Idempotency-Key key; checks the status.
+static void
+s_post_keyed(const tn_node_t *node, const char *cred, const char *path, const char *body,
+             const char *key, long status, const char *code)
+{
+    char line[128];
+    snprintf(line, sizeof line, "Idempotency-Key: %s", key);
+    const char *const headers[] = {line, NULL};
+    tn_resp_t r;
+    long got = tn_request_as(node, cred, "POST", path, body, headers, &r);
+    if (got != status || (code && strcmp(tn_error_code(&r), code) != 0)) {
+        fail_msg("POST %s (key %s): want %ld %s, got %ld %s", path, key, status, code ? code : "",
+                 got, r.body ? r.body : "");
+    }
+    tn_resp_free(&r);
+}
+
+static void
+test_api_auth_idempotency_stores_nothing_of_a_secret(void **state)
+{
+    tn_node_t *node = *state;
+    //  An ordinary POST records its key with a request hash: the mechanism
+    //  is on, and its hash is the request's plain one.
+    static const char project[] = "{\"name\":\"keyed\"}";
+    s_post_keyed(node, node->admin_token, "/api/v1/projects", project, "idem-project", 201, NULL);
+    //  (A replay: one project.)
+    s_post_keyed(node, node->admin_token, "/api/v1/projects", project, "idem-project", 201, NULL);
+    assert_int_equal(s_sql_int(node, "SELECT count(*) FROM projects WHERE name = 'keyed'"), 1);
+    assert_int_equal(s_sql_int(node, "SELECT count(*) FROM idempotency_keys WHERE key ="
+                                     " 'idem-project' AND octet_length(request_hash) = 32"),
+                     1);
+    assert_int_equal(s_plain_hashes_stored(node, "projects.create", project), 1);
+
+    //  A user's password: no record, no hash; a repeat runs again and is
+    //  refused as a repeat would be without the key (the name is taken).
+    static const char user[] =
+        "{\"username\":\"idemuser\",\"password\":\"idem-user-password\",\"role\":\"user\"}";
+    s_post_keyed(node, node->admin_token, "/api/v1/users", user, "idem-user", 201, NULL);
+    s_post_keyed(node, node->admin_token, "/api/v1/users", user, "idem-user", 409, "conflict");
+    assert_int_equal(s_sql_int(node, "SELECT count(*) FROM users WHERE username = 'idemuser'"), 1);
+    //  A password change: the same.
+    char *token = tn_login(node, "idemuser", "idem-user-password", NULL);
+    assert_non_null(token);
+    static const char change[] = "{\"current_password\":\"idem-user-password\","
+                                 "\"new_password\":\"idem-user-password-2\"}";
+    s_post_keyed(node, token, "/api/v1/auth/password", change, "idem-password", 204, NULL);
+    s_post_keyed(node, token, "/api/v1/auth/password", change, "idem-password", 403, "forbidden");
+    //  An MFA code.
+    s_post_keyed(node, token, "/api/v1/auth/mfa/setup", NULL, "idem-mfa", 200, NULL);
+    static const char code[] = "{\"code\":\"000000\"}";
+    s_post_keyed(node, token, "/api/v1/auth/mfa/verify", code, "idem-mfa", 400, NULL);
+    //  A login (its password, and the tokens of its answer).
+    static const char login[] = "{\"username\":\"idemuser\",\"password\":\"idem-user-password-2\"}";
+    s_post_keyed(node, NULL, "/api/v1/auth/login", login, "idem-login", 200, NULL);
+    free(token);
+
+    const char *keys[] = {"idem-user", "idem-password", "idem-mfa", "idem-login"};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        assert_int_equal(
+            s_sql_int(node, "SELECT count(*) FROM idempotency_keys WHERE key = '%s'", keys[i]), 0);
+    }
+    assert_int_equal(s_plain_hashes_stored(node, "users.create", user), 0);
+    assert_int_equal(s_plain_hashes_stored(node, "auth.password", change), 0);
+    assert_int_equal(s_plain_hashes_stored(node, "auth.mfa_verify", code), 0);
+    assert_int_equal(s_plain_hashes_stored(node, "auth.login", login), 0);
+    assert_int_equal(s_sql_int(node, "SELECT count(*) FROM idempotency_keys WHERE"
+                                     " response_body LIKE '%%password%%'"),
+                     0);
+}
+
 //  --- TOTP -----------------------------------------------------------------------------------
 
 static void
@@ -1077,6 +1173,7 @@ main(void)
         cmocka_unit_test(test_api_auth_users_crud),
         cmocka_unit_test(test_api_auth_password_change_and_history),
         cmocka_unit_test(test_api_auth_totp),
+        cmocka_unit_test(test_api_auth_idempotency_stores_nothing_of_a_secret),
         //  Last: it breaks the chain on purpose.
         cmocka_unit_test(test_api_auth_audit_log_and_its_chain),
     };

@@ -395,6 +395,10 @@ test_artifacts(void **state)
     assert_int_equal(r.body_len, 256);
     assert_memory_equal(r.body, bytes, 256);
     assert_string_equal(tn_header(&r, "content-type", loc, sizeof loc), "image/png");
+    //  Served as a download under its name, its type taken as given.
+    assert_string_equal(tn_header(&r, "x-content-type-options", loc, sizeof loc), "nosniff");
+    assert_string_equal(tn_header(&r, "content-disposition", loc, sizeof loc),
+                        "attachment; filename=\"blob.bin\"; filename*=UTF-8''blob.bin");
     tn_resp_free(&r);
     snprintf(want, sizeof want, "/api/v1/artifacts/%lld/content", (long long)text);
     assert_int_equal(tn_call(node, &r, "GET", want, NULL), 200);
@@ -411,6 +415,9 @@ test_artifacts(void **state)
     assert_int_equal(tn_call(node, &r, "GET", want, NULL), 200);
     assert_int_equal(r.body_len, 0);
     assert_string_equal(tn_header(&r, "content-type", loc, sizeof loc), "application/octet-stream");
+    assert_string_equal(tn_header(&r, "x-content-type-options", loc, sizeof loc), "nosniff");
+    assert_string_equal(tn_header(&r, "content-disposition", loc, sizeof loc),
+                        "attachment; filename=\"empty\"; filename*=UTF-8''empty");
     tn_resp_free(&r);
 
     //  Each stored artifact has its artifact.created event, committed with
@@ -456,6 +463,49 @@ test_artifacts(void **state)
     assert_int_equal(tn_call(node, &r, "GET", want, NULL), 200);
     assert_int_equal(json_array_size(json_object_get(r.json, "items")), 0);
     tn_resp_free(&r);
+
+    //  Content a browser would render (HTML under a hostile name) is a
+    //  download, its name made safe; JSON is served as data, inline.
+    struct {
+        const char *body, *type, *disposition;
+    } served[] = {
+        {"{\"name\":\"../x \\\"y\\\"\\r\\nSet-Cookie: a=b;.html\",\"content_type\":\"text/html\","
+         "\"content\":\"<script>alert(1)</script>\"}",
+         "text/html",
+         "attachment; filename=\".._x__y___Set-Cookie__a_b_.html\"; "
+         "filename*=UTF-8''.._x%20%22y%22%0D%0ASet-Cookie%3A%20a%3Db%3B.html"},
+        {"{\"name\":\"h\\u00e9 w.txt\",\"content\":\"x\"}", "text/plain; charset=utf-8",
+         "attachment; filename=\"h___w.txt\"; filename*=UTF-8''h%C3%A9%20w.txt"},
+        {"{\"name\":\"..\",\"content_type\":\"image/svg+xml\",\"content\":\"<svg/>\"}",
+         "image/svg+xml", "attachment; filename=\"artifact\"; filename*=UTF-8''artifact"},
+        {"{\"name\":\"r.json\",\"content_type\":\"application/json\",\"content\":\"{}\"}",
+         "application/json", NULL},
+        {"{\"name\":\"p.json\",\"content_type\":\"application/problem+json; charset=utf-8\","
+         "\"content\":\"{}\"}",
+         "application/problem+json; charset=utf-8", NULL},
+    };
+    for (size_t i = 0; i < sizeof served / sizeof served[0]; i++) {
+        int64_t id = s_create_at(node, list, served[i].body, "/api/v1/artifacts");
+        snprintf(want, sizeof want, "/api/v1/artifacts/%lld/content", (long long)id);
+        assert_int_equal(tn_call(node, &r, "GET", want, NULL), 200);
+        assert_string_equal(tn_header(&r, "content-type", loc, sizeof loc), served[i].type);
+        assert_string_equal(tn_header(&r, "x-content-type-options", loc, sizeof loc), "nosniff");
+        const char *got = tn_header(&r, "content-disposition", body, sizeof body);
+        if (served[i].disposition) {
+            assert_non_null(got);
+            assert_string_equal(got, served[i].disposition);
+        } else {
+            assert_null(got);
+        }
+        //  No header was smuggled in by the name.
+        assert_null(tn_header(&r, "set-cookie", loc, sizeof loc));
+        tn_resp_free(&r);
+        //  Metadata keeps the name as given.
+        snprintf(want, sizeof want, "/api/v1/artifacts/%lld", (long long)id);
+        assert_int_equal(tn_call(node, &r, "GET", want, NULL), 200);
+        assert_null(tn_header(&r, "content-disposition", loc, sizeof loc));
+        tn_resp_free(&r);
+    }
 
     //  Bad input: named, and nothing changes (no artifact, no event).
     s_bad(node, "POST", list, "{\"name\":\"x\"}", 400, "validation_failed", "content");

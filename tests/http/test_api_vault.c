@@ -238,7 +238,8 @@ test_vault_init_unlock_lock(void **state)
     s_bad(node, "POST", "/api/v1/system/unlock", S_WRONG, 401, "unauthenticated", NULL);
     s_status(node, true, true);
     //  An Idempotency-Key is not recorded for the vault (its request hash
-    //  would be a fast hash of the master password).
+    //  would be a fast hash of the master password, and the vault is per
+    //  node).
     const char *headers[] = {"Idempotency-Key: unlock-1", NULL};
     tn_resp_t r;
     assert_int_equal(tn_request(node, "POST", "/api/v1/system/unlock", S_MASTER, headers, &r), 204);
@@ -482,6 +483,21 @@ test_connections_secrets_sealed(void **state)
     assert_int_equal(tn_call(node, &r, "DELETE", want, NULL), 204);
     tn_resp_free(&r);
     s_sql_is(node, "SELECT count(*) FROM connections", "0");
+
+    //  Idempotency-Key is ignored for a create (its body carries secrets):
+    //  no record, so no fast hash of the body; a repeat runs again and
+    //  meets the taken name.
+    static const char keyed[] = "{\"name\":\"keyed\",\"connector_type\":\"openai\","
+                                "\"config\":{\"api_key\":\"sk-keyed-SECRET7\"}}";
+    const char *const headers[] = {"Idempotency-Key: conn-1", NULL};
+    assert_int_equal(tn_request(node, "POST", "/api/v1/connections", keyed, headers, &r), 201);
+    tn_resp_free(&r);
+    assert_int_equal(tn_request(node, "POST", "/api/v1/connections", keyed, headers, &r), 409);
+    assert_string_equal(tn_error_code(&r), "conflict");
+    tn_resp_free(&r);
+    s_sql_is(node, "SELECT count(*) FROM connections", "1");
+    s_sql_is(node, "SELECT count(*) FROM idempotency_keys", "0");
+    s_nowhere(node, "sk-keyed-SECRET7");
     cd_log_sink_remove(&s_sink, NULL);
     //  The log did see the node working (the sink was live).
     assert_true(s_logged("vault"));

@@ -18,9 +18,7 @@
 #include "cd_q_events.h"
 #include "cd_testbus.h"
 #include "httptest.h"
-
-#include <pthread.h>
-#include <stdatomic.h>
+#include "streamtest.h"
 
 //  --- the fixture --------------------------------------------------------------------
 
@@ -119,16 +117,6 @@ s_metric(fx_t *fx, const char *series)
     return value;
 }
 
-static void *
-s_realloc(void *p, size_t size)
-{
-    void *q = realloc(p, size);
-    if (!q) {
-        abort();
-    }
-    return q;
-}
-
 //  Emits n persisted events of type (project, task by index) and waits
 //  for persist to acknowledge each (so they are committed on return).
 static void
@@ -166,422 +154,30 @@ s_committed_ids(fx_t *fx, int64_t *ids, int max)
     return n;
 }
 
-//  --- an SSE client in a thread of its own (libcurl multi) ------------------------------
+//  --- stream clients (streamtest.h) on this fixture's server -------------------------------
 
-#define SSE_MAX 20000
-
-typedef struct {
-    char url[512];           //  what to GET
-    char last_event_id[32];  //  sent as Last-Event-ID if not empty
-    int proto;               //  HT_HTTP1 or HT_H2C
-    pthread_mutex_t lock;    //  guards what follows
-    char *pending;           //  bytes not yet parsed
-    size_t pending_len;      //  ...
-    bool ok;                 //  ": ok" seen
-    int pings;               //  ": ping" seen
-    int64_t ids[SSE_MAX];    //  ids of the events received, in order
-    char types[SSE_MAX][40]; //  their event: lines
-    int n;                   //  events received with an id
-    int ephemeral;           //  events received without an id
-    json_t *last_data;       //  the last event's data: JSON
-    char error[128];         //  what was malformed, "" if nothing
-    atomic_bool stop;        //  the main thread asks it to leave
-    atomic_bool done;        //  the transfer ended
-    CURLcode rc;             //  its result
-    long status;             //  HTTP status
-    long version;            //  HTTP version used
-    char content_type[64];   //  response content type
-    pthread_t thread;        //  the thread
-} sse_t;
-
-//  Parses complete SSE blocks out of c->pending (lock held).
-static void
-s_sse_parse(sse_t *c)
-{
-    while (true) {
-        char *end = c->pending_len ? strstr(c->pending, "\n\n") : NULL;
-        if (!end) {
-            return;
-        }
-        *end = '\0';
-        char *block = c->pending;
-        int64_t id = -1;
-        char type[40] = "";
-        char *data = NULL;
-        size_t data_len = 0;
-        for (char *line = block; line && *line;) {
-            char *nl = strchr(line, '\n');
-            if (nl) {
-                *nl = '\0';
-            }
-            if (strcmp(line, ": ok") == 0) {
-                c->ok = true;
-            } else if (strcmp(line, ": ping") == 0) {
-                c->pings++;
-            } else if (strncmp(line, "id: ", 4) == 0) {
-                id = atoll(line + 4);
-            } else if (strncmp(line, "event: ", 7) == 0) {
-                snprintf(type, sizeof type, "%s", line + 7);
-            } else if (strncmp(line, "data: ", 6) == 0) {
-                size_t add = strlen(line + 6);
-                data = s_realloc(data, data_len + add + 2);
-                if (data_len) {
-                    data[data_len++] = '\n';
-                }
-                memcpy(data + data_len, line + 6, add);
-                data_len += add;
-                data[data_len] = '\0';
-            } else if (!c->error[0]) {
-                snprintf(c->error, sizeof c->error, "unexpected line: %.60s", line);
-            }
-            line = nl ? nl + 1 : NULL;
-        }
-        if (data) {
-            json_t *doc = json_loads(data, 0, NULL);
-            if (!doc && !c->error[0]) {
-                snprintf(c->error, sizeof c->error, "data is not JSON: %.60s", data);
-            }
-            if (doc && id >= 0 && json_integer_value(json_object_get(doc, "id")) != id &&
-                !c->error[0]) {
-                snprintf(c->error, sizeof c->error, "id: %lld but data id differs", (long long)id);
-            }
-            json_decref(c->last_data);
-            c->last_data = doc;
-            if (id >= 0) {
-                if (c->n < SSE_MAX) {
-                    c->ids[c->n] = id;
-                    snprintf(c->types[c->n], sizeof c->types[0], "%s", type);
-                    c->n++;
-                }
-            } else {
-                c->ephemeral++;
-            }
-            free(data);
-        }
-        size_t used = (size_t)(end + 2 - c->pending);
-        memmove(c->pending, end + 2, c->pending_len - used + 1);
-        c->pending_len -= used;
-    }
-}
-
-static size_t
-s_sse_write(char *ptr, size_t size, size_t nmemb, void *arg)
-{
-    sse_t *c = (sse_t *)arg;
-    size_t len = size * nmemb;
-    pthread_mutex_lock(&c->lock);
-    c->pending = s_realloc(c->pending, c->pending_len + len + 1);
-    memcpy(c->pending + c->pending_len, ptr, len);
-    c->pending_len += len;
-    c->pending[c->pending_len] = '\0';
-    s_sse_parse(c);
-    pthread_mutex_unlock(&c->lock);
-    return len;
-}
-
-static void *
-s_sse_main(void *arg)
-{
-    sse_t *c = (sse_t *)arg;
-    struct curl_slist *headers = curl_slist_append(NULL, "Accept: text/event-stream");
-    if (c->last_event_id[0]) {
-        char line[64];
-        snprintf(line, sizeof line, "Last-Event-ID: %s", c->last_event_id);
-        headers = curl_slist_append(headers, line);
-    }
-    CURL *easy = curl_easy_init();
-    curl_easy_setopt(easy, CURLOPT_URL, c->url);
-    curl_easy_setopt(easy, CURLOPT_HTTPHEADER, headers);
-    curl_easy_setopt(easy, CURLOPT_HTTP_VERSION,
-                     c->proto == HT_HTTP1 ? CURL_HTTP_VERSION_1_1
-                                          : CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE);
-    curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, s_sse_write);
-    curl_easy_setopt(easy, CURLOPT_WRITEDATA, c);
-    curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(easy, CURLOPT_NOPROXY, "*");
-    CURLM *multi = curl_multi_init();
-    curl_multi_add_handle(multi, easy);
-    int running = 1;
-    c->rc = CURLE_OK;
-    while (running && !atomic_load(&c->stop)) {
-        curl_multi_perform(multi, &running);
-        CURLMsg *msg;
-        int left;
-        while ((msg = curl_multi_info_read(multi, &left)) != NULL) {
-            if (msg->msg == CURLMSG_DONE) {
-                c->rc = msg->data.result;
-            }
-        }
-        if (running) {
-            curl_multi_poll(multi, NULL, 0, 20, NULL);
-        }
-    }
-    curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &c->status);
-    curl_easy_getinfo(easy, CURLINFO_HTTP_VERSION, &c->version);
-    char *type = NULL;
-    curl_easy_getinfo(easy, CURLINFO_CONTENT_TYPE, &type);
-    snprintf(c->content_type, sizeof c->content_type, "%s", type ? type : "");
-    curl_multi_remove_handle(multi, easy);
-    curl_easy_cleanup(easy);
-    curl_multi_cleanup(multi);
-    curl_slist_free_all(headers);
-    atomic_store(&c->done, true);
-    return NULL;
-}
-
-//  Starts a client on base + path; last_event_id < 0: none.
-static sse_t *
+//  Starts an SSE client on base + path; last_event_id < 0: none.
+static st_sse_t *
 s_sse_start(fx_t *fx, const char *path, int proto, int64_t last_event_id)
 {
-    sse_t *c = calloc(1, sizeof *c);
-    snprintf(c->url, sizeof c->url, "%s%s", fx->base, path);
-    if (last_event_id >= 0) {
-        snprintf(c->last_event_id, sizeof c->last_event_id, "%lld", (long long)last_event_id);
-    }
-    c->proto = proto;
-    pthread_mutex_init(&c->lock, NULL);
-    assert_int_equal(pthread_create(&c->thread, NULL, s_sse_main, c), 0);
-    return c;
+    char url[512];
+    snprintf(url, sizeof url, "%s%s", fx->base, path);
+    return st_sse_start(url, proto, last_event_id, NULL);
 }
 
-static int
-s_sse_count(sse_t *c)
-{
-    pthread_mutex_lock(&c->lock);
-    int n = c->n;
-    pthread_mutex_unlock(&c->lock);
-    return n;
-}
-
-//  Waits until the stream says ": ok" (subscribed).
-static void
-s_sse_await_ok(sse_t *c, int timeout_ms)
-{
-    int64_t deadline = ht_now_ms() + timeout_ms;
-    while (ht_now_ms() < deadline) {
-        pthread_mutex_lock(&c->lock);
-        bool ok = c->ok;
-        pthread_mutex_unlock(&c->lock);
-        if (ok) {
-            return;
-        }
-        if (atomic_load(&c->done)) {
-            fail_msg("the stream ended before \": ok\" (status %ld, curl %d)", c->status, c->rc);
-        }
-        zclock_sleep(5);
-    }
-    fail_msg("no \": ok\" within %d ms", timeout_ms);
-}
-
-//  Waits until n events (with ids) arrived, or timeout_ms.
-static int
-s_sse_await(sse_t *c, int n, int timeout_ms)
-{
-    int64_t deadline = ht_now_ms() + timeout_ms;
-    int have = s_sse_count(c);
-    while (have < n && ht_now_ms() < deadline && !atomic_load(&c->done)) {
-        zclock_sleep(5);
-        have = s_sse_count(c);
-    }
-    return have;
-}
-
-static void
-s_sse_stop(sse_t **c_p)
-{
-    sse_t *c = *c_p;
-    atomic_store(&c->stop, true);
-    pthread_join(c->thread, NULL);
-    if (c->error[0]) {
-        fail_msg("SSE: %s", c->error);
-    }
-    json_decref(c->last_data);
-    free(c->pending);
-    pthread_mutex_destroy(&c->lock);
-    free(c);
-    *c_p = NULL;
-}
-
-//  --- a tiny WebSocket client ----------------------------------------------------------------
-
-typedef struct {
-    int fd;               //  the socket
-    uint8_t buf[1 << 16]; //  bytes read and not consumed
-    size_t len;           //  ...
-} ws_t;
-
-//  Reads more into ws->buf within timeout_ms. False on timeout or close.
-static bool
-s_ws_fill(ws_t *ws, int timeout_ms)
-{
-    struct pollfd p = {ws->fd, POLLIN, 0};
-    if (poll(&p, 1, timeout_ms) <= 0) {
-        return false;
-    }
-    ssize_t n = recv(ws->fd, ws->buf + ws->len, sizeof ws->buf - ws->len, 0);
-    if (n <= 0) {
-        return false;
-    }
-    ws->len += (size_t)n;
-    return true;
-}
-
-//  A TCP connection to the server; rcvbuf > 0 sets SO_RCVBUF first (a
-//  small window: the kernel then takes little of what the server sends).
+//  A TCP connection to the server (see st_connect).
 static int
 s_connect(fx_t *fx, int rcvbuf)
 {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    assert_true(fd >= 0);
-    if (rcvbuf > 0) {
-        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
-    }
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)fx->port)};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
-    return fd;
+    return st_connect(fx->port, rcvbuf);
 }
 
 //  Connects and upgrades; returns NULL if the handshake failed (the
 //  status line is copied into status).
-static ws_t *
+static st_ws_t *
 s_ws_open(fx_t *fx, int rcvbuf, char *status, size_t size)
 {
-    ws_t *ws = calloc(1, sizeof *ws);
-    ws->fd = s_connect(fx, rcvbuf);
-    char req[512];
-    snprintf(req, sizeof req,
-             "GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-             "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n");
-    assert_true(ht_send_all(ws->fd, req, strlen(req), 2000));
-    char *end = NULL;
-    while (!(end = memmem(ws->buf, ws->len, "\r\n\r\n", 4))) {
-        if (!s_ws_fill(ws, 5000)) {
-            fail_msg("no handshake answer");
-        }
-    }
-    size_t head = (size_t)(end + 4 - (char *)ws->buf);
-    char *eol = memchr(ws->buf, '\r', head);
-    snprintf(status, size, "%.*s", (int)(eol - (char *)ws->buf), (char *)ws->buf);
-    bool ok = strstr(status, " 101 ") &&
-              memmem(ws->buf, head, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", 28) != NULL;
-    memmove(ws->buf, ws->buf + head, ws->len - head);
-    ws->len -= head;
-    if (!ok) {
-        close(ws->fd);
-        free(ws);
-        return NULL;
-    }
-    return ws;
-}
-
-//  Sends one masked frame.
-static void
-s_ws_send(ws_t *ws, uint8_t opcode, const void *data, size_t len)
-{
-    uint8_t frame[16 + 4096];
-    assert_true(len <= 4096);
-    size_t n = 0;
-    frame[n++] = (uint8_t)(0x80 | opcode);
-    if (len < 126) {
-        frame[n++] = (uint8_t)(0x80 | len);
-    } else {
-        frame[n++] = 0x80 | 126;
-        frame[n++] = (uint8_t)(len >> 8);
-        frame[n++] = (uint8_t)len;
-    }
-    const uint8_t mask[4] = {0x12, 0x34, 0x56, 0x78};
-    memcpy(frame + n, mask, 4);
-    n += 4;
-    for (size_t i = 0; i < len; i++) {
-        frame[n + i] = ((const uint8_t *)data)[i] ^ mask[i % 4];
-    }
-    assert_true(ht_send_all(ws->fd, frame, n + len, 2000));
-}
-
-static void
-s_ws_send_text(ws_t *ws, const char *text)
-{
-    s_ws_send(ws, 0x1, text, strlen(text));
-}
-
-//  Reads one frame: its opcode and payload (NUL-terminated, caller frees).
-//  Returns -1 on timeout or close.
-static int
-s_ws_recv(ws_t *ws, char **payload, size_t *len, int timeout_ms)
-{
-    int64_t deadline = ht_now_ms() + timeout_ms;
-    while (true) {
-        if (ws->len >= 2) {
-            size_t need = 2;
-            uint64_t plen = ws->buf[1] & 0x7f;
-            if (plen == 126) {
-                need = 4;
-                if (ws->len >= need) {
-                    plen = (uint64_t)ws->buf[2] << 8 | ws->buf[3];
-                }
-            } else if (plen == 127) {
-                need = 10;
-                if (ws->len >= need) {
-                    plen = 0;
-                    for (int i = 0; i < 8; i++) {
-                        plen = plen << 8 | ws->buf[2 + i];
-                    }
-                }
-            }
-            assert_false(ws->buf[1] & 0x80); //  the server does not mask
-            if (ws->len >= need && ws->len >= need + plen) {
-                int opcode = ws->buf[0] & 0x0f;
-                *payload = malloc(plen + 1);
-                memcpy(*payload, ws->buf + need, plen);
-                (*payload)[plen] = '\0';
-                *len = plen;
-                memmove(ws->buf, ws->buf + need + plen, ws->len - need - plen);
-                ws->len -= need + plen;
-                return opcode;
-            }
-        }
-        int left = (int)(deadline - ht_now_ms());
-        if (left <= 0 || !s_ws_fill(ws, left)) {
-            return -1;
-        }
-    }
-}
-
-//  The next text message as JSON (pings skipped); NULL on timeout.
-static json_t *
-s_ws_json(ws_t *ws, int timeout_ms)
-{
-    int64_t deadline = ht_now_ms() + timeout_ms;
-    while (ht_now_ms() < deadline) {
-        char *payload = NULL;
-        size_t len = 0;
-        int opcode = s_ws_recv(ws, &payload, &len, (int)(deadline - ht_now_ms()));
-        if (opcode < 0) {
-            return NULL;
-        }
-        if (opcode == 0x9) {
-            s_ws_send(ws, 0xa, payload, len);
-            free(payload);
-            continue;
-        }
-        assert_int_equal(opcode, 0x1);
-        json_t *doc = json_loads(payload, 0, NULL);
-        if (!doc) {
-            fail_msg("not JSON: %s", payload);
-        }
-        free(payload);
-        return doc;
-    }
-    return NULL;
-}
-
-static void
-s_ws_close(ws_t **ws_p)
-{
-    close((*ws_p)->fd);
-    free(*ws_p);
-    *ws_p = NULL;
+    return st_ws_open_at(fx->port, rcvbuf, NULL, NULL, status, size, NULL, 0);
 }
 
 //  --- tests ------------------------------------------------------------------------------
@@ -591,12 +187,12 @@ test_events_sse_delivers_live_events_over_h2c(void **state)
 {
     fx_t *fx = *state;
     s_fx_start(fx, 0, 0, false);
-    sse_t *c = s_sse_start(fx, "/api/v1/events", HT_H2C, -1);
-    s_sse_await_ok(c, 5000);
+    st_sse_t *c = s_sse_start(fx, "/api/v1/events", HT_H2C, -1);
+    st_sse_await_ok(c, 5000);
     //  Committed after ": ok": every one arrives, in order, with its type.
     s_emit_committed(fx, 5, "task.created", 3, 9, "coder");
     s_emit_committed(fx, 5, "task.completed", 3, 9, "coder");
-    assert_int_equal(s_sse_await(c, 10, 5000), 10);
+    assert_int_equal(st_sse_await(c, 10, 5000), 10);
     int64_t ids[16];
     assert_int_equal(s_committed_ids(fx, ids, 16), 10);
     pthread_mutex_lock(&c->lock);
@@ -622,7 +218,7 @@ test_events_sse_delivers_live_events_over_h2c(void **state)
     }
     assert_int_equal(ephemeral, 1);
     assert_int_equal(s_metric(fx, "cadre_http_event_subscribers"), 1);
-    s_sse_stop(&c);
+    st_sse_stop(&c);
     //  The server notices the client left.
     deadline = ht_now_ms() + 5000;
     while (s_metric(fx, "cadre_http_event_subscribers") != 0 && ht_now_ms() < deadline) {
@@ -638,12 +234,12 @@ test_events_sse_headers_and_http1(void **state)
     s_fx_start(fx, 0, 0, false);
     s_emit_committed(fx, 3, "agent.status", -1, -1, "a");
     //  HTTP/1.1 (chunked), replaying after=0.
-    sse_t *c = s_sse_start(fx, "/api/v1/events?after=0", HT_HTTP1, -1);
-    s_sse_await_ok(c, 5000);
-    assert_int_equal(s_sse_await(c, 3, 5000), 3);
+    st_sse_t *c = s_sse_start(fx, "/api/v1/events?after=0", HT_HTTP1, -1);
+    st_sse_await_ok(c, 5000);
+    assert_int_equal(st_sse_await(c, 3, 5000), 3);
     s_emit_committed(fx, 2, "agent.status", -1, -1, "a");
-    assert_int_equal(s_sse_await(c, 5, 5000), 5);
-    s_sse_stop(&c);
+    assert_int_equal(st_sse_await(c, 5, 5000), 5);
+    st_sse_stop(&c);
     //  The headers, over h2c (a HEAD is the list, not a stream).
     ht_response_t r;
     char url[256];
@@ -656,8 +252,8 @@ test_events_sse_headers_and_http1(void **state)
     assert_non_null(strstr(value, "application/json"));
     ht_response_free(&r);
     c = s_sse_start(fx, "/api/v1/events", HT_H2C, -1);
-    s_sse_await_ok(c, 5000);
-    s_sse_stop(&c);
+    st_sse_await_ok(c, 5000);
+    st_sse_stop(&c);
 }
 
 //  One client session: reads until it has `want` events or for `ms`, then
@@ -665,8 +261,8 @@ test_events_sse_headers_and_http1(void **state)
 static int64_t
 s_session(fx_t *fx, int proto, int64_t last, int ms, int64_t *all, int *n_all)
 {
-    sse_t *c = s_sse_start(fx, "/api/v1/events?after=0", proto, last);
-    s_sse_await_ok(c, 5000);
+    st_sse_t *c = s_sse_start(fx, "/api/v1/events?after=0", proto, last);
+    st_sse_await_ok(c, 5000);
     zclock_sleep(ms);
     atomic_store(&c->stop, true);
     pthread_join(c->thread, NULL);
@@ -733,7 +329,7 @@ test_events_sse_resume_with_last_event_id_has_no_gap_and_no_duplicate(void **sta
     writer_t w = {&fx->tree.rt, N, 0};
     pthread_t thread;
     assert_int_equal(pthread_create(&thread, NULL, s_writer_main, &w), 0);
-    int64_t *all = calloc(SSE_MAX * 2, sizeof *all);
+    int64_t *all = calloc(ST_SSE_MAX * 2, sizeof *all);
     int n_all = 0;
     //  Sessions that leave after a short while and come back with
     //  Last-Event-ID, alternating protocols, while the writer commits.
@@ -746,10 +342,10 @@ test_events_sse_resume_with_last_event_id_has_no_gap_and_no_duplicate(void **sta
     }
     pthread_join(thread, NULL);
     //  And a last one that stays until it has everything.
-    sse_t *c = s_sse_start(fx, "/api/v1/events?after=0", HT_H2C, last);
-    s_sse_await_ok(c, 5000);
-    int64_t *committed = calloc(SSE_MAX, sizeof *committed);
-    int n = s_committed_ids(fx, committed, SSE_MAX);
+    st_sse_t *c = s_sse_start(fx, "/api/v1/events?after=0", HT_H2C, last);
+    st_sse_await_ok(c, 5000);
+    int64_t *committed = calloc(ST_SSE_MAX, sizeof *committed);
+    int n = s_committed_ids(fx, committed, ST_SSE_MAX);
     assert_int_equal(n, 20 + N);
     int64_t deadline = ht_now_ms() + 10000;
     while (ht_now_ms() < deadline) {
@@ -787,7 +383,7 @@ test_events_sse_resume_with_last_event_id_has_no_gap_and_no_duplicate(void **sta
 
 //  Waits until c has received `last` (or timeout_ms).
 static void
-s_sse_await_id(sse_t *c, int64_t last, int timeout_ms)
+s_sse_await_id(st_sse_t *c, int64_t last, int timeout_ms)
 {
     int64_t deadline = ht_now_ms() + timeout_ms;
     while (ht_now_ms() < deadline && !atomic_load(&c->done)) {
@@ -803,10 +399,10 @@ s_sse_await_id(sse_t *c, int64_t last, int timeout_ms)
 
 //  c received exactly the committed events after `after`, in order.
 static void
-s_sse_check_exact(fx_t *fx, sse_t *c, int64_t after)
+s_sse_check_exact(fx_t *fx, st_sse_t *c, int64_t after)
 {
-    int64_t *committed = calloc(SSE_MAX, sizeof *committed);
-    int n = s_committed_ids(fx, committed, SSE_MAX);
+    int64_t *committed = calloc(ST_SSE_MAX, sizeof *committed);
+    int n = s_committed_ids(fx, committed, ST_SSE_MAX);
     int first = 0;
     while (first < n && committed[first] <= after) {
         first++;
@@ -840,14 +436,14 @@ test_events_sse_replay_longer_than_the_buffer_has_no_gap(void **state)
     pthread_t thread;
     assert_int_equal(pthread_create(&thread, NULL, s_writer_main, &w), 0);
     zclock_sleep(50);
-    sse_t *c = s_sse_start(fx, "/api/v1/events?after=0", HT_H2C, -1);
-    s_sse_await_ok(c, 5000);
+    st_sse_t *c = s_sse_start(fx, "/api/v1/events?after=0", HT_H2C, -1);
+    st_sse_await_ok(c, 5000);
     pthread_join(thread, NULL);
     int64_t last = s_count(s_db(fx), "SELECT max(id) FROM events");
     s_sse_await_id(c, last, 20000);
     s_sse_check_exact(fx, c, 0);
     assert_int_equal(s_metric(fx, "cadre_http_slow_clients_dropped_total"), 0);
-    s_sse_stop(&c);
+    st_sse_stop(&c);
 }
 
 static void
@@ -856,9 +452,9 @@ test_events_sse_bus_restart_is_repaired_without_a_gap(void **state)
     fx_t *fx = *state;
     s_fx_start(fx, 0, 0, false);
     s_emit_committed(fx, 10, "task.created", 1, 1, "b");
-    sse_t *c = s_sse_start(fx, "/api/v1/events?after=0", HT_HTTP1, -1);
-    s_sse_await_ok(c, 5000);
-    assert_int_equal(s_sse_await(c, 10, 5000), 10);
+    st_sse_t *c = s_sse_start(fx, "/api/v1/events?after=0", HT_HTTP1, -1);
+    st_sse_await_ok(c, 5000);
+    assert_int_equal(st_sse_await(c, 10, 5000), 10);
     //  The bus restarts (its watch is lost with it) while events keep
     //  being committed; the stream must come out whole.
     enum { N = 400 };
@@ -873,7 +469,7 @@ test_events_sse_bus_restart_is_repaired_without_a_gap(void **state)
     int64_t last = s_count(s_db(fx), "SELECT max(id) FROM events");
     s_sse_await_id(c, last, 15000);
     s_sse_check_exact(fx, c, 0);
-    s_sse_stop(&c);
+    st_sse_stop(&c);
 }
 
 static void
@@ -881,8 +477,8 @@ test_events_sse_pings_an_idle_stream(void **state)
 {
     fx_t *fx = *state;
     s_fx_start(fx, 150, 0, false);
-    sse_t *c = s_sse_start(fx, "/api/v1/events", HT_H2C, -1);
-    s_sse_await_ok(c, 5000);
+    st_sse_t *c = s_sse_start(fx, "/api/v1/events", HT_H2C, -1);
+    st_sse_await_ok(c, 5000);
     int64_t deadline = ht_now_ms() + 3000;
     int pings = 0;
     while (pings < 2 && ht_now_ms() < deadline) {
@@ -892,7 +488,7 @@ test_events_sse_pings_an_idle_stream(void **state)
         zclock_sleep(20);
     }
     assert_true(pings >= 2);
-    s_sse_stop(&c);
+    st_sse_stop(&c);
 }
 
 static void
@@ -915,12 +511,12 @@ test_events_sse_filters_apply_to_replay_and_live(void **state)
         {"types=task.created,task.failed&project_id=2", 2, 2},
         {"project_id=1&agent=beta", 0, 0},
     };
-    sse_t *c[6];
+    st_sse_t *c[6];
     for (int i = 0; i < 6; i++) {
         char path[160];
         snprintf(path, sizeof path, "/api/v1/events?after=0&%s", cases[i].query);
         c[i] = s_sse_start(fx, path, i % 2 ? HT_HTTP1 : HT_H2C, -1);
-        s_sse_await_ok(c[i], 5000);
+        st_sse_await_ok(c[i], 5000);
     }
     s_emit_committed(fx, 2, "task.created", 1, 10, "alpha");
     s_emit_committed(fx, 2, "task.created", 2, 20, "beta");
@@ -929,13 +525,13 @@ test_events_sse_filters_apply_to_replay_and_live(void **state)
     //  everything before it is too.
     for (int i = 0; i < 6; i++) {
         int want = cases[i].replayed + cases[i].live;
-        s_sse_await(c[i], want, 5000);
+        st_sse_await(c[i], want, 5000);
         zclock_sleep(i == 0 ? 300 : 0); //  nothing more comes
-        int have = s_sse_count(c[i]);
+        int have = st_sse_count(c[i]);
         if (have != want) {
             fail_msg("%s: %d events, want %d", cases[i].query, have, want);
         }
-        s_sse_stop(&c[i]);
+        st_sse_stop(&c[i]);
     }
 }
 
@@ -1062,7 +658,7 @@ test_events_websocket_subscribes_replays_and_refuses_bad_messages(void **state)
     s_emit_committed(fx, 3, "task.created", 1, 1, "ws");
     s_emit_committed(fx, 2, "task.failed", 1, 1, "ws");
     char status[128];
-    ws_t *ws = s_ws_open(fx, 0, status, sizeof status);
+    st_ws_t *ws = s_ws_open(fx, 0, status, sizeof status);
     if (!ws) {
         fail_msg("handshake: %s", status);
     }
@@ -1084,8 +680,8 @@ test_events_websocket_subscribes_replays_and_refuses_bad_messages(void **state)
         {"{\"subscribe\": {\"colour\": \"red\"}}", "subscribe.colour"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        s_ws_send_text(ws, bad[i].text);
-        json_t *doc = s_ws_json(ws, 5000);
+        st_ws_send_text(ws, bad[i].text);
+        json_t *doc = st_ws_json(ws, 5000);
         json_t *error = json_object_get(doc, "error");
         if (!error) {
             fail_msg("%s: no error", bad[i].text);
@@ -1097,21 +693,21 @@ test_events_websocket_subscribes_replays_and_refuses_bad_messages(void **state)
         }
         json_decref(doc);
     }
-    s_ws_send(ws, 0x2, "\x01\x02", 2);
-    json_t *doc = s_ws_json(ws, 5000);
+    st_ws_send(ws, 0x2, "\x01\x02", 2);
+    json_t *doc = st_ws_json(ws, 5000);
     assert_non_null(json_object_get(doc, "error"));
     json_decref(doc);
 
     //  Subscribe to task.created from the start: the 3 persisted ones,
     //  then live ones; task.failed never.
-    s_ws_send_text(ws, "{\"subscribe\": {\"types\": [\"task.created\"], \"agent\": \"ws\"}, "
-                       "\"after\": 0}");
-    doc = s_ws_json(ws, 5000);
+    st_ws_send_text(ws, "{\"subscribe\": {\"types\": [\"task.created\"], \"agent\": \"ws\"}, "
+                        "\"after\": 0}");
+    doc = st_ws_json(ws, 5000);
     assert_true(json_is_true(json_object_get(doc, "subscribed")));
     json_decref(doc);
     int64_t last = 0;
     for (int i = 0; i < 3; i++) {
-        doc = s_ws_json(ws, 5000);
+        doc = st_ws_json(ws, 5000);
         assert_non_null(doc);
         assert_string_equal(json_string_value(json_object_get(doc, "type")), "task.created");
         assert_true(json_integer_value(json_object_get(doc, "id")) > last);
@@ -1121,7 +717,7 @@ test_events_websocket_subscribes_replays_and_refuses_bad_messages(void **state)
     s_emit_committed(fx, 1, "task.failed", 1, 1, "ws");
     s_emit_committed(fx, 2, "task.created", 1, 1, "ws");
     for (int i = 0; i < 2; i++) {
-        doc = s_ws_json(ws, 5000);
+        doc = st_ws_json(ws, 5000);
         assert_non_null(doc);
         assert_string_equal(json_string_value(json_object_get(doc, "type")), "task.created");
         assert_true(json_integer_value(json_object_get(doc, "id")) > last);
@@ -1129,22 +725,22 @@ test_events_websocket_subscribes_replays_and_refuses_bad_messages(void **state)
         json_decref(doc);
     }
     //  Another subscribe replaces it: live only, types as a comma list.
-    s_ws_send_text(ws, "{\"subscribe\": {\"types\": \"task.failed,task.token\"}}");
-    doc = s_ws_json(ws, 5000);
+    st_ws_send_text(ws, "{\"subscribe\": {\"types\": \"task.failed,task.token\"}}");
+    doc = st_ws_json(ws, 5000);
     assert_true(json_is_true(json_object_get(doc, "subscribed")));
     json_decref(doc);
     s_emit_committed(fx, 1, "task.created", 1, 1, "ws");
     s_emit_committed(fx, 1, "task.failed", 1, 1, "ws");
-    doc = s_ws_json(ws, 5000);
+    doc = st_ws_json(ws, 5000);
     assert_string_equal(json_string_value(json_object_get(doc, "type")), "task.failed");
     json_decref(doc);
     assert_int_equal(
         tb_emit(fx->test, "task.token", 1, 1, "ws", "{\"token\": \"t\"}", false, false, NULL), 0);
-    doc = s_ws_json(ws, 5000);
+    doc = st_ws_json(ws, 5000);
     assert_string_equal(json_string_value(json_object_get(doc, "type")), "task.token");
     assert_true(json_is_null(json_object_get(doc, "id")));
     json_decref(doc);
-    s_ws_close(&ws);
+    st_ws_close(&ws);
 
     //  Not a WebSocket handshake, or over HTTP/2: 426.
     ht_response_t r;
@@ -1173,15 +769,15 @@ test_events_slow_client_is_dropped_and_others_keep_receiving(void **state)
     assert_true(ht_send_all(slow, req, sizeof req - 1, 2000));
     //  A slow WebSocket subscriber too.
     char status[128];
-    ws_t *ws = s_ws_open(fx, 4096, status, sizeof status);
+    st_ws_t *ws = s_ws_open(fx, 4096, status, sizeof status);
     assert_non_null(ws);
-    s_ws_send_text(ws, "{\"subscribe\": {}}");
-    json_t *doc = s_ws_json(ws, 5000);
+    st_ws_send_text(ws, "{\"subscribe\": {}}");
+    json_t *doc = st_ws_json(ws, 5000);
     assert_true(json_is_true(json_object_get(doc, "subscribed")));
     json_decref(doc);
     //  And a normal one.
-    sse_t *c = s_sse_start(fx, "/api/v1/events", HT_H2C, -1);
-    s_sse_await_ok(c, 5000);
+    st_sse_t *c = s_sse_start(fx, "/api/v1/events", HT_H2C, -1);
+    st_sse_await_ok(c, 5000);
     int64_t deadline = ht_now_ms() + 5000;
     while (s_metric(fx, "cadre_http_event_subscribers") < 3 && ht_now_ms() < deadline) {
         zclock_sleep(10);
@@ -1203,7 +799,7 @@ test_events_slow_client_is_dropped_and_others_keep_receiving(void **state)
             assert_int_equal(tb_emit(fx->test, "task.token", 1, 1, "x", data, true, false, NULL),
                              0);
         }
-        assert_int_equal(s_sse_await(c, i + CHUNK, 30000), i + CHUNK);
+        assert_int_equal(st_sse_await(c, i + CHUNK, 30000), i + CHUNK);
     }
     print_message("%d events (%d MB) to a normal client in %lld ms next to two that never read\n",
                   N, N * (int)sizeof data >> 20, (long long)(ht_now_ms() - t0));
@@ -1220,11 +816,11 @@ test_events_slow_client_is_dropped_and_others_keep_receiving(void **state)
         assert_true(ht_wait_closed(fds[i], 5000));
     }
     close(slow);
-    s_ws_close(&ws);
+    st_ws_close(&ws);
     //  The normal client still receives.
     s_emit_committed(fx, 1, "task.completed", 1, 1, "x");
-    assert_int_equal(s_sse_await(c, N + 1, 5000), N + 1);
-    s_sse_stop(&c);
+    assert_int_equal(st_sse_await(c, N + 1, 5000), N + 1);
+    st_sse_stop(&c);
 }
 
 static void
@@ -1252,15 +848,15 @@ test_events_stop_ends_open_streams(void **state)
 {
     fx_t *fx = *state;
     s_fx_start(fx, 0, 0, false);
-    sse_t *c1 = s_sse_start(fx, "/api/v1/events", HT_H2C, -1);
-    sse_t *c2 = s_sse_start(fx, "/api/v1/events?after=0", HT_HTTP1, -1);
-    s_sse_await_ok(c1, 5000);
-    s_sse_await_ok(c2, 5000);
+    st_sse_t *c1 = s_sse_start(fx, "/api/v1/events", HT_H2C, -1);
+    st_sse_t *c2 = s_sse_start(fx, "/api/v1/events?after=0", HT_HTTP1, -1);
+    st_sse_await_ok(c1, 5000);
+    st_sse_await_ok(c2, 5000);
     char status[128];
-    ws_t *ws = s_ws_open(fx, 0, status, sizeof status);
+    st_ws_t *ws = s_ws_open(fx, 0, status, sizeof status);
     assert_non_null(ws);
-    s_ws_send_text(ws, "{\"subscribe\": {}}");
-    json_t *doc = s_ws_json(ws, 5000);
+    st_ws_send_text(ws, "{\"subscribe\": {}}");
+    json_t *doc = st_ws_json(ws, 5000);
     json_decref(doc);
     int64_t t0 = ht_now_ms();
     assert_int_equal(cd_http_stop(&fx->http), 0);
@@ -1275,13 +871,13 @@ test_events_stop_ends_open_streams(void **state)
     //  The WebSocket got a close frame (1001 going away).
     char *payload = NULL;
     size_t len = 0;
-    int opcode = s_ws_recv(ws, &payload, &len, 3000);
+    int opcode = st_ws_recv(ws, &payload, &len, 3000);
     assert_int_equal(opcode, 0x8);
     assert_true(len >= 2 && ((uint8_t)payload[0] << 8 | (uint8_t)payload[1]) == 1001);
     free(payload);
-    s_ws_close(&ws);
-    s_sse_stop(&c1);
-    s_sse_stop(&c2);
+    st_ws_close(&ws);
+    st_sse_stop(&c1);
+    st_sse_stop(&c2);
 }
 
 int

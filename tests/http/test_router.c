@@ -160,7 +160,18 @@ s_check_document(json_t *doc, const cd_router_t *router)
         assert_non_null(json_object_get(op, "responses"));
         assert_non_null(json_object_get(json_object_get(op, "responses"), "default"));
         json_t *security = json_object_get(op, "security");
-        assert_int_equal(json_array_size(security), cd_route_needs_auth(route) ? 2 : 0);
+        assert_int_equal(json_array_size(security), !cd_route_needs_auth(route)       ? 0
+                                                    : route->flags & CD_ROUTE_WS_AUTH ? 4
+                                                                                      : 2);
+        size_t k;
+        json_t *scheme;
+        json_array_foreach(security, k, scheme)
+        {
+            //  Every scheme named is defined.
+            const char *name = json_object_iter_key(json_object_iter(scheme));
+            assert_non_null(json_object_get(
+                json_object_get(json_object_get(doc, "components"), "securitySchemes"), name));
+        }
         assert_int_equal(json_object_get(op, "requestBody") != NULL, route->body != NULL);
         size_t params = 0;
         for (const char *c = route->pattern; *c; c++) {
@@ -197,6 +208,23 @@ test_router_every_route_is_in_the_openapi_document(void **state)
                         "delete_api_v1_teams_id_members_agent");
     assert_true(
         json_is_true(json_object_get(cd_openapi_operation(doc, &s_routes[2]), "x-cadre-admin")));
+    //  The WebSocket route names the browser's ways to send credentials.
+    for (size_t i = 0; i < cd_http_n_routes; i++) {
+        if (strcmp(cd_http_routes[i].pattern, "/ws") == 0) {
+            assert_true(cd_http_routes[i].flags & CD_ROUTE_WS_AUTH);
+            char *text = json_dumps(
+                json_object_get(cd_openapi_operation(doc, &cd_http_routes[i]), "security"), 0);
+            assert_non_null(strstr(text, "accessToken"));
+            assert_non_null(strstr(text, "webSocketProtocol"));
+            free(text);
+        } else {
+            assert_false(cd_http_routes[i].flags & CD_ROUTE_WS_AUTH);
+        }
+    }
+    json_t *query = json_object_get(
+        json_object_get(json_object_get(doc, "components"), "securitySchemes"), "accessToken");
+    assert_string_equal(json_string_value(json_object_get(query, "in")), "query");
+    assert_string_equal(json_string_value(json_object_get(query, "name")), "access_token");
     json_decref(doc);
     cd_router_destroy(&router);
 }
@@ -234,6 +262,58 @@ test_router_resource_routes_have_operations(void **state)
     assert_true(resource > 0);
 }
 
+//  True if a body field's name says it carries a secret.
+static bool
+s_secret_field(const char *name)
+{
+    static const char *const words[] = {"password", "secret", "token", "totp"};
+    for (size_t i = 0; i < sizeof words / sizeof words[0]; i++) {
+        if (strstr(name, words[i])) {
+            return true;
+        }
+    }
+    return streq(name, "code");
+}
+
+//  Idempotency-Key: the api actors ignore it exactly on the routes the
+//  table marks (so /openapi.json tells the truth), and on every POST whose
+//  body has a field that carries a secret (no fast hash of it is stored).
+static void
+test_router_idempotency_key_is_ignored_where_a_secret_travels(void **state)
+{
+    size_t marked = 0;
+    for (size_t t = 1; t < cd_http_n_route_tables; t++) {
+        for (size_t i = 0; i < *cd_http_route_tables[t].n; i++) {
+            const cd_route_t *route = &cd_http_route_tables[t].routes[i];
+            const char *op = (const char *)route->arg;
+            if (route->handler != cd_http_route_api || !streq(route->method, "POST")) {
+                continue;
+            }
+            bool flagged = (route->flags & CD_ROUTE_NO_IDEM) != 0;
+            if (flagged != cd_api_idem_ignored(op)) {
+                fail_msg("POST %s (%s): the table says Idempotency-Key is %s, the api actors %s",
+                         route->pattern, op, flagged ? "ignored" : "honoured",
+                         cd_api_idem_ignored(op) ? "ignore it" : "honour it");
+            }
+            marked += flagged;
+            for (size_t f = 0; route->body && f < route->body->n_fields; f++) {
+                if (s_secret_field(route->body->fields[f].name) && !flagged) {
+                    fail_msg("POST %s: field %s carries a secret, but Idempotency-Key is "
+                             "honoured (its request hash would be stored)",
+                             route->pattern, route->body->fields[f].name);
+                }
+            }
+        }
+    }
+    //  login, refresh, password, MFA setup and verify, users, API keys,
+    //  vault init, unlock and lock, connections.
+    assert_int_equal(marked, 11);
+    assert_true(cd_api_idem_ignored("connections.create"));
+    assert_true(cd_api_idem_ignored("vault.init"));
+    assert_false(cd_api_idem_ignored("tasks.create"));
+    assert_false(cd_api_idem_ignored("connections.list"));
+}
+
 static void
 test_router_served_document_matches_the_table(void **state)
 {
@@ -256,6 +336,13 @@ test_router_served_document_matches_the_table(void **state)
     //  The forwarding route's body schema is published.
     assert_non_null(json_object_get(json_object_get(json_object_get(doc, "components"), "schemas"),
                                     "ForwardRequest"));
+    //  Routes that ignore Idempotency-Key say so; others do not.
+    json_t *paths = json_object_get(doc, "paths");
+    assert_non_null(
+        json_object_get(json_object_get(json_object_get(paths, "/api/v1/connections"), "post"),
+                        "x-cadre-idempotency-key"));
+    assert_null(json_object_get(json_object_get(json_object_get(paths, "/api/v1/tasks"), "post"),
+                                "x-cadre-idempotency-key"));
     json_decref(doc);
     cd_router_destroy(&router);
     ht_response_free(&r);
@@ -273,6 +360,7 @@ main(void)
         cmocka_unit_test(test_router_refuses_malformed_tables),
         cmocka_unit_test(test_router_every_route_is_in_the_openapi_document),
         cmocka_unit_test(test_router_resource_routes_have_operations),
+        cmocka_unit_test(test_router_idempotency_key_is_ignored_where_a_secret_travels),
         cmocka_unit_test(test_router_served_document_matches_the_table),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
