@@ -425,6 +425,22 @@ test_api_auth_forged_expired_and_other_alg_tokens(void **state)
     char *future = s_forge(hs256, payload, key);
     s_check(node, NULL, future, "GET", "/api/v1/auth/me", NULL, 401);
     s_check(node, NULL, "not.a.token", "GET", "/api/v1/auth/me", NULL, 401);
+    //  A token the node has already verified (and keeps as verified) is
+    //  refused once it expires.
+    snprintf(payload, sizeof payload,
+             "{\"sub\":\"%lld\",\"role\":\"admin\",\"jti\":\"j4\",\"fam\":\"f1\",\"iat\":%lld,"
+             "\"exp\":%lld}",
+             (long long)admin, (long long)now - 10, (long long)now + 2);
+    char *brief = s_forge(hs256, payload, key);
+    s_check(node, NULL, brief, "GET", "/api/v1/auth/me", NULL, 200);
+    s_check(node, NULL, brief, "GET", "/api/v1/auth/me", NULL, 200);
+    while ((int64_t)time(NULL) < now + 2) {
+        zclock_sleep(100);
+    }
+    r = s_expect(node, NULL, brief, "GET", "/api/v1/auth/me", NULL, 401);
+    assert_non_null(strstr(r.body, "expired"));
+    tn_resp_free(&r);
+    free(brief);
     const char *const bearer_empty[] = {"Authorization: Bearer ", NULL};
     tn_resp_t e;
     assert_int_equal(tn_request_as(node, NULL, "GET", "/api/v1/auth/me", NULL, bearer_empty, &e),
