@@ -351,6 +351,16 @@ s_b64(const void *data, size_t len)
     return out;
 }
 
+//  The claims of an admin access token of family f1 (jti, iat, exp).
+static void
+s_admin_claims(char *out, size_t size, int64_t admin, const char *jti, int64_t iat, int64_t exp)
+{
+    snprintf(out, size,
+             "{\"sub\":\"%lld\",\"role\":\"admin\",\"jti\":\"%s\",\"fam\":\"f1\",\"iat\":%lld,"
+             "\"exp\":%lld}",
+             (long long)admin, jti, (long long)iat, (long long)exp);
+}
+
 //  header.payload.signature with HMAC-SHA-256 under key (NULL: no
 //  signature at all).
 static char *
@@ -388,10 +398,7 @@ test_api_auth_forged_expired_and_other_alg_tokens(void **state)
     int64_t now = (int64_t)time(NULL);
     const char *hs256 = "{\"alg\":\"HS256\",\"typ\":\"JWT\"}";
     char payload[256];
-    snprintf(payload, sizeof payload,
-             "{\"sub\":\"%lld\",\"role\":\"admin\",\"jti\":\"j1\",\"fam\":\"f1\",\"iat\":%lld,"
-             "\"exp\":%lld}",
-             (long long)admin, (long long)now - 10, (long long)now + 600);
+    s_admin_claims(payload, sizeof payload, admin, "j1", now - 10, now + 600);
     //  Sanity: the right key makes a token that works.
     char *good = s_forge(hs256, payload, key);
     s_check(node, NULL, good, "GET", "/api/v1/users", NULL, 200);
@@ -410,27 +417,18 @@ test_api_auth_forged_expired_and_other_alg_tokens(void **state)
     char *hs512 = s_forge("{\"alg\":\"HS512\",\"typ\":\"JWT\"}", payload, key);
     s_check(node, NULL, hs512, "GET", "/api/v1/auth/me", NULL, 401);
     //  Expired, and issued in the future.
-    snprintf(payload, sizeof payload,
-             "{\"sub\":\"%lld\",\"role\":\"admin\",\"jti\":\"j2\",\"fam\":\"f1\",\"iat\":%lld,"
-             "\"exp\":%lld}",
-             (long long)admin, (long long)now - 1000, (long long)now - 100);
+    s_admin_claims(payload, sizeof payload, admin, "j2", now - 1000, now - 100);
     char *expired = s_forge(hs256, payload, key);
     tn_resp_t r = s_expect(node, NULL, expired, "GET", "/api/v1/auth/me", NULL, 401);
     assert_non_null(strstr(r.body, "expired"));
     tn_resp_free(&r);
-    snprintf(payload, sizeof payload,
-             "{\"sub\":\"%lld\",\"role\":\"admin\",\"jti\":\"j3\",\"fam\":\"f1\",\"iat\":%lld,"
-             "\"exp\":%lld}",
-             (long long)admin, (long long)now + 300, (long long)now + 900);
+    s_admin_claims(payload, sizeof payload, admin, "j3", now + 300, now + 900);
     char *future = s_forge(hs256, payload, key);
     s_check(node, NULL, future, "GET", "/api/v1/auth/me", NULL, 401);
     s_check(node, NULL, "not.a.token", "GET", "/api/v1/auth/me", NULL, 401);
     //  A token the node has already verified (and keeps as verified) is
     //  refused once it expires.
-    snprintf(payload, sizeof payload,
-             "{\"sub\":\"%lld\",\"role\":\"admin\",\"jti\":\"j4\",\"fam\":\"f1\",\"iat\":%lld,"
-             "\"exp\":%lld}",
-             (long long)admin, (long long)now - 10, (long long)now + 2);
+    s_admin_claims(payload, sizeof payload, admin, "j4", now - 10, now + 2);
     char *brief = s_forge(hs256, payload, key);
     s_check(node, NULL, brief, "GET", "/api/v1/auth/me", NULL, 200);
     s_check(node, NULL, brief, "GET", "/api/v1/auth/me", NULL, 200);
