@@ -59,7 +59,7 @@ typedef struct {
 static const char *s_scheme = "https"; //  the node's scheme (set once in main)
 
 #define S_ADMIN_PASSWORD "bench-admin-password" //  the node's admin (--node: CADRE_ADMIN_PASSWORD)
-static char s_auth[1024];                     //  "Authorization: Bearer ..." once signed in
+static char s_auth[1024];                       //  "Authorization: Bearer ..." once signed in
 
 typedef struct {
     long tasks;         //  submitted

@@ -59,16 +59,16 @@ struct cd__auth {
     zhashx_t *fams;                        //  family -> int64_t * (forget after, Unix s)
     zhashx_t *verified;                    //  access tokens verified: hash hex -> claims
     uint8_t verified_key[crypto_generichash_KEYBYTES]; //  their hashes' key (random)
-    s_ban_t *bans;                         //  bans in force
-    size_t n_bans;                         //  entries in bans
-    uint64_t gen;                          //  bumped by every key invalidation
-    uint64_t bans_gen;                     //  bumped by every ban list received from a change
-    uint64_t bans_ask_gen;                 //  bans_gen when the refresh in flight was asked
-    int lookups;                           //  API-key lookups in flight
-    uint64_t bans_due_ms;                  //  next refresh of the bans (h2o_now)
-    bool bans_asking;                      //  a refresh is in flight
-    h2o_timeout_t tick_timeout;            //  the tick's list
-    h2o_timeout_entry_t tick;              //  the tick
+    s_ban_t *bans;                                     //  bans in force
+    size_t n_bans;                                     //  entries in bans
+    uint64_t gen;                                      //  bumped by every key invalidation
+    uint64_t bans_gen;          //  bumped by every ban list received from a change
+    uint64_t bans_ask_gen;      //  bans_gen when the refresh in flight was asked
+    int lookups;                //  API-key lookups in flight
+    uint64_t bans_due_ms;       //  next refresh of the bans (h2o_now)
+    bool bans_asking;           //  a refresh is in flight
+    h2o_timeout_t tick_timeout; //  the tick's list
+    h2o_timeout_entry_t tick;   //  the tick
 };
 
 static void s_box_free(void **item);

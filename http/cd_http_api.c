@@ -7,9 +7,9 @@
     except those of CD_ROUTE_MERGED routes: they all go to api/0, which
     merges concurrent ones into one write (task creates: one statement of
     64 creates costs PostgreSQL about half as much per task as four of 16,
-    and persist commits one transaction at a time). Each actor has its own database connection for reads, and a write is
-    parked in its actor until persist acks the commit, so a slow write
-    never holds other requests.
+    and persist commits one transaction at a time). Each actor has its own database connection for
+   reads, and a write is parked in its actor until persist acks the commit, so a slow write never
+   holds other requests.
 
     Interface: cd_http_route_api, cd__http_api_call, cd__http_api_call_bare,
     cd__http_api_reply_json. */
