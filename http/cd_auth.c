@@ -396,6 +396,8 @@ cd__auth_notify(cd_http_t *http, const cd_envelope_t *env)
             zhashx_update(a->fams, fam, s_box(&until, sizeof until));
         }
     }
+    //  Streams opened with what was just revoked end now, like its requests.
+    cd__events_revoke(http, effects);
     json_t *bans = json_object_get(effects, "bans");
     if (bans && s_set_bans(a, bans) != 0) {
         cd_log_warn("http", "bans not understood; keeping the previous list", NULL);
@@ -553,6 +555,7 @@ s_lookup_reply(cd_http_rctx_t *rctx, const cd_envelope_t *reply, int rc, void *a
     rctx->identity.authenticated = true;
     rctx->identity.user_id = key.user_id;
     rctx->identity.admin = key.admin;
+    snprintf(rctx->identity.key, sizeof rctx->identity.key, "%s", lookup->hex);
     const char *message = NULL;
     cd_auth_verdict_t verdict = s_role(rctx->match.route, &rctx->identity, &message);
     cd__http_after_auth(rctx, verdict, message);
@@ -605,6 +608,7 @@ s_api_key(cd__auth_t *a, cd_http_rctx_t *rctx, const char *key, size_t len,
         identity->authenticated = true;
         identity->user_id = cached->user_id;
         identity->admin = cached->admin;
+        snprintf(identity->key, sizeof identity->key, "%s", hex);
         return CD_AUTH_ALLOW;
     }
     s_lookup_t *lookup =

@@ -53,6 +53,7 @@
 #define CD_HTTP_AUTH_H
 
 #include "cd_router.h"
+#include "cd_token.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -73,10 +74,11 @@ typedef enum {
 
 //  Who is calling.
 typedef struct {
-    bool authenticated;            //  a token or key was verified
-    int64_t user_id;               //  0 when anonymous
-    bool admin;                    //  role admin
-    char fam[CD_AUTH_FAM_MAX + 1]; //  the access token's login, "" for an API key
+    bool authenticated;                  //  a token or key was verified
+    int64_t user_id;                     //  0 when anonymous
+    bool admin;                          //  role admin
+    char fam[CD_AUTH_FAM_MAX + 1];       //  the access token's login, "" for an API key
+    char key[CD_TOKEN_HASH_HEX_LEN + 1]; //  the API key's hash (hex), "" for an access token
 } cd_auth_identity_t;
 
 //  Decides whether the request may use route. Fills *identity on allow.

@@ -480,6 +480,7 @@ struct s_sub {
     s_kind_t kind;                     //  SSE or WebSocket
     s_filter_t filter;                 //  what it wants
     int64_t viewer;                    //  whom it serves: a user id, or S_NONE (sees everything)
+    cd_auth_identity_t who;            //  the credentials it was opened with
     bool registered;                   //  offered live batches (counted in n_watching)
     bool replaying;                    //  paging from the bus; live batches are held
     bool started;                      //  SSE: response started; WebSocket: acknowledged
@@ -621,6 +622,7 @@ s_sub_new(cd__events_t *ev, s_kind_t kind, const cd_http_rctx_t *rctx)
     sub->ev = ev;
     sub->kind = kind;
     sub->viewer = s_viewer(rctx);
+    sub->who = rctx->identity;
     s_filter_init(&sub->filter);
     h2o_linklist_insert(&ev->subs, &sub->link);
     ev->n_subs++;
@@ -792,6 +794,56 @@ s_drop_slow(s_sub_t *sub, size_t queued)
                 sub->kind == S_SSE ? "sse" : "websocket", "queued_bytes", (json_int_t)queued,
                 "limit", (json_int_t)http->opts.events_max_buffer, "pos", (json_int_t)sub->pos);
     s_kill(sub);
+}
+
+//  True if a string of list (a JSON array) is text.
+static bool
+s_listed(const json_t *list, const char *text)
+{
+    size_t i;
+    json_t *item;
+    json_array_foreach(list, i, item)
+    {
+        if (json_is_string(item) && strcmp(json_string_value(item), text) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+void
+cd__events_revoke(cd_http_t *http, const json_t *effects)
+{
+    cd__events_t *ev = http->events;
+    if (!ev) {
+        return;
+    }
+    const json_t *fams = json_object_get(effects, "fams");
+    const json_t *keys = json_object_get(effects, "keys");
+    const json_t *users = json_object_get(effects, "users");
+    for (h2o_linklist_t *node = ev->subs.next; node != &ev->subs;) {
+        s_sub_t *sub = H2O_STRUCT_FROM_MEMBER(s_sub_t, link, node);
+        node = node->next;
+        const cd_auth_identity_t *who = &sub->who;
+        if (sub->dead || sub->gone || !who->authenticated) {
+            continue;
+        }
+        bool revoked = who->fam[0] ? s_listed(fams, who->fam) : s_listed(keys, who->key);
+        size_t i;
+        json_t *item;
+        json_array_foreach(users, i, item)
+        {
+            //  A user's keys all went (deleted, role changed); its logins
+            //  come as fams.
+            revoked = revoked || (!who->fam[0] && json_integer_value(item) == who->user_id);
+        }
+        if (revoked) {
+            cd_log_info("http", "event stream ended: its credentials were revoked", "{s:s, s:I}",
+                        "kind", sub->kind == S_SSE ? "sse" : "websocket", "user_id",
+                        (json_int_t)who->user_id);
+            s_kill(sub);
+        }
+    }
 }
 
 //  --- queues ---------------------------------------------------------------------------

@@ -211,8 +211,7 @@ int cd__http_api_call(cd_http_rctx_t *rctx, const char *op, cd__http_reply_fn *f
 
 //  Calls op with an empty request (no parameters, query or body): for
 //  figures the HTTP layer serves itself (/metrics).
-int cd__http_api_call_bare(cd_http_rctx_t *rctx, const char *op, cd__http_reply_fn *fn,
-                           void *arg);
+int cd__http_api_call_bare(cd_http_rctx_t *rctx, const char *op, cd__http_reply_fn *fn, void *arg);
 
 //  Reads an api actor's JSON answer: status and parsed body (caller owns
 //  it). Returns 0 or CD_EPROTO.
@@ -246,6 +245,12 @@ int cd__events_start(cd_http_t *http);
 //  A live `event` envelope from the bus (cd_bus.h), for the subscribers.
 //  env is borrowed for the call.
 void cd__events_live(cd_http_t *http, const cd_envelope_t *env);
+
+//  Credentials were revoked (the effects of an auth change, cd_auth.c:
+//  "fams" login families, "keys" API-key hashes, "users" whose keys all
+//  went): every stream opened with one of them ends now, as a slow one
+//  does (it may reconnect with a valid credential and resume).
+void cd__events_revoke(cd_http_t *http, const json_t *effects);
 
 //  The server is stopping: ends every SSE stream (after what is in flight)
 //  and closes every WebSocket (going away).

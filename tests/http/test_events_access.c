@@ -542,6 +542,72 @@ test_events_access_websocket_browser_credentials(void **state)
     json_decref(his);
 }
 
+//  True once a WebSocket's server ended it (a close frame, or the socket
+//  closed) within timeout_ms; false if it is still open then.
+static bool
+s_ws_ended(st_ws_t *ws, int timeout_ms)
+{
+    int64_t deadline = ht_now_ms() + timeout_ms;
+    while (ht_now_ms() < deadline) {
+        char *payload = NULL;
+        size_t len = 0;
+        int op = st_ws_recv(ws, &payload, &len, (int)(deadline - ht_now_ms()));
+        free(payload);
+        if (op == 8 || (op == -1 && ht_now_ms() < deadline)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+//  True once an SSE stream's transfer ended within timeout_ms.
+static bool
+s_sse_ended(st_sse_t *c, int timeout_ms)
+{
+    int64_t deadline = ht_now_ms() + timeout_ms;
+    while (!atomic_load(&c->done) && ht_now_ms() < deadline) {
+        zclock_sleep(20);
+    }
+    return atomic_load(&c->done);
+}
+
+static void
+test_events_access_revoked_credentials_end_streams(void **state)
+{
+    fx_t *fx = (fx_t *)*state;
+    //  A second login of ann's: her SSE stream with it ends at its logout;
+    //  the stream of her other login goes on.
+    char *second = tn_login(fx->node, "ann", TN_USER_PASSWORD, NULL);
+    assert_non_null(second);
+    st_sse_t *ended = s_sse(fx, second, "", -1);
+    st_sse_t *kept = s_sse(fx, fx->ann_token, "", -1);
+    json_decref(s_call_as(fx, second, "POST", "/api/v1/auth/logout", NULL, 204));
+    assert_true(s_sse_ended(ended, 3000));
+    assert_false(s_sse_ended(kept, 500));
+    st_sse_stop(&ended);
+    st_sse_stop(&kept);
+    free(second);
+
+    //  bob's WebSocket opened with an API key ends when the key is deleted;
+    //  one opened with his access token goes on.
+    json_t *key =
+        s_call_as(fx, fx->bob_token, "POST", "/api/v1/api-keys", "{\"name\":\"ws\"}", 201);
+    char path[1200];
+    snprintf(path, sizeof path, "/ws?access_token=%s", ot_str(key, "key"));
+    st_ws_t *by_key = s_ws(fx, path, NULL, " 101 ", NULL, 0);
+    json_decref(s_ws_replay(by_key));
+    snprintf(path, sizeof path, "/ws?access_token=%s", fx->bob_token);
+    st_ws_t *by_token = s_ws(fx, path, NULL, " 101 ", NULL, 0);
+    json_decref(s_ws_replay(by_token));
+    snprintf(path, sizeof path, "/api/v1/api-keys/%lld", (long long)ot_int(key, "id"));
+    json_decref(s_call_as(fx, fx->bob_token, "DELETE", path, NULL, 204));
+    assert_true(s_ws_ended(by_key, 3000));
+    assert_false(s_ws_ended(by_token, 500));
+    st_ws_close(&by_key);
+    st_ws_close(&by_token);
+    json_decref(key);
+}
+
 int
 main(void)
 {
@@ -550,6 +616,7 @@ main(void)
         cmocka_unit_test(test_events_access_sse_replay_and_live_are_per_user),
         cmocka_unit_test(test_events_access_websocket_is_per_user),
         cmocka_unit_test(test_events_access_websocket_browser_credentials),
+        cmocka_unit_test(test_events_access_revoked_credentials_end_streams),
     };
     return cmocka_run_group_tests(tests, s_setup, s_teardown);
 }
