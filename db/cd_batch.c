@@ -1693,8 +1693,11 @@ s_set_errmsg(char **errmsg, char *text)
 static int
 s_open(cd_batch_t *self, char **errmsg)
 {
-    const char *const keys[] = {"dbname", "fallback_application_name", "client_encoding", NULL};
-    const char *const values[] = {self->conninfo, "cadred-persist", "UTF8", NULL};
+    //  As cd_db_connect: conninfo's own options win over ours.
+    const char *const keys[] = {"options", "dbname", "fallback_application_name", "client_encoding",
+                                NULL};
+    const char *const values[] = {CD_DB_SESSION_OPTIONS, self->conninfo, "cadred-persist", "UTF8",
+                                  NULL};
     PGconn *conn = cd__db_checked(PQconnectStartParams(keys, values, 1), __FILE__, __LINE__);
     int64_t deadline = s_mono_us() + (int64_t)self->connect_timeout_ms * 1000;
     PostgresPollingStatusType st = PGRES_POLLING_WRITING;

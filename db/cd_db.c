@@ -187,10 +187,12 @@ cd_db_connect(const char *conninfo, cd_db_t **out, char **errmsg)
     if (!s_conninfo_parses(conninfo, errmsg)) {
         return CD_EINVAL;
     }
-    //  expand_dbname=1: "dbname" carries the whole conninfo or URI; the
-    //  keywords after it only fill what conninfo leaves unset.
-    const char *const keys[] = {"dbname", "fallback_application_name", "client_encoding", NULL};
-    const char *const values[] = {conninfo, "cadred", "UTF8", NULL};
+    //  expand_dbname=1: "dbname" carries the whole conninfo or URI, which
+    //  overrides the keywords before it ("options": what conninfo leaves
+    //  unset) and is overridden by those after it.
+    const char *const keys[] = {"options", "dbname", "fallback_application_name", "client_encoding",
+                                NULL};
+    const char *const values[] = {CD_DB_SESSION_OPTIONS, conninfo, "cadred", "UTF8", NULL};
     PGconn *conn = PQconnectdbParams(keys, values, 1);
     cd__db_checked(conn, __FILE__, __LINE__);
     if (PQstatus(conn) != CONNECTION_OK) {

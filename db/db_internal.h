@@ -20,6 +20,14 @@ void *cd__db_checked(void *p, const char *file, int line);
 __attribute__((format(printf, 3, 4))) char *cd__db_printf_at(const char *file, int line,
                                                              const char *fmt, ...);
 
+//  Session settings of every connection the node opens, unless its
+//  connection string sets `options` itself: no JIT. PostgreSQL compiles a
+//  query to machine code once its estimated cost passes jit_above_cost,
+//  which estimates for small tables often do (the orchestrator's
+//  directory read, ~1 ms of work, paid ~20 ms of compilation every time);
+//  the node's queries are all short, and compiling never pays back.
+#define CD_DB_SESSION_OPTIONS "-c jit=off"
+
 #define cd__db_printf(...) cd__db_printf_at(__FILE__, __LINE__, __VA_ARGS__)
 #define cd__db_strdup(s) ((char *)cd__db_checked(strdup(s), __FILE__, __LINE__))
 #define cd__db_calloc(n, size) cd__db_checked(calloc((n), (size)), __FILE__, __LINE__)

@@ -252,11 +252,37 @@ test_db_query_prepared(void **state)
     cd_db_rows_destroy(&rows);
 }
 
+//  Connections run without JIT, unless their connection string says
+//  otherwise.
+static void
+test_db_session_options(void **state)
+{
+    cd_db_t *db = *state;
+    int64_t off = -1;
+    assert_int_equal(
+        cd_db_query_int64(db, "SELECT (current_setting('jit') = 'off')::int", 0, NULL, &off), 0);
+    assert_int_equal(off, 1);
+    char *conninfo = NULL;
+    assert_int_equal(cd_testpg_fresh_db(&conninfo), 0);
+    size_t size = strlen(conninfo) + 32;
+    char *mine = malloc(size);
+    snprintf(mine, size, "%s options='-c jit=on'", conninfo);
+    cd_db_t *other = NULL;
+    assert_int_equal(cd_db_connect(mine, &other, NULL), 0);
+    assert_int_equal(
+        cd_db_query_int64(other, "SELECT (current_setting('jit') = 'off')::int", 0, NULL, &off), 0);
+    assert_int_equal(off, 0);
+    cd_db_close(&other);
+    free(mine);
+    free(conninfo);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_db_connect_failure_message),
+        cmocka_unit_test_setup_teardown(test_db_session_options, s_setup, s_teardown),
         cmocka_unit_test(test_db_close_twice),
         cmocka_unit_test_setup_teardown(test_db_exec_syntax_error_keeps_sqlstate, s_setup,
                                         s_teardown),
