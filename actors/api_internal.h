@@ -71,6 +71,10 @@ cd_actor_t *cd_api_actor(const cd_api_req_t *req);
 //  CD_ECONN).
 cd_db_t *cd_api_db(cd_api_req_t *req);
 
+//  As cd_api_db for a handler that reads: NULL after answering 503
+//  not_ready.
+cd_db_t *cd_api_read_db(cd_api_req_t *req);
+
 //  Handler scratch space that lives as long as the request: a JSON object
 //  the core frees. Borrowed.
 json_t *cd_api_scratch(cd_api_req_t *req);
@@ -90,6 +94,10 @@ bool cd_api_query_int(cd_api_req_t *req, const char *name, int64_t min, int64_t 
 //  ?limit= (1..1000, default 50) and ?cursor= (a page's next_cursor: digits
 //  only; anything else is 400). Returns false after answering 400.
 bool cd_api_page_args(cd_api_req_t *req, int *limit, const char **cursor);
+
+//  A page read's start: cd_api_page_args, then cd_api_read_db. NULL after
+//  answering (400 or 503).
+cd_db_t *cd_api_page_begin(cd_api_req_t *req, int *limit, const char **cursor);
 
 //  Query parameter as an RFC 3339 timestamp (checked loosely here, exactly
 //  by PostgreSQL). Returns false after answering 400.
@@ -111,6 +119,14 @@ void cd_api_reply_json(cd_api_req_t *req, int status, json_t *obj, const char *l
 
 //  Answers a page as {"items": [...], "next_cursor": "..." | null}.
 void cd_api_reply_page(cd_api_req_t *req, const cd_q_page_t *page);
+
+//  Answers a read of one object: 200 with row (JSON text) when rc is 0,
+//  else cd_api_fail(req, rc, db). Frees row (may be NULL).
+void cd_api_reply_read(cd_api_req_t *req, int rc, cd_db_t *db, char *row);
+
+//  Answers a page read: the page when rc is 0, else cd_api_fail(req, rc,
+//  db). Finishes the page.
+void cd_api_reply_read_page(cd_api_req_t *req, int rc, cd_db_t *db, cd_q_page_t *page);
 
 //  Answers 204 with no body.
 void cd_api_reply_empty(cd_api_req_t *req);

@@ -472,6 +472,22 @@ cd_api_db(cd_api_req_t *req)
     return api->db;
 }
 
+cd_db_t *
+cd_api_read_db(cd_api_req_t *req)
+{
+    cd_db_t *db = cd_api_db(req);
+    if (!db) {
+        cd_api_fail(req, CD_ECONN, NULL);
+    }
+    return db;
+}
+
+cd_db_t *
+cd_api_page_begin(cd_api_req_t *req, int *limit, const char **cursor)
+{
+    return cd_api_page_args(req, limit, cursor) ? cd_api_read_db(req) : NULL;
+}
+
 //  --- parameters -------------------------------------------------------------------
 
 //  Parses a whole decimal integer. False on anything else or overflow.
@@ -864,6 +880,28 @@ cd_api_reply_page(cd_api_req_t *req, const cd_q_page_t *page)
     }
     s_answer(req, 200, NULL, text, strlen(text), NULL, NULL, NULL);
     free(text);
+}
+
+void
+cd_api_reply_read(cd_api_req_t *req, int rc, cd_db_t *db, char *row)
+{
+    if (rc == 0) {
+        cd_api_reply_text(req, 200, row, NULL);
+    } else {
+        cd_api_fail(req, rc, db);
+    }
+    free(row);
+}
+
+void
+cd_api_reply_read_page(cd_api_req_t *req, int rc, cd_db_t *db, cd_q_page_t *page)
+{
+    if (rc == 0) {
+        cd_api_reply_page(req, page);
+    } else {
+        cd_api_fail(req, rc, db);
+    }
+    cd_q_page_fini(page);
 }
 
 void

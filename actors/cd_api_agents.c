@@ -150,9 +150,8 @@ s_list(cd_api_req_t *req)
     filter.role = cd_api_query(req, "role");
     filter.cursor = cursor;
     filter.limit = (int)limit;
-    cd_db_t *db = cd_api_db(req);
+    cd_db_t *db = cd_api_read_db(req);
     if (!db) {
-        cd_api_fail(req, CD_ECONN, NULL);
         return 0;
     }
     cd_q_page_t page = {0};
@@ -185,9 +184,8 @@ s_get(cd_api_req_t *req)
     if (!name) {
         return 0;
     }
-    cd_db_t *db = cd_api_db(req);
+    cd_db_t *db = cd_api_read_db(req);
     if (!db) {
-        cd_api_fail(req, CD_ECONN, NULL);
         return 0;
     }
     char *row = NULL;
@@ -212,9 +210,8 @@ s_log(cd_api_req_t *req)
     if (!cd_api_query_int(req, "limit", 1, CD_REGISTRY_LOG_KEEP, 100, &limit)) {
         return 0;
     }
-    cd_db_t *db = cd_api_db(req);
+    cd_db_t *db = cd_api_read_db(req);
     if (!db) {
-        cd_api_fail(req, CD_ECONN, NULL);
         return 0;
     }
     char *row = NULL;
@@ -459,9 +456,8 @@ s_control(cd_api_req_t *req, const char *op, const char *status)
     if (!name) {
         return 0;
     }
-    cd_db_t *db = cd_api_db(req);
+    cd_db_t *db = cd_api_read_db(req);
     if (!db) {
-        cd_api_fail(req, CD_ECONN, NULL);
         return 0;
     }
     char *row = NULL;
@@ -622,9 +618,8 @@ s_patch(cd_api_req_t *req)
     if (!name) {
         return 0;
     }
-    cd_db_t *db = cd_api_db(req);
+    cd_db_t *db = cd_api_read_db(req);
     if (!db) {
-        cd_api_fail(req, CD_ECONN, NULL);
         return 0;
     }
     char *row = NULL;

@@ -66,16 +66,6 @@
 
 //  --- small helpers ----------------------------------------------------------------
 
-static cd_db_t *
-s_db(cd_api_req_t *req)
-{
-    cd_db_t *db = cd_api_db(req);
-    if (!db) {
-        cd_api_fail(req, CD_ECONN, NULL);
-    }
-    return db;
-}
-
 static void
 s_not_sent(cd_api_req_t *req, int rc)
 {
@@ -243,8 +233,7 @@ s_job(cd_api_req_t *req, const char *pw, bool verify_set, const char *verify, co
     int rc = cd_api_call(req, &env, s_job_reply, (void *)fn);
     cd_pack_destroy(&pack);
     if (rc != 0) {
-        cd_api_error_retry(req, 503, "not_ready", "the password checkers are not running", NULL,
-                           1);
+        cd_api_error_retry(req, 503, "not_ready", "the password checkers are not running", NULL, 1);
         return false;
     }
     jobs->inflight++;
@@ -470,7 +459,7 @@ s_login(cd_api_req_t *req)
         cd_api_invalid(req, "totp", "must be 6 digits");
         return 0;
     }
-    cd_db_t *db = s_db(req);
+    cd_db_t *db = cd_api_read_db(req);
     if (!db) {
         return 0;
     }
@@ -599,7 +588,7 @@ s_me(cd_api_req_t *req)
     if (!s_need_user(req)) {
         return 0;
     }
-    cd_db_t *db = s_db(req);
+    cd_db_t *db = cd_api_read_db(req);
     if (!db) {
         return 0;
     }
@@ -693,7 +682,7 @@ s_password(cd_api_req_t *req)
     if (!s_policy(req, "new_password", next)) {
         return 0;
     }
-    cd_db_t *db = s_db(req);
+    cd_db_t *db = cd_api_read_db(req);
     if (!db) {
         return 0;
     }
@@ -814,7 +803,7 @@ s_mfa_verify(cd_api_req_t *req)
         cd_api_invalid(req, "code", "required");
         return 0;
     }
-    cd_db_t *db = s_db(req);
+    cd_db_t *db = cd_api_read_db(req);
     if (!db) {
         return 0;
     }
@@ -874,7 +863,7 @@ s_key_resolve(cd_api_req_t *req)
         cd_api_invalid(req, "hash", "64 lower-case hex digits");
         return 0;
     }
-    cd_db_t *db = s_db(req);
+    cd_db_t *db = cd_api_read_db(req);
     if (!db) {
         return 0;
     }
@@ -897,7 +886,7 @@ s_key_resolve(cd_api_req_t *req)
 static int
 s_bans_live(cd_api_req_t *req)
 {
-    cd_db_t *db = s_db(req);
+    cd_db_t *db = cd_api_read_db(req);
     if (!db) {
         return 0;
     }
@@ -985,21 +974,13 @@ s_users_list(cd_api_req_t *req)
 {
     int limit = 0;
     const char *cursor = NULL;
-    if (!cd_api_page_args(req, &limit, &cursor)) {
-        return 0;
-    }
-    cd_db_t *db = s_db(req);
+    cd_db_t *db = cd_api_page_begin(req, &limit, &cursor);
     if (!db) {
         return 0;
     }
     cd_q_page_t page = {0};
     int rc = cd_q_users_list(db, cursor, limit, &page);
-    if (rc == 0) {
-        cd_api_reply_page(req, &page);
-    } else {
-        cd_api_fail(req, rc, db);
-    }
-    cd_q_page_fini(&page);
+    cd_api_reply_read_page(req, rc, db, &page);
     return 0;
 }
 
@@ -1010,18 +991,13 @@ s_users_get(cd_api_req_t *req)
     if (!cd_api_param_id(req, "id", &id)) {
         return 0;
     }
-    cd_db_t *db = s_db(req);
+    cd_db_t *db = cd_api_read_db(req);
     if (!db) {
         return 0;
     }
     char *row = NULL;
     int rc = cd_q_users_get(db, id, &row);
-    if (rc == 0) {
-        cd_api_reply_text(req, 200, row, NULL);
-    } else {
-        cd_api_fail(req, rc, db);
-    }
-    free(row);
+    cd_api_reply_read(req, rc, db, row);
     return 0;
 }
 
@@ -1164,21 +1140,13 @@ s_keys_list(cd_api_req_t *req)
 {
     int limit = 0;
     const char *cursor = NULL;
-    if (!cd_api_page_args(req, &limit, &cursor)) {
-        return 0;
-    }
-    cd_db_t *db = s_db(req);
+    cd_db_t *db = cd_api_page_begin(req, &limit, &cursor);
     if (!db) {
         return 0;
     }
     cd_q_page_t page = {0};
     int rc = cd_q_api_keys_list(db, s_key_owner(req), cursor, limit, &page);
-    if (rc == 0) {
-        cd_api_reply_page(req, &page);
-    } else {
-        cd_api_fail(req, rc, db);
-    }
-    cd_q_page_fini(&page);
+    cd_api_reply_read_page(req, rc, db, &page);
     return 0;
 }
 
@@ -1267,7 +1235,7 @@ s_keys_delete(cd_api_req_t *req)
 static bool
 s_bans_changed(cd_api_req_t *req)
 {
-    cd_db_t *db = s_db(req);
+    cd_db_t *db = cd_api_read_db(req);
     if (!db) {
         return false;
     }
@@ -1326,21 +1294,13 @@ s_bans_list(cd_api_req_t *req)
 {
     int limit = 0;
     const char *cursor = NULL;
-    if (!cd_api_page_args(req, &limit, &cursor)) {
-        return 0;
-    }
-    cd_db_t *db = s_db(req);
+    cd_db_t *db = cd_api_page_begin(req, &limit, &cursor);
     if (!db) {
         return 0;
     }
     cd_q_page_t page = {0};
     int rc = cd_q_bans_list(db, cursor, limit, &page);
-    if (rc == 0) {
-        cd_api_reply_page(req, &page);
-    } else {
-        cd_api_fail(req, rc, db);
-    }
-    cd_q_page_fini(&page);
+    cd_api_reply_read_page(req, rc, db, &page);
     return 0;
 }
 
@@ -1388,18 +1348,13 @@ s_audit_list(cd_api_req_t *req)
         cd_api_invalid(req, "action", "1-100 characters");
         return 0;
     }
-    cd_db_t *db = s_db(req);
+    cd_db_t *db = cd_api_read_db(req);
     if (!db) {
         return 0;
     }
     cd_q_page_t page = {0};
     int rc = cd_q_audit_list(db, &f, &page);
-    if (rc == 0) {
-        cd_api_reply_page(req, &page);
-    } else {
-        cd_api_fail(req, rc, db);
-    }
-    cd_q_page_fini(&page);
+    cd_api_reply_read_page(req, rc, db, &page);
     return 0;
 }
 
@@ -1409,7 +1364,7 @@ static const char *const s_verdicts[] = {"intact",   "edited",    "deleted",
 static int
 s_audit_verify(cd_api_req_t *req)
 {
-    cd_db_t *db = s_db(req);
+    cd_db_t *db = cd_api_read_db(req);
     if (!db) {
         return 0;
     }

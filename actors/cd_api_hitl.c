@@ -47,18 +47,12 @@ s_list(cd_api_req_t *req, int64_t project_id, cd_db_t *db)
         return 0;
     }
     f.created_by = s_owner(req);
-    if (!db && !(db = cd_api_db(req))) {
-        cd_api_fail(req, CD_ECONN, NULL);
+    if (!db && !(db = cd_api_read_db(req))) {
         return 0;
     }
     cd_q_page_t page = {0};
     int rc = cd_q_hitl_list(db, &f, &page);
-    if (rc == 0) {
-        cd_api_reply_page(req, &page);
-    } else {
-        cd_api_fail(req, rc, db);
-    }
-    cd_q_page_fini(&page);
+    cd_api_reply_read_page(req, rc, db, &page);
     return 0;
 }
 
@@ -77,9 +71,8 @@ s_hitl_project_list(cd_api_req_t *req)
     if (!cd_api_param_id(req, "id", &id)) {
         return 0;
     }
-    cd_db_t *db = cd_api_db(req);
+    cd_db_t *db = cd_api_read_db(req);
     if (!db) {
-        cd_api_fail(req, CD_ECONN, NULL);
         return 0;
     }
     char *row = NULL;
@@ -107,19 +100,13 @@ s_hitl_get(cd_api_req_t *req)
     if (!cd_api_param_id(req, "id", &id)) {
         return 0;
     }
-    cd_db_t *db = cd_api_db(req);
+    cd_db_t *db = cd_api_read_db(req);
     if (!db) {
-        cd_api_fail(req, CD_ECONN, NULL);
         return 0;
     }
     char *row = NULL;
     int rc = cd_q_hitl_get(db, id, s_owner(req), &row);
-    if (rc == 0) {
-        cd_api_reply_text(req, 200, row, NULL);
-    } else {
-        cd_api_fail(req, rc, db);
-    }
-    free(row);
+    cd_api_reply_read(req, rc, db, row);
     return 0;
 }
 

@@ -14,9 +14,8 @@
 static int
 s_metrics(cd_api_req_t *req)
 {
-    cd_db_t *db = cd_api_db(req);
+    cd_db_t *db = cd_api_read_db(req);
     if (!db) {
-        cd_api_fail(req, CD_ECONN, NULL);
         return 0;
     }
     char *counts = NULL;

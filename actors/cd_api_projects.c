@@ -65,17 +65,6 @@ s_project_read(cd_api_req_t *req, cd_db_t *db, int64_t id, char **out)
     return rc;
 }
 
-//  The read connection, or NULL after answering 503.
-static cd_db_t *
-s_db(cd_api_req_t *req)
-{
-    cd_db_t *db = cd_api_db(req);
-    if (!db) {
-        cd_api_fail(req, CD_ECONN, NULL);
-    }
-    return db;
-}
-
 //  Answers a failed cd_api_write (nothing was parked).
 static void
 s_write_not_sent(cd_api_req_t *req, int rc)
@@ -110,21 +99,13 @@ s_projects_list(cd_api_req_t *req)
 {
     int limit = 0;
     const char *cursor = NULL;
-    if (!cd_api_page_args(req, &limit, &cursor)) {
-        return 0;
-    }
-    cd_db_t *db = s_db(req);
+    cd_db_t *db = cd_api_page_begin(req, &limit, &cursor);
     if (!db) {
         return 0;
     }
     cd_q_page_t page = {0};
     int rc = cd_q_projects_list(db, s_owner(req), cursor, limit, &page);
-    if (rc == 0) {
-        cd_api_reply_page(req, &page);
-    } else {
-        cd_api_fail(req, rc, db);
-    }
-    cd_q_page_fini(&page);
+    cd_api_reply_read_page(req, rc, db, &page);
     return 0;
 }
 
@@ -148,18 +129,13 @@ s_projects_get(cd_api_req_t *req)
     if (!cd_api_param_id(req, "id", &id)) {
         return 0;
     }
-    cd_db_t *db = s_db(req);
+    cd_db_t *db = cd_api_read_db(req);
     if (!db) {
         return 0;
     }
     char *row = NULL;
     int rc = s_project_read(req, db, id, &row);
-    if (rc == 0) {
-        cd_api_reply_text(req, 200, row, NULL);
-    } else {
-        cd_api_fail(req, rc, db);
-    }
-    free(row);
+    cd_api_reply_read(req, rc, db, row);
     return 0;
 }
 
@@ -238,7 +214,7 @@ s_projects_status(cd_api_req_t *req)
     if (!cd_api_param_id(req, "id", &id)) {
         return 0;
     }
-    cd_db_t *db = s_db(req);
+    cd_db_t *db = cd_api_read_db(req);
     if (!db) {
         return 0;
     }
@@ -247,12 +223,7 @@ s_projects_status(cd_api_req_t *req)
     if (rc == 0) {
         rc = cd_q_projects_status(db, id, &row);
     }
-    if (rc == 0) {
-        cd_api_reply_text(req, 200, row, NULL);
-    } else {
-        cd_api_fail(req, rc, db);
-    }
-    free(row);
+    cd_api_reply_read(req, rc, db, row);
     return 0;
 }
 
@@ -299,10 +270,7 @@ s_artifacts_list(cd_api_req_t *req)
     }
     int limit = 0;
     const char *cursor = NULL;
-    if (!cd_api_page_args(req, &limit, &cursor)) {
-        return 0;
-    }
-    cd_db_t *db = s_db(req);
+    cd_db_t *db = cd_api_page_begin(req, &limit, &cursor);
     if (!db) {
         return 0;
     }
@@ -311,12 +279,7 @@ s_artifacts_list(cd_api_req_t *req)
     if (rc == 0) {
         rc = cd_q_artifacts_list(db, id, cursor, limit, &page);
     }
-    if (rc == 0) {
-        cd_api_reply_page(req, &page);
-    } else {
-        cd_api_fail(req, rc, db);
-    }
-    cd_q_page_fini(&page);
+    cd_api_reply_read_page(req, rc, db, &page);
     return 0;
 }
 
@@ -418,7 +381,7 @@ s_artifact_read(cd_api_req_t *req, cd_db_t *db, json_t **meta)
 static int
 s_artifacts_get(cd_api_req_t *req)
 {
-    cd_db_t *db = s_db(req);
+    cd_db_t *db = cd_api_read_db(req);
     json_t *meta = NULL;
     if (db && s_artifact_read(req, db, &meta)) {
         cd_api_reply_json(req, 200, meta, NULL);
@@ -429,7 +392,7 @@ s_artifacts_get(cd_api_req_t *req)
 static int
 s_artifacts_content(cd_api_req_t *req)
 {
-    cd_db_t *db = s_db(req);
+    cd_db_t *db = cd_api_read_db(req);
     json_t *meta = NULL;
     if (!db || !s_artifact_read(req, db, &meta)) {
         return 0;

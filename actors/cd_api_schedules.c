@@ -162,9 +162,8 @@ s_task_ok(cd_api_req_t *req, const json_t *task)
         s_task_invalid(req, "project_id", "must be a positive integer id");
         return false;
     }
-    cd_db_t *db = cd_api_db(req);
+    cd_db_t *db = cd_api_read_db(req);
     if (!db) {
-        cd_api_fail(req, CD_ECONN, NULL);
         return false;
     }
     char *row = NULL;
@@ -310,22 +309,13 @@ s_list(cd_api_req_t *req)
 {
     int limit = 0;
     const char *cursor = NULL;
-    if (!cd_api_page_args(req, &limit, &cursor)) {
-        return 0;
-    }
-    cd_db_t *db = cd_api_db(req);
+    cd_db_t *db = cd_api_page_begin(req, &limit, &cursor);
     if (!db) {
-        cd_api_fail(req, CD_ECONN, NULL);
         return 0;
     }
     cd_q_page_t page = {0};
     int rc = cd_q_schedules_list(db, s_owner(req), cursor, limit, &page);
-    if (rc == 0) {
-        cd_api_reply_page(req, &page);
-    } else {
-        cd_api_fail(req, rc, db);
-    }
-    cd_q_page_fini(&page);
+    cd_api_reply_read_page(req, rc, db, &page);
     return 0;
 }
 
@@ -334,9 +324,8 @@ s_list(cd_api_req_t *req)
 static bool
 s_read(cd_api_req_t *req, int64_t id, json_t **row)
 {
-    cd_db_t *db = cd_api_db(req);
+    cd_db_t *db = cd_api_read_db(req);
     if (!db) {
-        cd_api_fail(req, CD_ECONN, NULL);
         return false;
     }
     char *text = NULL;

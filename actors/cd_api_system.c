@@ -30,9 +30,8 @@
 static int
 s_config_get(cd_api_req_t *req)
 {
-    cd_db_t *db = cd_api_db(req);
+    cd_db_t *db = cd_api_read_db(req);
     if (!db) {
-        cd_api_fail(req, CD_ECONN, NULL);
         return 0;
     }
     char *config = NULL;
@@ -111,9 +110,8 @@ s_config_patch(cd_api_req_t *req)
 static int
 s_stats_get(cd_api_req_t *req)
 {
-    cd_db_t *db = cd_api_db(req);
+    cd_db_t *db = cd_api_read_db(req);
     if (!db) {
-        cd_api_fail(req, CD_ECONN, NULL);
         return 0;
     }
     char *text = NULL;
@@ -147,9 +145,8 @@ s_stats_history(cd_api_req_t *req)
     if (!cd_api_page_args(req, &limit, &cursor) || !cd_api_query_time(req, "since", &since)) {
         return 0;
     }
-    cd_db_t *db = cd_api_db(req);
+    cd_db_t *db = cd_api_read_db(req);
     if (!db) {
-        cd_api_fail(req, CD_ECONN, NULL);
         return 0;
     }
     cd_q_page_t page = {0};

@@ -360,17 +360,6 @@ s_write(cd_api_req_t *req, const char *stmt, int nparams, const char *const *par
     }
 }
 
-//  The read connection, or NULL after answering 503.
-static cd_db_t *
-s_db(cd_api_req_t *req)
-{
-    cd_db_t *db = cd_api_db(req);
-    if (!db) {
-        cd_api_fail(req, CD_ECONN, NULL);
-    }
-    return db;
-}
-
 //  --- create ----------------------------------------------------------------------------
 //
 //  Creates are merged: each actor keeps at most S_CREATES_IN_FLIGHT create
@@ -743,7 +732,7 @@ s_list(cd_api_req_t *req)
         return 0;
     }
     f.created_by = s_scope(req);
-    cd_db_t *db = s_db(req);
+    cd_db_t *db = cd_api_read_db(req);
     if (!db) {
         return 0;
     }
@@ -772,7 +761,7 @@ s_get_by(cd_api_req_t *req, s_get_fn *fn)
     if (!cd_api_param_id(req, "id", &id)) {
         return 0;
     }
-    cd_db_t *db = s_db(req);
+    cd_db_t *db = cd_api_read_db(req);
     if (!db) {
         return 0;
     }
@@ -809,18 +798,13 @@ s_archived_list(cd_api_req_t *req)
         !cd_api_page_args(req, &limit, &cursor)) {
         return 0;
     }
-    cd_db_t *db = s_db(req);
+    cd_db_t *db = cd_api_read_db(req);
     if (!db) {
         return 0;
     }
     cd_q_page_t page = {0};
     int rc = cd_q_tasks_archived_list(db, project, s_scope(req), cursor, limit, &page);
-    if (rc == 0) {
-        cd_api_reply_page(req, &page);
-    } else {
-        cd_api_fail(req, rc, db);
-    }
-    cd_q_page_fini(&page);
+    cd_api_reply_read_page(req, rc, db, &page);
     return 0;
 }
 
@@ -854,7 +838,7 @@ s_history(cd_api_req_t *req)
     if (!cd_api_query(req, "limit")) {
         limit = S_HISTORY_LIMIT;
     }
-    cd_db_t *db = s_db(req);
+    cd_db_t *db = cd_api_read_db(req);
     if (!db) {
         return 0;
     }

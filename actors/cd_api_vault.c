@@ -154,9 +154,8 @@ static char *
 s_record(cd_api_req_t *req, bool *missing)
 {
     *missing = false;
-    cd_db_t *db = cd_api_db(req);
+    cd_db_t *db = cd_api_read_db(req);
     if (!db) {
-        cd_api_fail(req, CD_ECONN, NULL);
         return NULL;
     }
     char *record = NULL;
@@ -395,22 +394,13 @@ s_list(cd_api_req_t *req)
 {
     int limit = 0;
     const char *cursor = NULL;
-    if (!cd_api_page_args(req, &limit, &cursor)) {
-        return 0;
-    }
-    cd_db_t *db = cd_api_db(req);
+    cd_db_t *db = cd_api_page_begin(req, &limit, &cursor);
     if (!db) {
-        cd_api_fail(req, CD_ECONN, NULL);
         return 0;
     }
     cd_q_page_t page = {0};
     int rc = cd_q_connections_list(db, cursor, limit, &page);
-    if (rc == 0) {
-        cd_api_reply_page(req, &page);
-    } else {
-        cd_api_fail(req, rc, db);
-    }
-    cd_q_page_fini(&page);
+    cd_api_reply_read_page(req, rc, db, &page);
     return 0;
 }
 
@@ -421,19 +411,13 @@ s_get(cd_api_req_t *req)
     if (!cd_api_param_id(req, "id", &id)) {
         return 0;
     }
-    cd_db_t *db = cd_api_db(req);
+    cd_db_t *db = cd_api_read_db(req);
     if (!db) {
-        cd_api_fail(req, CD_ECONN, NULL);
         return 0;
     }
     char *row = NULL;
     int rc = cd_q_connections_get(db, id, &row);
-    if (rc == 0) {
-        cd_api_reply_text(req, 200, row, NULL);
-    } else {
-        cd_api_fail(req, rc, db);
-    }
-    free(row);
+    cd_api_reply_read(req, rc, db, row);
     return 0;
 }
 
@@ -740,9 +724,8 @@ s_patch(cd_api_req_t *req)
     if (!s_check_body(req, body)) {
         return 0;
     }
-    cd_db_t *db = cd_api_db(req);
+    cd_db_t *db = cd_api_read_db(req);
     if (!db) {
-        cd_api_fail(req, CD_ECONN, NULL);
         return 0;
     }
     char *text = NULL;
