@@ -25,6 +25,7 @@
     POST was started to the SSE event's arrival), plus the create's own
     latency (the 201, which is sent after the commit). A table on stderr,
     one JSON object on stdout. */
+#include "bench_curl.h"
 #include "bench_stats.h"
 #include "cd_config.h"
 #include "cd_error.h"
@@ -169,24 +170,6 @@ s_curl_h2(CURL *curl)
     }
 }
 
-typedef struct {
-    char *data;
-    size_t len;
-} buf_t;
-
-static size_t
-s_collect(char *data, size_t size, size_t n, void *arg)
-{
-    buf_t *buf = (buf_t *)arg;
-    size_t add = size * n;
-    buf->data = (char *)realloc(buf->data, buf->len + add + 1);
-    memcpy(buf->data + buf->len, data, add);
-    buf->len += add;
-    buf->data[buf->len] = '\0';
-    return add;
-}
-
-//  One JSON request; returns the status and the id in the answer (or -1).
 //  A request with the admin's token (once signed in); *id gets the answer's
 //  first "id", and *answer (if not NULL) the whole body (caller frees).
 static long
@@ -200,7 +183,7 @@ s_request_body(const char *base, const char *method, const char *path, const cha
     if (s_auth[0]) {
         headers = curl_slist_append(headers, s_auth);
     }
-    buf_t buf = {NULL, 0};
+    bench_buf_t buf = {NULL, 0};
     curl_easy_setopt(curl, CURLOPT_URL, url);
     curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method);
     if (json) {
@@ -211,7 +194,7 @@ s_request_body(const char *base, const char *method, const char *path, const cha
     curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 20000L);
     curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(curl, CURLOPT_NOPROXY, "*");
-    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, s_collect);
+    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, bench_collect);
     curl_easy_setopt(curl, CURLOPT_WRITEDATA, &buf);
     long status = 0;
     if (curl_easy_perform(curl) == CURLE_OK) {
@@ -256,17 +239,14 @@ s_sign_in(const char *base, const options_t *opt)
     snprintf(login, sizeof login, "{\"username\":\"admin\",\"password\":\"%s\"}", password);
     char *body = NULL;
     long status = s_request_body(base, "POST", "/api/v1/auth/login", login, NULL, &body);
-    const char *token = body ? strstr(body, "\"access_token\":\"") : NULL;
-    const char *end = token ? strchr(token + 16, '"') : NULL;
-    if (status != 200 || !end) {
+    bool ok = status == 200 && bench_bearer(body, s_auth, sizeof s_auth);
+    free(body);
+    if (!ok) {
         fprintf(stderr, "bench_e2e: signing in as admin: HTTP %ld%s\n", status,
                 opt->node ? " (set CADRE_ADMIN_PASSWORD to the node's admin password)" : "");
-        free(body);
+        s_auth[0] = '\0';
         return -1;
     }
-    snprintf(s_auth, sizeof s_auth, "Authorization: Bearer %.*s", (int)(end - token - 16),
-             token + 16);
-    free(body);
     return 0;
 }
 
@@ -411,7 +391,7 @@ s_sse_thread(void *arg)
 
 typedef struct {
     CURL *curl;       //  its handle
-    buf_t buf;        //  its answer
+    bench_buf_t buf;  //  its answer
     int64_t start_ns; //  when it was sent
 } post_t;
 
@@ -448,7 +428,7 @@ s_post_start(CURLM *multi, post_t *post, const char *url, const char *body,
              struct curl_slist *headers)
 {
     free(post->buf.data);
-    post->buf = (buf_t){NULL, 0};
+    post->buf = (bench_buf_t){NULL, 0};
     //  A fresh handle per request: libcurl's HTTP/2 state does not carry
     //  over well to a reused easy handle.
     if (post->curl) {
@@ -462,7 +442,7 @@ s_post_start(CURLM *multi, post_t *post, const char *url, const char *body,
     curl_easy_setopt(post->curl, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(post->curl, CURLOPT_NOPROXY, "*");
     curl_easy_setopt(post->curl, CURLOPT_TIMEOUT_MS, 30000L);
-    curl_easy_setopt(post->curl, CURLOPT_WRITEFUNCTION, s_collect);
+    curl_easy_setopt(post->curl, CURLOPT_WRITEFUNCTION, bench_collect);
     curl_easy_setopt(post->curl, CURLOPT_PRIVATE, post);
     curl_easy_setopt(post->curl, CURLOPT_VERBOSE, getenv("E2E_VERBOSE") ? 1L : 0L);
     curl_easy_setopt(post->curl, CURLOPT_WRITEDATA, &post->buf);

@@ -27,6 +27,7 @@
     lets this program create one.
 
     Output: a table on stderr and one JSON object on stdout. */
+#include "bench_curl.h"
 #include "bench_stats.h"
 #include "cd_config.h"
 #include "cd_error.h"
@@ -61,7 +62,7 @@ typedef struct {
     int clients;      //  h2load -c
     int streams;      //  h2load -m
     const char *node; //  measure this running node instead, or NULL
-    char auth[1200];  //  "authorization: Bearer <admin's access token>" once signed in
+    char auth[1200];  //  "Authorization: Bearer <admin's access token>" once signed in
 } options_t;
 
 typedef struct {
@@ -219,23 +220,6 @@ s_node_stop(node_t *node)
     }
 }
 
-typedef struct {
-    char *data;
-    size_t len;
-} buf_t;
-
-static size_t
-s_collect(char *data, size_t size, size_t n, void *arg)
-{
-    buf_t *buf = (buf_t *)arg;
-    size_t add = size * n;
-    buf->data = (char *)realloc(buf->data, buf->len + add + 1);
-    memcpy(buf->data + buf->len, data, add);
-    buf->len += add;
-    buf->data[buf->len] = '\0';
-    return add;
-}
-
 //  One JSON request for the set-up. Returns the status; *body (caller
 //  frees) the answer.
 static long
@@ -249,7 +233,7 @@ s_request(const char *base, const char *auth, const char *method, const char *pa
     if (auth && *auth) {
         headers = curl_slist_append(headers, auth);
     }
-    buf_t buf = {NULL, 0};
+    bench_buf_t buf = {NULL, 0};
     curl_easy_setopt(curl, CURLOPT_URL, url);
     curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method);
     if (json) {
@@ -260,7 +244,7 @@ s_request(const char *base, const char *auth, const char *method, const char *pa
     curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 20000L);
     curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(curl, CURLOPT_NOPROXY, "*");
-    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, s_collect);
+    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, bench_collect);
     curl_easy_setopt(curl, CURLOPT_WRITEDATA, &buf);
     long status = 0;
     if (curl_easy_perform(curl) == CURLE_OK) {
@@ -284,16 +268,12 @@ s_setup(const char *base, options_t *opt)
     char login[256];
     snprintf(login, sizeof login, "{\"username\":\"admin\",\"password\":\"%s\"}", password);
     long status = s_request(base, NULL, "POST", "/api/v1/auth/login", login, &body);
-    const char *token = strstr(body, "\"access_token\":\"");
-    const char *end = token ? strchr(token + 16, '"') : NULL;
-    if (status != 200 || !end) {
+    bool ok = status == 200 && bench_bearer(body, opt->auth, sizeof opt->auth);
+    free(body);
+    if (!ok) {
         fprintf(stderr, "bench_http: signing in as admin: HTTP %ld\n", status);
-        free(body);
         return -1;
     }
-    snprintf(opt->auth, sizeof opt->auth, "authorization: Bearer %.*s", (int)(end - token - 16),
-             token + 16);
-    free(body);
     const char *auth = opt->auth;
     status = s_request(base, auth, "POST", "/api/v1/agents",
                        "{\"name\":\"parked\",\"kind\":\"echo\"}", &body);
