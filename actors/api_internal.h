@@ -128,6 +128,16 @@ void cd_api_reply_read(cd_api_req_t *req, int rc, cd_db_t *db, char *row);
 //  db). Finishes the page.
 void cd_api_reply_read_page(cd_api_req_t *req, int rc, cd_db_t *db, cd_q_page_t *page);
 
+//  A whole handler for a list whose query takes only (cursor, limit):
+//  page arguments, the read, the answer. Returns 0 (answered).
+typedef int(cd_api_list_fn)(cd_db_t *db, const char *cursor, int limit, cd_q_page_t *out);
+int cd_api_list(cd_api_req_t *req, cd_api_list_fn *fn);
+
+//  A whole handler for a get by the path's {id} whose query takes only the
+//  id. Returns 0 (answered).
+typedef int(cd_api_get_fn)(cd_db_t *db, int64_t id, char **out);
+int cd_api_get(cd_api_req_t *req, cd_api_get_fn *fn);
+
 //  Answers 204 with no body.
 void cd_api_reply_empty(cd_api_req_t *req);
 

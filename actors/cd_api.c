@@ -904,6 +904,36 @@ cd_api_reply_read_page(cd_api_req_t *req, int rc, cd_db_t *db, cd_q_page_t *page
     cd_q_page_fini(page);
 }
 
+int
+cd_api_list(cd_api_req_t *req, cd_api_list_fn *fn)
+{
+    int limit = 0;
+    const char *cursor = NULL;
+    cd_db_t *db = cd_api_page_begin(req, &limit, &cursor);
+    if (db) {
+        cd_q_page_t page = {0};
+        int rc = fn(db, cursor, limit, &page);
+        cd_api_reply_read_page(req, rc, db, &page);
+    }
+    return 0;
+}
+
+int
+cd_api_get(cd_api_req_t *req, cd_api_get_fn *fn)
+{
+    int64_t id = 0;
+    if (!cd_api_param_id(req, "id", &id)) {
+        return 0;
+    }
+    cd_db_t *db = cd_api_read_db(req);
+    if (db) {
+        char *row = NULL;
+        int rc = fn(db, id, &row);
+        cd_api_reply_read(req, rc, db, row);
+    }
+    return 0;
+}
+
 void
 cd_api_reply_empty(cd_api_req_t *req)
 {

@@ -972,33 +972,13 @@ s_users_create(cd_api_req_t *req)
 static int
 s_users_list(cd_api_req_t *req)
 {
-    int limit = 0;
-    const char *cursor = NULL;
-    cd_db_t *db = cd_api_page_begin(req, &limit, &cursor);
-    if (!db) {
-        return 0;
-    }
-    cd_q_page_t page = {0};
-    int rc = cd_q_users_list(db, cursor, limit, &page);
-    cd_api_reply_read_page(req, rc, db, &page);
-    return 0;
+    return cd_api_list(req, cd_q_users_list);
 }
 
 static int
 s_users_get(cd_api_req_t *req)
 {
-    int64_t id = 0;
-    if (!cd_api_param_id(req, "id", &id)) {
-        return 0;
-    }
-    cd_db_t *db = cd_api_read_db(req);
-    if (!db) {
-        return 0;
-    }
-    char *row = NULL;
-    int rc = cd_q_users_get(db, id, &row);
-    cd_api_reply_read(req, rc, db, row);
-    return 0;
+    return cd_api_get(req, cd_q_users_get);
 }
 
 static void
@@ -1292,16 +1272,7 @@ s_bans_create(cd_api_req_t *req)
 static int
 s_bans_list(cd_api_req_t *req)
 {
-    int limit = 0;
-    const char *cursor = NULL;
-    cd_db_t *db = cd_api_page_begin(req, &limit, &cursor);
-    if (!db) {
-        return 0;
-    }
-    cd_q_page_t page = {0};
-    int rc = cd_q_bans_list(db, cursor, limit, &page);
-    cd_api_reply_read_page(req, rc, db, &page);
-    return 0;
+    return cd_api_list(req, cd_q_bans_list);
 }
 
 static void

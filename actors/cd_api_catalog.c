@@ -21,44 +21,6 @@
 
 //  --- shared shapes ---------------------------------------------------------------
 
-//  Answers a list whose query function takes (cursor, limit).
-typedef int(s_list_fn)(cd_db_t *db, const char *cursor, int limit, cd_q_page_t *out);
-
-static int
-s_list(cd_api_req_t *req, s_list_fn *fn)
-{
-    int limit = 0;
-    const char *cursor = NULL;
-    cd_db_t *db = cd_api_page_begin(req, &limit, &cursor);
-    if (!db) {
-        return 0;
-    }
-    cd_q_page_t page = {0};
-    int rc = fn(db, cursor, limit, &page);
-    cd_api_reply_read_page(req, rc, db, &page);
-    return 0;
-}
-
-//  Answers a get by the path's {id}.
-typedef int(s_get_fn)(cd_db_t *db, int64_t id, char **out);
-
-static int
-s_get(cd_api_req_t *req, s_get_fn *fn)
-{
-    int64_t id = 0;
-    if (!cd_api_param_id(req, "id", &id)) {
-        return 0;
-    }
-    cd_db_t *db = cd_api_read_db(req);
-    if (!db) {
-        return 0;
-    }
-    char *row = NULL;
-    int rc = fn(db, id, &row);
-    cd_api_reply_read(req, rc, db, row);
-    return 0;
-}
-
 //  Answers 400 if a write's result is INVALID ({"invalid": {field,
 //  reason}}: the body names a row that does not exist). Returns true if
 //  it answered.
@@ -187,7 +149,7 @@ s_delete(cd_api_req_t *req, const char *stmt, const char *in_use)
 static int
 s_templates_list(cd_api_req_t *req)
 {
-    return s_list(req, cd_q_templates_list);
+    return cd_api_list(req, cd_q_templates_list);
 }
 
 static int
@@ -199,7 +161,7 @@ s_templates_create(cd_api_req_t *req)
 static int
 s_templates_get(cd_api_req_t *req)
 {
-    return s_get(req, cd_q_templates_get);
+    return cd_api_get(req, cd_q_templates_get);
 }
 
 static int
@@ -256,7 +218,7 @@ s_templates_render(cd_api_req_t *req)
 static int
 s_roles_list(cd_api_req_t *req)
 {
-    return s_list(req, cd_q_roles_list);
+    return cd_api_list(req, cd_q_roles_list);
 }
 
 static int
@@ -274,7 +236,7 @@ s_role_get_by_id(cd_db_t *db, int64_t id, char **out)
 static int
 s_roles_get(cd_api_req_t *req)
 {
-    return s_get(req, s_role_get_by_id);
+    return cd_api_get(req, s_role_get_by_id);
 }
 
 static int
@@ -322,7 +284,7 @@ s_roles_ok(cd_api_req_t *req)
 static int
 s_team_types_list(cd_api_req_t *req)
 {
-    return s_list(req, cd_q_team_types_list);
+    return cd_api_list(req, cd_q_team_types_list);
 }
 
 static int
@@ -337,7 +299,7 @@ s_team_types_create(cd_api_req_t *req)
 static int
 s_team_types_get(cd_api_req_t *req)
 {
-    return s_get(req, cd_q_team_types_get);
+    return cd_api_get(req, cd_q_team_types_get);
 }
 
 static int
@@ -391,7 +353,7 @@ s_members_ok(cd_api_req_t *req)
 static int
 s_teams_list(cd_api_req_t *req)
 {
-    return s_list(req, cd_q_teams_list);
+    return cd_api_list(req, cd_q_teams_list);
 }
 
 static int
@@ -406,7 +368,7 @@ s_teams_create(cd_api_req_t *req)
 static int
 s_teams_get(cd_api_req_t *req)
 {
-    return s_get(req, cd_q_teams_get);
+    return cd_api_get(req, cd_q_teams_get);
 }
 
 static int
