@@ -187,6 +187,14 @@ typedef struct {
 
 typedef void(cd_api_write_fn)(cd_api_req_t *req, const cd_api_result_t *res, void *arg);
 
+//  Continuations for the usual writes (pass as fn to cd_api_write):
+//  cd_api_on_created: 201 with the row, Location arg (a path prefix) + "/"
+//  + its id; cd_api_on_deleted: 204, 404 when no row matched, and 409
+//  with arg as the message (may be NULL: no such case) when the row is
+//  still referenced (23503). Other failures: cd_api_write_failed.
+cd_api_write_fn cd_api_on_created;
+cd_api_write_fn cd_api_on_deleted;
+
 //  Sends a write to persist: statement stmt (a name from some module's
 //  writes) with nparams text parameters (NULL = SQL NULL), and parks req
 //  until the commit is acked; then calls fn. Returns 0, or an error code

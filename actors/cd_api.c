@@ -904,6 +904,40 @@ cd_api_reply_read_page(cd_api_req_t *req, int rc, cd_db_t *db, cd_q_page_t *page
     cd_q_page_fini(page);
 }
 
+void
+cd_api_on_created(cd_api_req_t *req, const cd_api_result_t *res, void *arg)
+{
+    if (res->rc != 0) {
+        cd_api_write_failed(req, res);
+        return;
+    }
+    json_t *row = res->value ? json_loads(res->value, 0, NULL) : NULL;
+    if (!row) {
+        cd_api_error(req, 500, "internal", "the write returned no object", NULL);
+        return;
+    }
+    char location[160];
+    snprintf(location, sizeof location, "%s/%lld", (const char *)arg,
+             (long long)json_integer_value(json_object_get(row, "id")));
+    json_decref(row);
+    cd_api_reply_text(req, 201, res->value, location);
+}
+
+void
+cd_api_on_deleted(cd_api_req_t *req, const cd_api_result_t *res, void *arg)
+{
+    if (res->rc == CD_EDB && streq(res->sqlstate, "23503") && arg) {
+        cd_api_error(req, 409, "conflict", (const char *)arg,
+                     json_pack("{s:s}", "sqlstate", res->sqlstate));
+    } else if (res->rc != 0) {
+        cd_api_write_failed(req, res);
+    } else if (!res->value) {
+        cd_api_error(req, 404, "not_found", "no such object", NULL);
+    } else {
+        cd_api_reply_empty(req);
+    }
+}
+
 int
 cd_api_list(cd_api_req_t *req, cd_api_list_fn *fn)
 {

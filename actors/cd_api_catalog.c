@@ -40,28 +40,14 @@ s_invalid_answered(cd_api_req_t *req, const char *value)
     return true;
 }
 
-//  After a create: 201 with the row and its Location (prefix + id), or
-//  400 for an INVALID answer.
+//  After a create: as cd_api_on_created, or 400 for an INVALID answer.
 static void
 s_created(cd_api_req_t *req, const cd_api_result_t *res, void *arg)
 {
-    if (res->rc != 0) {
-        cd_api_write_failed(req, res);
+    if (res->rc == 0 && res->value && s_invalid_answered(req, res->value)) {
         return;
     }
-    if (!res->value) {
-        cd_api_error(req, 500, "internal", "the write returned no object", NULL);
-        return;
-    }
-    if (s_invalid_answered(req, res->value)) {
-        return;
-    }
-    json_t *row = json_loads(res->value, 0, NULL);
-    char location[160];
-    snprintf(location, sizeof location, "%s/%lld", (const char *)arg,
-             (long long)json_integer_value(json_object_get(row, "id")));
-    json_decref(row);
-    cd_api_reply_text(req, 201, res->value, location);
+    cd_api_on_created(req, res, arg);
 }
 
 //  After an update: 200 with the row, 404 when no row matched, 400 for an
@@ -75,23 +61,6 @@ s_updated(cd_api_req_t *req, const cd_api_result_t *res, void *arg)
         cd_api_error(req, 404, "not_found", "no such object", NULL);
     } else if (!s_invalid_answered(req, res->value)) {
         cd_api_reply_text(req, 200, res->value, NULL);
-    }
-}
-
-//  After a delete: 204, or 404 when no row matched. arg (may be NULL): the
-//  message of a 409 when the row is still in use (23503).
-static void
-s_deleted(cd_api_req_t *req, const cd_api_result_t *res, void *arg)
-{
-    if (res->rc == CD_EDB && streq(res->sqlstate, "23503") && arg) {
-        cd_api_error(req, 409, "conflict", (const char *)arg,
-                     json_pack("{s:s}", "sqlstate", res->sqlstate));
-    } else if (res->rc != 0) {
-        cd_api_write_failed(req, res);
-    } else if (!res->value) {
-        cd_api_error(req, 404, "not_found", "no such object", NULL);
-    } else {
-        cd_api_reply_empty(req);
     }
 }
 
@@ -137,7 +106,7 @@ s_delete(cd_api_req_t *req, const char *stmt, const char *in_use)
     char idbuf[24];
     snprintf(idbuf, sizeof idbuf, "%lld", (long long)id);
     const char *params[] = {idbuf};
-    int rc = cd_api_write(req, stmt, 1, params, s_deleted, (void *)in_use);
+    int rc = cd_api_write(req, stmt, 1, params, cd_api_on_deleted, (void *)in_use);
     if (rc != 0) {
         cd_api_fail(req, rc == CD_EBUSY ? CD_ECONN : rc, NULL);
     }
@@ -437,7 +406,7 @@ s_teams_member_remove(cd_api_req_t *req)
     char idbuf[24];
     snprintf(idbuf, sizeof idbuf, "%lld", (long long)id);
     const char *params[] = {idbuf, cd_api_param(req, "agent")};
-    int rc = cd_api_write(req, "teams.member_remove", 2, params, s_deleted, NULL);
+    int rc = cd_api_write(req, "teams.member_remove", 2, params, cd_api_on_deleted, NULL);
     if (rc != 0) {
         cd_api_fail(req, rc == CD_EBUSY ? CD_ECONN : rc, NULL);
     }

@@ -72,26 +72,6 @@ s_write_not_sent(cd_api_req_t *req, int rc)
     cd_api_fail(req, rc == CD_EBUSY ? CD_ECONN : rc, NULL);
 }
 
-//  After a create: 201 with the row and its Location (arg + "/" + id).
-static void
-s_created(cd_api_req_t *req, const cd_api_result_t *res, void *arg)
-{
-    if (res->rc != 0) {
-        cd_api_write_failed(req, res);
-        return;
-    }
-    if (!res->value) {
-        cd_api_error(req, 500, "internal", "the write returned no object", NULL);
-        return;
-    }
-    json_t *row = json_loads(res->value, 0, NULL);
-    char location[160];
-    snprintf(location, sizeof location, "%s/%lld", (const char *)arg,
-             (long long)json_integer_value(json_object_get(row, "id")));
-    json_decref(row);
-    cd_api_reply_text(req, 201, res->value, location);
-}
-
 //  --- projects -------------------------------------------------------------------------
 
 static int
@@ -115,7 +95,7 @@ s_projects_create(cd_api_req_t *req)
     char userbuf[24];
     snprintf(userbuf, sizeof userbuf, "%lld", (long long)cd_api_user(req));
     const char *params[] = {cd_api_body_text(req), cd_api_user(req) > 0 ? userbuf : NULL};
-    int rc = cd_api_write(req, "projects.insert", 2, params, s_created, "/api/v1/projects");
+    int rc = cd_api_write(req, "projects.insert", 2, params, cd_api_on_created, "/api/v1/projects");
     if (rc != 0) {
         s_write_not_sent(req, rc);
     }
@@ -307,7 +287,7 @@ s_artifact_created(cd_api_req_t *req, const cd_api_result_t *res, void *arg)
         cd_api_invalid(req, "task_id", "no task of this project has this id");
         return;
     }
-    s_created(req, res, "/api/v1/artifacts");
+    cd_api_on_created(req, res, "/api/v1/artifacts");
 }
 
 static int

@@ -278,18 +278,6 @@ s_patched(cd_api_req_t *req, const cd_api_result_t *res, void *arg)
     json_decref(row);
 }
 
-static void
-s_deleted(cd_api_req_t *req, const cd_api_result_t *res, void *arg)
-{
-    if (res->rc != 0) {
-        cd_api_write_failed(req, res);
-    } else if (!res->value) {
-        cd_api_error(req, 404, "not_found", "no such object", NULL);
-    } else {
-        cd_api_reply_empty(req);
-    }
-}
-
 //  Sends a write; on a failed send answers (503 for a busy or missing
 //  persist actor).
 static void
@@ -464,7 +452,7 @@ s_delete(cd_api_req_t *req)
     }
     char idbuf[24], ownerbuf[24];
     const char *params[] = {s_i64(idbuf, id), s_i64(ownerbuf, s_owner(req))};
-    s_write(req, "schedules.delete", 2, params, s_deleted, NULL);
+    s_write(req, "schedules.delete", 2, params, cd_api_on_deleted, NULL);
     return 0;
 }
 

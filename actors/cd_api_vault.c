@@ -565,25 +565,6 @@ s_split(cd_api_req_t *req, const json_t *config, const json_t *fields, const jso
 //  --- connections: writes ----------------------------------------------------------------------
 
 static void
-s_created(cd_api_req_t *req, const cd_api_result_t *res, void *arg)
-{
-    if (res->rc != 0) {
-        cd_api_write_failed(req, res);
-        return;
-    }
-    json_t *row = res->value ? json_loads(res->value, 0, NULL) : NULL;
-    if (!row) {
-        cd_api_error(req, 500, "internal", "the write returned no connection", NULL);
-        return;
-    }
-    char location[64];
-    snprintf(location, sizeof location, "/api/v1/connections/%lld",
-             (long long)json_integer_value(json_object_get(row, "id")));
-    json_decref(row);
-    cd_api_reply_text(req, 201, res->value, location);
-}
-
-static void
 s_patched(cd_api_req_t *req, const cd_api_result_t *res, void *arg)
 {
     if (res->rc != 0) {
@@ -640,7 +621,8 @@ s_sealed(cd_api_req_t *req, const cd_envelope_t *reply, void *arg)
         int64_t user = cd_api_user(req);
         snprintf(b3, sizeof b3, "%lld", (long long)user);
         const char *params[] = {body, secrets, user > 0 ? b3 : NULL};
-        rc = cd_api_write(req, "connections.insert", 3, params, s_created, NULL);
+        rc = cd_api_write(req, "connections.insert", 3, params, cd_api_on_created,
+                          (void *)"/api/v1/connections");
     }
     free(body);
     free(secrets);
@@ -760,18 +742,6 @@ s_patch(cd_api_req_t *req)
     return 0;
 }
 
-static void
-s_deleted(cd_api_req_t *req, const cd_api_result_t *res, void *arg)
-{
-    if (res->rc != 0) {
-        cd_api_write_failed(req, res);
-    } else if (!res->value) {
-        cd_api_error(req, 404, "not_found", "no such object", NULL);
-    } else {
-        cd_api_reply_empty(req);
-    }
-}
-
 static int
 s_delete(cd_api_req_t *req)
 {
@@ -782,7 +752,7 @@ s_delete(cd_api_req_t *req)
     char b1[24];
     snprintf(b1, sizeof b1, "%lld", (long long)id);
     const char *params[] = {b1};
-    int rc = cd_api_write(req, "connections.delete", 1, params, s_deleted, NULL);
+    int rc = cd_api_write(req, "connections.delete", 1, params, cd_api_on_deleted, NULL);
     if (rc != 0) {
         cd_api_fail(req, rc == CD_EBUSY ? CD_ECONN : rc, NULL);
     }
