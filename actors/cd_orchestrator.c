@@ -394,18 +394,15 @@ s_pick_role(s_orch_t *orch, const char *role)
 static cd_db_t *
 s_db(s_orch_t *orch)
 {
-    if (orch->db && !cd_db_connected(orch->db) &&
-        (cd_db_reset(orch->db) != 0 || cd_q_orch_session(orch->db) != 0)) {
+    if (orch->db && !cd_db_connected(orch->db) && cd_db_reset(orch->db) != 0) {
         cd_db_close(&orch->db);
         orch->db_retry_us = s_mono_us() + 500000;
     }
     if (!orch->db && s_mono_us() >= orch->db_retry_us) {
         char *errmsg = NULL;
-        if (cd_db_connect(orch->cfg.conninfo, &orch->db, &errmsg) != 0 ||
-            cd_q_orch_session(orch->db) != 0) {
+        if (cd_db_connect(orch->cfg.conninfo, &orch->db, &errmsg) != 0) {
             cd_log_warn(cd_actor_name(orch->self), "database unreachable", "{s:s}", "error",
                         errmsg ? errmsg : "?");
-            cd_db_close(&orch->db);
             orch->db_retry_us = s_mono_us() + 500000;
         }
         free(errmsg);

@@ -352,9 +352,3 @@ cd_q_orch_directory(cd_db_t *db, char **out)
 {
     return s_read(db, s_directory, 0, NULL, out);
 }
-
-int
-cd_q_orch_session(cd_db_t *db)
-{
-    return cd_db_exec(db, "SET plan_cache_mode = force_generic_plan", NULL);
-}

@@ -100,11 +100,4 @@ int cd_q_orch_position(cd_db_t *db, int64_t id, const char *node, char **out);
 //  stage's role.
 int cd_q_orch_directory(cd_db_t *db, char **out);
 
-//  Sets up a session for the reads above; call it on every new or reset
-//  connection. They run with generic plans: each is a lookup by key whose
-//  generic plan is as good as a custom one, and planning the candidates
-//  read anew (PostgreSQL's choice for it) costs ~1.5 ms, five times its
-//  run, on every claim. Returns 0 or a cd_error_t code.
-int cd_q_orch_session(cd_db_t *db);
-
 #endif

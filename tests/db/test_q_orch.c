@@ -120,9 +120,6 @@ static void
 test_q_orch_candidates_in_priority_order_per_key(void **state)
 {
     fixture_t *fx = *state;
-    //  On a session set up as the orchestrator's: generic plans only.
-    s_ok(fx->db, cd_q_orch_session(fx->db));
-    s_text_is(fx->db, "SHOW plan_cache_mode", "force_generic_plan");
     int64_t low =
         s_task(fx->db, "{\"title\":\"low\",\"priority\":0,\"assignee\":{\"role\":\"r\"}}");
     int64_t old9 = s_task(fx->db, "{\"title\":\"a\",\"priority\":9,\"assignee\":{\"role\":\"r\"}}");
