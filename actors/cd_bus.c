@@ -423,13 +423,8 @@ s_read(cd_actor_t *self, s_bus_t *bus)
         bus->announce = false;
     }
     for (int round = 0; round < S_READ_ROUNDS; round++) {
-        char after[S_ID_TEXT];
-        snprintf(after, sizeof after, "%lld", (long long)bus->last_seen);
-        cd_q_event_filter_t filter = CD_Q_EVENT_FILTER_ALL;
-        filter.after = after;
-        filter.limit = bus->cfg.page;
         cd_db_rows_t *rows = NULL;
-        int rc = cd_q_events_rows(bus->db, &filter, &rows);
+        int rc = cd_q_events_tail(bus->db, bus->last_seen, bus->cfg.page, &rows);
         if (rc != 0) {
             s_db_failed(self, bus, rc, "cannot read new events");
             return;

@@ -75,13 +75,20 @@ cd_q_events_list(cd_db_t *db, const cd_q_event_filter_t *f, cd_q_page_t *out)
         7, params, f->limit, out);
 }
 
+//  A row read's limit: <= 0 the default, at most CD_Q_EVENTS_ROWS_MAX.
+static int
+s_rows_limit(int limit)
+{
+    return limit <= 0                     ? CD_Q_LIMIT_DEFAULT
+           : limit > CD_Q_EVENTS_ROWS_MAX ? CD_Q_EVENTS_ROWS_MAX
+                                          : limit;
+}
+
 int
 cd_q_events_rows(cd_db_t *db, const cd_q_event_filter_t *f, cd_db_rows_t **out)
 {
     char b1[24], b2[24], b3[24], b4[24];
-    int limit = f->limit <= 0                     ? CD_Q_LIMIT_DEFAULT
-                : f->limit > CD_Q_EVENTS_ROWS_MAX ? CD_Q_EVENTS_ROWS_MAX
-                                                  : f->limit;
+    int limit = s_rows_limit(f->limit);
     const char *params[] = {
         cd__q_i64(b1, f->project_id), cd__q_i64(b2, f->task_id), f->agent, f->types, f->after,
         cd__q_i64(b3, limit),         cd__q_i64(b4, f->viewer)};
@@ -91,6 +98,24 @@ cd_q_events_rows(cd_db_t *db, const cd_q_event_filter_t *f, cd_db_rows_t **out)
                        ", o.task_owner, o.project_owner FROM events e" EVENT_OWNERS EVENT_WHERE
                            EVENT_VISIBLE("$7") " ORDER BY e.id LIMIT $6",
                        7, params, out);
+}
+
+//  The bus's read of what committed since: cd_q_events_rows without
+//  filters or viewer, prepared (it runs after every commit that carries
+//  events; parsing and planning the filtered read cost more than running
+//  it).
+static const char s_tail[] = "SELECT e.id, e.type, e.project_id, e.task_id, e.agent, " EVENT_JSON
+                             ", o.task_owner, o.project_owner FROM events e" EVENT_OWNERS
+                             " WHERE e.id > $1::bigint ORDER BY e.id LIMIT $2::int";
+
+int
+cd_q_events_tail(cd_db_t *db, int64_t after, int limit, cd_db_rows_t **out)
+{
+    char b1[24], b2[24];
+    const char *params[] = {cd__q_i64(b1, after < 0 ? 0 : after),
+                            cd__q_i64(b2, s_rows_limit(limit))};
+    *out = NULL;
+    return cd_db_query_prepared(db, s_tail, 2, params, out);
 }
 
 int

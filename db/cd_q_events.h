@@ -75,6 +75,12 @@ enum {
 //  22P02).
 int cd_q_events_rows(cd_db_t *db, const cd_q_event_filter_t *filter, cd_db_rows_t **out);
 
+//  cd_q_events_rows for every event after id `after` (no filter, no
+//  viewer), up to limit rows (clamped as there): the event bus's read of
+//  what committed since its last, after every commit. A prepared
+//  statement, unlike the filtered read: the same rows and columns.
+int cd_q_events_tail(cd_db_t *db, int64_t after, int limit, cd_db_rows_t **out);
+
 //  The owners of an event that is not in the table (an ephemeral one):
 //  the created_by of task_id's task and of project_id's project (either
 //  may be CD_Q_NULL). *task_owner and *project_owner get CD_Q_NULL where

@@ -203,6 +203,33 @@ test_q_events_rows_carry_the_filter_fields(void **state)
     f.after = "12x";
     s_sqlstate(fx->db, cd_q_events_rows(fx->db, &f, &rows), "22P02");
     assert_null(rows);
+
+    //  The bus's tail: the unfiltered rows, every column alike, after an
+    //  id, up to a limit.
+    f = CD_Q_EVENT_FILTER_ALL;
+    s_ok(fx->db, cd_q_events_rows(fx->db, &f, &rows));
+    cd_db_rows_t *tail = NULL;
+    s_ok(fx->db, cd_q_events_tail(fx->db, 0, 0, &tail));
+    assert_int_equal(cd_db_rows_count(tail), 3);
+    assert_int_equal(cd_db_rows_ncols(tail), cd_db_rows_ncols(rows));
+    for (int i = 0; i < 3; i++) {
+        for (int c = 0; c < cd_db_rows_ncols(rows); c++) {
+            assert_int_equal(cd_db_rows_isnull(tail, i, c), cd_db_rows_isnull(rows, i, c));
+            if (!cd_db_rows_isnull(rows, i, c)) {
+                assert_string_equal(cd_db_rows_get(tail, i, c), cd_db_rows_get(rows, i, c));
+            }
+        }
+    }
+    cd_db_rows_destroy(&tail);
+    cd_db_rows_destroy(&rows);
+    s_ok(fx->db, cd_q_events_tail(fx->db, e1, 1, &tail));
+    assert_int_equal(cd_db_rows_count(tail), 1);
+    assert_int_equal(cd_db_rows_int64(tail, 0, CD_Q_EVENT_COL_ID, &id), 0);
+    assert_int_equal(id, e2);
+    cd_db_rows_destroy(&tail);
+    s_ok(fx->db, cd_q_events_tail(fx->db, e3, CD_Q_EVENTS_ROWS_MAX * 10, &tail));
+    assert_int_equal(cd_db_rows_count(tail), 0);
+    cd_db_rows_destroy(&tail);
 }
 
 //  The ids a viewer's list gives (every page of at most limit), in order.
