@@ -23,7 +23,8 @@
       reconnect  one-shot with exponential backoff while the database is away
       sweep      every wait_timeout_ms / 4 (10-250 ms): fails requests past
                  their time (db_unavailable, or busy if the database is up)
-      prune      every prune_interval_s: deletes old request records
+      prune      every prune_interval_s: deletes old request records, and
+                 events and stats history past their retention
 
     A pending request is one allocation: the record, its parameter pointers
     and lengths, the reply address and the parameter texts, so a request
@@ -72,17 +73,17 @@ typedef enum { JOB_RUN, JOB_CONNECT, JOB_PRUNE } s_jobkind_t;
 //  Work for the writer thread. Owned by whichever thread holds it: the
 //  actor fills it, the writer runs it, the actor reads the outcome.
 typedef struct {
-    s_jobkind_t kind;       //  what to do
-    size_t n;               //  RUN: requests in reqs/pending
-    cd_batch_req_t *reqs;   //  RUN: batch_max entries (copies of pending[i]->req)
-    s_pending_t **pending;  //  RUN: the requests' records
-    int prune_age_s;        //  PRUNE: how old records must be
-    int rc;                 //  outcome: 0 or a CD_E* code
-    double ms;              //  RUN: time the writer spent on it
-    int64_t deleted;        //  PRUNE: records deleted
-    char *errmsg;           //  CONNECT: why it failed (owned; freed by the actor)
-    cd_batch_stats_t stats; //  the writer's counters after the job
-    char last_error[256];   //  the writer's last connection failure
+    s_jobkind_t kind;                       //  what to do
+    size_t n;                               //  RUN: requests in reqs/pending
+    cd_batch_req_t *reqs;                   //  RUN: batch_max entries (copies of pending[i]->req)
+    s_pending_t **pending;                  //  RUN: the requests' records
+    int prune_age_s[CD_BATCH_PRUNE_COUNT_]; //  PRUNE: how old rows must be, per table (0: keep)
+    int rc;                                 //  outcome: 0 or a CD_E* code
+    double ms;                              //  RUN: time the writer spent on it
+    bool prune_more;                        //  PRUNE: a table had more than one chunk to delete
+    char *errmsg;                           //  CONNECT: why it failed (owned; freed by the actor)
+    cd_batch_stats_t stats;                 //  the writer's counters after the job
+    char last_error[256];                   //  the writer's last connection failure
 } s_job_t;
 
 typedef struct {
@@ -631,7 +632,20 @@ s_writer_main(zsock_t *pipe, void *args)
         } else if (job->kind == JOB_CONNECT) {
             job->rc = cd_batch_connect(batch, &job->errmsg);
         } else {
-            job->rc = cd_batch_prune(batch, job->prune_age_s, S_PRUNE_CHUNK, &job->deleted);
+            //  A table that fails (logged by cd_batch) does not keep the
+            //  others from their turn; a lost connection ends the pass.
+            job->rc = 0;
+            job->prune_more = false;
+            for (int t = 0; t < CD_BATCH_PRUNE_COUNT_ && job->rc != CD_ECONN; t++) {
+                int64_t deleted = 0;
+                int rc = job->prune_age_s[t] > 0
+                             ? cd_batch_prune(batch, (cd_batch_prune_t)t, job->prune_age_s[t],
+                                              S_PRUNE_CHUNK, &deleted)
+                             : 0;
+                job->rc = job->rc ? job->rc : rc;
+                job->rc = rc == CD_ECONN ? rc : job->rc;
+                job->prune_more = job->prune_more || deleted == S_PRUNE_CHUNK;
+            }
         }
         job->ms = (double)(s_mono_us() - t0) / 1000.0;
         job->stats = *cd_batch_stats(batch);
@@ -663,7 +677,7 @@ s_start_job(s_persist_t *persist, s_job_t *job, s_jobkind_t kind)
     job->kind = kind;
     job->rc = 0;
     job->ms = 0;
-    job->deleted = 0;
+    job->prune_more = false;
     free(job->errmsg);
     job->errmsg = NULL;
     persist->busy = job;
@@ -896,6 +910,18 @@ s_connect_done(cd_actor_t *self, s_persist_t *persist, s_job_t *job)
                               : persist->backoff_ms * 2;
 }
 
+//  Hands the writer a prune of every table with an age (the request
+//  records always; events and stats history when they have a retention).
+static void
+s_start_prune(s_persist_t *persist)
+{
+    s_job_t *job = s_idle_job(persist);
+    job->prune_age_s[CD_BATCH_PRUNE_REQUESTS] = persist->cfg.prune_age_s;
+    job->prune_age_s[CD_BATCH_PRUNE_EVENTS] = persist->cfg.events_retention_s;
+    job->prune_age_s[CD_BATCH_PRUNE_STATS] = persist->cfg.stats_retention_s;
+    s_start_job(persist, job, JOB_PRUNE);
+}
+
 //  Applies what the writer sent back. With send_next, the next batch (or a
 //  due prune) goes out.
 static void
@@ -910,7 +936,7 @@ s_job_done(cd_actor_t *self, s_persist_t *persist, s_job_t *job, bool send_next)
         s_connect_done(self, persist, job);
     } else if (job->rc == CD_ECONN) {
         s_db_down(self, persist, job->last_error);
-    } else if (job->rc == 0 && job->deleted == S_PRUNE_CHUNK) {
+    } else if (job->rc == 0 && job->prune_more) {
         //  More to go: another chunk soon, between batches.
         cd_actor_after(self, 1000, s_on_prune, persist);
     }
@@ -919,9 +945,7 @@ s_job_done(cd_actor_t *self, s_persist_t *persist, s_job_t *job, bool send_next)
     }
     if (!persist->busy && persist->db_ok && persist->prune_wanted) {
         persist->prune_wanted = false;
-        s_job_t *prune = s_idle_job(persist);
-        prune->prune_age_s = persist->cfg.prune_age_s;
-        s_start_job(persist, prune, JOB_PRUNE);
+        s_start_prune(persist);
     }
     if (!persist->busy && persist->db_ok && persist->queue.count > 0) {
         s_arm_tick(self, persist);
@@ -973,9 +997,7 @@ s_on_prune(cd_actor_t *self, void *arg)
         persist->prune_wanted = true;
         return 0;
     }
-    s_job_t *job = s_idle_job(persist);
-    job->prune_age_s = persist->cfg.prune_age_s;
-    s_start_job(persist, job, JOB_PRUNE);
+    s_start_prune(persist);
     return 0;
 }
 
@@ -989,7 +1011,7 @@ s_stats(cd_actor_t *self, s_persist_t *persist, const cd_envelope_t *env)
     size_t in_writer = persist->busy && persist->busy->kind == JOB_RUN ? persist->busy->n : 0;
     cd_pack_t *pack = persist->pack;
     cd_pack_reset(pack);
-    cd_pack_map(pack, 21);
+    cd_pack_map(pack, 23);
     cd_pack_cstr(pack, "db_ok");
     cd_pack_bool(pack, persist->db_ok);
     cd_pack_cstr(pack, "pending");
@@ -1032,6 +1054,10 @@ s_stats(cd_actor_t *self, s_persist_t *persist, const cd_envelope_t *env)
     cd_pack_int(pack, persist->cfg.queue_limit);
     cd_pack_cstr(pack, "wait_timeout_ms");
     cd_pack_int(pack, persist->cfg.wait_timeout_ms);
+    cd_pack_cstr(pack, "events_retention_s");
+    cd_pack_int(pack, persist->cfg.events_retention_s);
+    cd_pack_cstr(pack, "stats_retention_s");
+    cd_pack_int(pack, persist->cfg.stats_retention_s);
     char to[2 * CD_ENV_MAX_NAME];
     cd_str_t reply = env->from;
     cd_envelope_header(env, "reply_to", &reply);
@@ -1188,9 +1214,10 @@ s_init(cd_actor_t *self, void *args, void **state_p, const char **why)
     persist->backoff_ms = cfg->reconnect_min_ms;
     //  The values in force, defaults applied: what an operator set through
     //  the node's options, or did not.
-    cd_log_info(cd_actor_name(self), "settings", "{s:i, s:i, s:i, s:i}", "batch_max",
+    cd_log_info(cd_actor_name(self), "settings", "{s:i, s:i, s:i, s:i, s:i, s:i}", "batch_max",
                 cfg->batch_max, "batch_wait_ms", cfg->batch_wait_ms, "queue_limit",
-                cfg->queue_limit, "wait_timeout_ms", cfg->wait_timeout_ms);
+                cfg->queue_limit, "wait_timeout_ms", cfg->wait_timeout_ms, "events_retention_s",
+                cfg->events_retention_s, "stats_retention_s", cfg->stats_retention_s);
     //  From here the writer thread owns the cd_batch_t.
     persist->writer = zactor_new(s_writer_main, batch);
     assert(persist->writer);

@@ -94,6 +94,11 @@
 
     Records of committed request ids older than prune_age_s are pruned every
     prune_interval_s; a replay older than that would be applied again.
+    The same pass applies the retention of the event log and the stats
+    history (events_retention_s, stats_retention_s; 0, the actor's default,
+    keeps everything): up to 10,000 rows of each per statement, oldest
+    first, and the next chunk a second later while there is more, so a
+    large backlog never holds the writer for long.
 
     Commit notices: when `notify` names an actor (the event bus, `bus`),
     then after every batch that committed at least one request persist
@@ -166,6 +171,8 @@ typedef struct {
     size_t max_value_bytes;           //  limit per parameter value (cd_batch)
     int prune_interval_s;             //  how often old request records are pruned
     int prune_age_s;                  //  how old they must be
+    int events_retention_s;           //  events older than this go at each prune; 0 keeps all
+    int stats_retention_s;            //  stats_history likewise; 0 keeps all
     const char *notify;               //  actor told op=committed after a batch, or NULL
 } cd_persist_args_t;
 

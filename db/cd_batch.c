@@ -1816,10 +1816,26 @@ cd_batch_disconnect(cd_batch_t *self)
 }
 
 int
-cd_batch_prune(cd_batch_t *self, int max_age_s, int limit, int64_t *deleted)
+cd_batch_prune(cd_batch_t *self, cd_batch_prune_t what, int max_age_s, int limit, int64_t *deleted)
 {
+    //  Retention runs every few minutes: its statements are sent as text,
+    //  not prepared at connect (a database made for persist alone has no
+    //  events table). Oldest first: what retention leaves of the event log
+    //  is a suffix by id, so a stream resumed from a deleted id goes on at
+    //  the oldest kept.
+    static const char *const sqls[CD_BATCH_PRUNE_COUNT_] = {
+        NULL,
+        "DELETE FROM events WHERE id = ANY(ARRAY(SELECT id FROM events"
+        " WHERE ts < now() - make_interval(secs => $1::int) ORDER BY id LIMIT $2::int))",
+        "DELETE FROM stats_history WHERE id = ANY(ARRAY(SELECT id FROM stats_history"
+        " WHERE ts < now() - make_interval(secs => $1::int) ORDER BY ts, id LIMIT $2::int))"};
+    static const char *const tables[CD_BATCH_PRUNE_COUNT_] = {"request records", "events",
+                                                              "stats history"};
     if (deleted) {
         *deleted = 0;
+    }
+    if ((unsigned)what >= CD_BATCH_PRUNE_COUNT_) {
+        return CD_EINVAL;
     }
     if (!self->conn) {
         return CD_ECONN;
@@ -1830,7 +1846,7 @@ cd_batch_prune(cd_batch_t *self, int max_age_s, int limit, int64_t *deleted)
     snprintf(lim, sizeof lim, "%d", limit);
     const char *params[2] = {age, lim};
     PGresult *res = NULL;
-    if (s_exec(self, NULL, S_PRUNE, 2, params, &res) != R_OK) {
+    if (s_exec(self, sqls[what], sqls[what] ? NULL : S_PRUNE, 2, params, &res) != R_OK) {
         return CD_ECONN;
     }
     int rc = 0;
@@ -1840,8 +1856,8 @@ cd_batch_prune(cd_batch_t *self, int max_age_s, int limit, int64_t *deleted)
         }
     } else {
         s_set_round_error(self, res);
-        cd_log_warn("persist", "pruning request records failed", "{s:s, s:s}", "sqlstate",
-                    self->err_sqlstate, "error", self->err_message);
+        cd_log_warn("persist", "pruning failed", "{s:s, s:s, s:s}", "table", tables[what],
+                    "sqlstate", self->err_sqlstate, "error", self->err_message);
         rc = CD_EDB;
     }
     PQclear(res);

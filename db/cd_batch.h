@@ -163,10 +163,19 @@ int cd_batch_run(cd_batch_t *self, cd_batch_req_t *reqs, size_t n);
 //  Frees an outcome's strings and zeroes it (doubt_txid included).
 void cd_batch_outcome_clear(cd_batch_outcome_t *out);
 
-//  Deletes up to limit records of persist_requests older than max_age_s
-//  seconds. *deleted (if not NULL) receives how many. Returns 0, CD_EDB or
-//  CD_ECONN.
-int cd_batch_prune(cd_batch_t *self, int max_age_s, int limit, int64_t *deleted);
+//  What cd_batch_prune deletes: rows older than the age it is given.
+typedef enum {
+    CD_BATCH_PRUNE_REQUESTS = 0, //  persist_requests (committed_at): the exactly-once records
+    CD_BATCH_PRUNE_EVENTS,       //  events (ts): the event log (retention)
+    CD_BATCH_PRUNE_STATS,        //  stats_history (ts): the stats snapshots (retention)
+    CD_BATCH_PRUNE_COUNT_
+} cd_batch_prune_t;
+
+//  Deletes up to limit rows of what older than max_age_s seconds (one
+//  statement, its own transaction). *deleted (if not NULL) receives how
+//  many. Returns 0, CD_EDB, CD_ECONN, or CD_EINVAL for an unknown what.
+int cd_batch_prune(cd_batch_t *self, cd_batch_prune_t what, int max_age_s, int limit,
+                   int64_t *deleted);
 
 //  Counters since creation. Borrowed.
 const cd_batch_stats_t *cd_batch_stats(const cd_batch_t *self);

@@ -151,10 +151,3 @@ cd_q_events_last_id(cd_db_t *db, int64_t *id)
 {
     return cd_db_query_int64(db, "SELECT coalesce(max(id), 0) FROM events", 0, NULL, id);
 }
-
-int
-cd_q_events_purge(cd_db_t *db, const char *before, int64_t *count)
-{
-    const char *params[] = {before};
-    return cd_db_exec_params(db, "DELETE FROM events WHERE ts < $1::timestamptz", 1, params, count);
-}

@@ -92,8 +92,4 @@ int cd_q_events_owners(cd_db_t *db, int64_t task_id, int64_t project_id, int64_t
 //  starts.
 int cd_q_events_last_id(cd_db_t *db, int64_t *id);
 
-//  Deletes events older than before (RFC 3339). *count (if not NULL)
-//  receives how many.
-int cd_q_events_purge(cd_db_t *db, const char *before, int64_t *count);
-
 #endif

@@ -156,14 +156,6 @@ cd_q_stats_list(cd_db_t *db, const char *since, const char *cursor, int limit, c
                       3, params, limit, out);
 }
 
-int
-cd_q_stats_purge(cd_db_t *db, const char *before, int64_t *count)
-{
-    const char *params[] = {before};
-    return cd_db_exec_params(db, "DELETE FROM stats_history WHERE ts < $1::timestamptz", 1, params,
-                             count);
-}
-
 //  --- audit log ----------------------------------------------------------
 
 int

@@ -74,9 +74,6 @@ int cd_q_stats_snapshot(cd_db_t *db, const char *node_id, const char *extra, cha
 int cd_q_stats_list(cd_db_t *db, const char *since, const char *cursor, int limit,
                     cd_q_page_t *out);
 
-//  Deletes snapshots older than before; *count gets how many.
-int cd_q_stats_purge(cd_db_t *db, const char *before, int64_t *count);
-
 //  --- audit log ----------------------------------------------------------
 
 //  Appends an entry: user_id (or CD_Q_NULL), action (e.g. "task.create"),

@@ -224,6 +224,8 @@ s_start_tree(s_node_t *node, char **errmsg)
                             .batch_wait_ms = config->persist_batch_wait_ms,
                             .queue_limit = config->persist_queue_limit,
                             .wait_timeout_ms = config->persist_wait_timeout_ms,
+                            .events_retention_s = config->events_retention_days * 86400,
+                            .stats_retention_s = config->stats_retention_days * 86400,
                             .notify = "bus"};
     node->root_children[n++] =
         (cd_child_spec_t){"persist", &cd_persist_ops, &node->persist, CD_RESTART_PERMANENT};

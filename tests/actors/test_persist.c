@@ -1045,6 +1045,54 @@ test_persist_node_option_defaults_are_the_actor_defaults(void **state)
     cd_config_destroy(&cfg);
 }
 
+//  Retention, on the whole schema: every prune pass deletes the events
+//  older than events_retention_s and keeps the rest; a retention of 0
+//  (the stats history here) keeps everything.
+static void
+test_persist_retention_prunes_old_events_and_keeps_what_it_should(void **state)
+{
+    (void)state;
+    char *conninfo = NULL;
+    assert_int_equal(cd_testpg_fresh_db(&conninfo), 0);
+    fx_t *fx = s_fx_new(conninfo);
+    free(conninfo);
+    assert_int_equal(cd_db_connect(fx->conninfo, &fx->db, NULL), 0);
+    char *err = NULL;
+    if (cd_migrate_run(fx->db, NULL, &err) != 0) {
+        fail_msg("migrate: %s", err);
+    }
+    assert_int_equal(
+        cd_db_exec(fx->db,
+                   "INSERT INTO events (type, ts) SELECT 'agent.status', now() - interval '3 days'"
+                   " FROM generate_series(1, 3);"
+                   " INSERT INTO events (type, ts) VALUES ('agent.status', now());"
+                   " INSERT INTO stats_history (ts, stats) VALUES (now() - interval '3 days',"
+                   " '{}'), (now(), '{}')",
+                   NULL),
+        0);
+    //  No statements or tables of its own: the whole schema has no ev/kv.
+    fx->args.stmts = NULL;
+    fx->args.n_stmts = 0;
+    fx->args.tables = NULL;
+    fx->args.n_tables = 0;
+    fx->args.prune_interval_s = 1;
+    fx->args.events_retention_s = 86400;
+    fx->args.stats_retention_s = 0;
+    s_fx_start(fx);
+    assert_int_equal(s_stat(fx, "events_retention_s"), 86400);
+    assert_int_equal(s_stat(fx, "stats_retention_s"), 0);
+    int64_t events = 4;
+    for (int tries = 0; events != 1 && tries < 100; tries++) {
+        zclock_sleep(100);
+        events = s_count(fx, "SELECT count(*) FROM events");
+    }
+    assert_int_equal(events, 1);
+    assert_int_equal(s_count(fx, "SELECT count(*) FROM events WHERE ts > now() - interval '1 day'"),
+                     1);
+    assert_int_equal(s_count(fx, "SELECT count(*) FROM stats_history"), 2);
+    s_fx_destroy(fx);
+}
+
 int
 main(void)
 {
@@ -1068,6 +1116,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_persist_batch_max_of_1_commits_one_request_per_batch,
                                         s_setup, s_teardown),
         cmocka_unit_test(test_persist_node_option_defaults_are_the_actor_defaults),
+        cmocka_unit_test(test_persist_retention_prunes_old_events_and_keeps_what_it_should),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -662,16 +662,75 @@ test_batch_prune_removes_old_records(void **state)
                                 NULL),
                      0);
     int64_t deleted = -1;
-    assert_int_equal(cd_batch_prune(fx->batch, 86400, 1, &deleted), 0);
+    assert_int_equal(cd_batch_prune(fx->batch, CD_BATCH_PRUNE_REQUESTS, 86400, 1, &deleted), 0);
     assert_int_equal(deleted, 1);
-    assert_int_equal(cd_batch_prune(fx->batch, 86400, 100, &deleted), 0);
+    assert_int_equal(cd_batch_prune(fx->batch, CD_BATCH_PRUNE_REQUESTS, 86400, 100, &deleted), 0);
     assert_int_equal(deleted, 1);
-    assert_int_equal(cd_batch_prune(fx->batch, 86400, 100, &deleted), 0);
+    assert_int_equal(cd_batch_prune(fx->batch, CD_BATCH_PRUNE_REQUESTS, 86400, 100, &deleted), 0);
     assert_int_equal(deleted, 0);
     assert_int_equal(s_count(fx, "SELECT count(*) FROM persist_requests"), 1);
     for (int i = 0; i < 3; i++) {
         s_req_fini(&r[i]);
     }
+}
+
+//  Retention, on the whole schema (every migration): events and stats
+//  history older than the age go, oldest first, a chunk at a time; newer
+//  rows stay; the request records are not touched by either.
+static void
+test_batch_prune_applies_retention_to_events_and_stats(void **state)
+{
+    (void)state;
+    char *conninfo = NULL;
+    assert_int_equal(cd_testpg_fresh_db(&conninfo), 0);
+    cd_db_t *db = NULL;
+    assert_int_equal(cd_db_connect(conninfo, &db, NULL), 0);
+    char *err = NULL;
+    if (cd_migrate_run(db, NULL, &err) != 0) {
+        fail_msg("migrate: %s", err);
+    }
+    cd_batch_t *batch = cd_batch_new(&(cd_batch_opts_t){.conninfo = conninfo});
+    if (cd_batch_connect(batch, &err) != 0) {
+        fail_msg("connect: %s", err);
+    }
+    assert_int_equal(
+        cd_db_exec(db,
+                   "INSERT INTO events (type, ts) SELECT 'agent.status', now() - interval '3 days'"
+                   " FROM generate_series(1, 3);"
+                   " INSERT INTO events (type, ts) VALUES ('agent.status', now());"
+                   " INSERT INTO stats_history (ts, stats) VALUES (now() - interval '3 days',"
+                   " '{}'), (now() - interval '1 hour', '{}');"
+                   " INSERT INTO persist_requests (id, rows, committed_at) VALUES"
+                   " (gen_random_uuid(), 1, now() - interval '3 days')",
+                   NULL),
+        0);
+    int64_t oldest = 0, n = 0;
+    assert_int_equal(cd_db_query_int64(db, "SELECT min(id) FROM events", 0, NULL, &oldest), 0);
+    int64_t deleted = -1;
+    assert_int_equal(cd_batch_prune(batch, CD_BATCH_PRUNE_EVENTS, 86400, 2, &deleted), 0);
+    assert_int_equal(deleted, 2);
+    //  The oldest went first.
+    assert_int_equal(cd_db_query_int64(db, "SELECT min(id) FROM events", 0, NULL, &n), 0);
+    assert_int_equal(n, oldest + 2);
+    assert_int_equal(cd_batch_prune(batch, CD_BATCH_PRUNE_EVENTS, 86400, 100, &deleted), 0);
+    assert_int_equal(deleted, 1);
+    assert_int_equal(cd_batch_prune(batch, CD_BATCH_PRUNE_EVENTS, 86400, 100, &deleted), 0);
+    assert_int_equal(deleted, 0);
+    assert_int_equal(cd_db_query_int64(db, "SELECT count(*) FROM events", 0, NULL, &n), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(cd_batch_prune(batch, CD_BATCH_PRUNE_STATS, 86400, 100, &deleted), 0);
+    assert_int_equal(deleted, 1);
+    assert_int_equal(cd_db_query_int64(db, "SELECT count(*) FROM stats_history", 0, NULL, &n), 0);
+    assert_int_equal(n, 1);
+    //  An unknown table is refused, and nothing changes.
+    assert_int_equal(cd_batch_prune(batch, CD_BATCH_PRUNE_COUNT_, 1, 100, &deleted), CD_EINVAL);
+    assert_int_equal(deleted, 0);
+    assert_int_equal(cd_db_query_int64(db, "SELECT count(*) FROM persist_requests", 0, NULL, &n),
+                     0);
+    assert_int_equal(n, 1);
+    cd_batch_destroy(&batch);
+    cd_db_close(&db);
+    free(conninfo);
 }
 
 int
@@ -702,6 +761,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_batch_a_slow_statement_times_out_alone, s_setup,
                                         s_teardown),
         cmocka_unit_test_setup_teardown(test_batch_prune_removes_old_records, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_batch_prune_applies_retention_to_events_and_stats,
+                                        s_setup, s_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -119,13 +119,6 @@ test_q_events_insert_list(void **state)
     assert_int_equal(page.count, 0);
     assert_null(page.next_cursor);
     cd_q_page_fini(&page);
-
-    //  Purge by age.
-    int64_t n = -1;
-    s_ok(fx->db, cd_q_events_purge(fx->db, "2000-01-01T00:00:00Z", &n));
-    assert_int_equal(n, 0);
-    s_ok(fx->db, cd_q_events_purge(fx->db, "2999-01-01T00:00:00Z", &n));
-    assert_int_equal(n, 5);
 }
 
 static void

@@ -93,9 +93,7 @@ test_q_system_stats_and_audit(void **state)
     s_ok(fx->db, cd_q_stats_list(fx->db, "2999-01-01T00:00:00Z", NULL, 0, &page));
     assert_int_equal(page.count, 0);
     cd_q_page_fini(&page);
-    int64_t n = -1;
-    s_ok(fx->db, cd_q_stats_purge(fx->db, "2999-01-01T00:00:00Z", &n));
-    assert_int_equal(n, 3);
+    s_ok(fx->db, cd_db_exec(fx->db, "DELETE FROM stats_history", NULL));
 
     //  The counters, now and as a snapshot.
     s_raw_task(fx->db, "{\"agent\":\"a\"}", CD_Q_NULL, CD_Q_NULL);

@@ -171,6 +171,8 @@ test_config_defaults(void **state)
     assert_int_equal(cfg->persist_batch_wait_ms, 5);
     assert_int_equal(cfg->persist_queue_limit, 20000);
     assert_int_equal(cfg->persist_wait_timeout_ms, 10000);
+    assert_int_equal(cfg->events_retention_days, 30);
+    assert_int_equal(cfg->stats_retention_days, 30);
     assert_null(cfg->config_path);
     assert_false(cfg->help);
     assert_false(cfg->version);
@@ -397,6 +399,8 @@ static const s_int_option_t s_int_options[] = {
     //  A queue of 1 needs a batch of 1 (the queue holds at least a batch).
     {"--persist-queue-limit", "CADRE_PERSIST_QUEUE_LIMIT", 1, 1000000, "--persist-batch-max=1"},
     {"--persist-wait-timeout-ms", "CADRE_PERSIST_WAIT_TIMEOUT_MS", 100, 3600000},
+    {"--events-retention-days", "CADRE_EVENTS_RETENTION_DAYS", 0, 3650},
+    {"--stats-retention-days", "CADRE_STATS_RETENTION_DAYS", 0, 3650},
 };
 
 static void
@@ -1016,6 +1020,12 @@ test_config_help_lists_every_option(void **state)
         "file persist/batch_wait_ms, default 5\n",
         "file persist/queue_limit, default 20000\n",
         "file persist/wait_timeout_ms, default 10000\n",
+        "--events-retention-days",
+        "CADRE_EVENTS_RETENTION_DAYS",
+        "file persist/events_retention_days, default 30\n",
+        "--stats-retention-days",
+        "CADRE_STATS_RETENTION_DAYS",
+        "file persist/stats_retention_days, default 30\n",
         "--agent",
         "CADRE_AGENTS",
         "default ./var",
