@@ -4,6 +4,30 @@
 #include "cd_log.h"
 
 #define CD_MAILER_NODE_PREFIX "node/" //  names of actors on other nodes start so
+#define S_POOL_BUF 512                //  bytes of a pooled message buffer
+#define S_POOL_KEEP 32                //  free buffers a mailer keeps
+
+//  Message buffers for small envelopes, recycled between the sending
+//  thread (the mailer's: it takes buffers) and the receivers (ZeroMQ's
+//  free callback gives them back from whichever thread closes the
+//  message). With a malloc per message the sender's malloc and the
+//  receiver's free of the same ~250-byte chunks contended for one malloc
+//  arena lock on every message. Returned buffers go on a lock-free stack
+//  that only the owner empties (all at once, so no ABA); refs counts the
+//  owner plus every buffer out, and whoever drops it to zero frees the
+//  pool, so buffers may outlive their mailer.
+typedef struct s_pbuf {
+    struct s_pbuf *next;      //  free list link
+    struct s_pool *pool;      //  owner
+    uint8_t data[S_POOL_BUF]; //  the message bytes
+} s_pbuf_t;
+
+typedef struct s_pool {
+    _Atomic(s_pbuf_t *) returned; //  given back by receivers
+    atomic_int refs;              //  1 for the mailer + 1 per buffer out
+    s_pbuf_t *free;               //  the owner's free buffers
+    int n_free;                   //  entries in free
+} s_pool_t;
 
 typedef struct {
     zsock_t *push;            //  connected to the destination's inbox
@@ -15,6 +39,7 @@ typedef struct {
 
 struct cd_mailer {
     const cd_runtime_t *rt;                    //  node settings; borrowed
+    s_pool_t *pool;                            //  small message buffers
     char *name;                                //  the name it sends as
     zhashx_t *routes;                          //  destination name -> s_route_t (owned)
     cd_envbuf_t *envbuf;                       //  reused encode buffer
@@ -144,15 +169,86 @@ s_send_frames(s_route_t *route, zmq_msg_t *frames, int n)
     return 0;
 }
 
+static void
+s_pool_free_list(s_pbuf_t *list)
+{
+    while (list) {
+        s_pbuf_t *next = list->next;
+        free(list);
+        list = next;
+    }
+}
+
+//  Drops a reference; the last one frees the pool and what came back.
+static void
+s_pool_unref(s_pool_t *pool)
+{
+    if (atomic_fetch_sub_explicit(&pool->refs, 1, memory_order_acq_rel) == 1) {
+        s_pool_free_list(atomic_exchange_explicit(&pool->returned, NULL, memory_order_acquire));
+        s_pool_free_list(pool->free);
+        free(pool);
+    }
+}
+
+//  ZeroMQ's free callback, on the thread that closed the message.
+static void
+s_pool_give_back(void *data, void *hint)
+{
+    (void)data;
+    s_pbuf_t *buf = (s_pbuf_t *)hint;
+    s_pool_t *pool = buf->pool;
+    buf->next = atomic_load_explicit(&pool->returned, memory_order_relaxed);
+    while (!atomic_compare_exchange_weak_explicit(&pool->returned, &buf->next, buf,
+                                                  memory_order_release, memory_order_relaxed)) {
+    }
+    s_pool_unref(pool);
+}
+
+//  A message of size bytes copied from data: pooled when small.
+static void
+s_msg_init(s_pool_t *pool, zmq_msg_t *msg, const void *data, size_t size)
+{
+    if (size > S_POOL_BUF) {
+        zmq_msg_init_size(msg, size);
+        memcpy(zmq_msg_data(msg), data, size);
+        return;
+    }
+    if (!pool->free) {
+        pool->free = atomic_exchange_explicit(&pool->returned, NULL, memory_order_acquire);
+        pool->n_free = 0;
+        for (s_pbuf_t *b = pool->free; b; b = b->next) {
+            pool->n_free++;
+        }
+    }
+    s_pbuf_t *buf = pool->free;
+    if (buf) {
+        pool->free = buf->next;
+        pool->n_free--;
+    } else {
+        buf = (s_pbuf_t *)malloc(sizeof *buf);
+        assert(buf);
+        buf->pool = pool;
+    }
+    //  Beyond what is kept, buffers go back to malloc.
+    while (pool->n_free > S_POOL_KEEP) {
+        s_pbuf_t *extra = pool->free;
+        pool->free = extra->next;
+        pool->n_free--;
+        free(extra);
+    }
+    memcpy(buf->data, data, size);
+    atomic_fetch_add_explicit(&pool->refs, 1, memory_order_relaxed);
+    zmq_msg_init_data(msg, buf->data, size, s_pool_give_back, buf);
+}
+
 //  Sends what buf holds (the encoding of env) on a route, with env's
 //  payload as a second frame when it travels in its own frame.
 static int
-s_push(s_route_t *route, const cd_envbuf_t *buf, const cd_envelope_t *env)
+s_push(s_pool_t *pool, s_route_t *route, const cd_envbuf_t *buf, const cd_envelope_t *env)
 {
     zmq_msg_t frames[2];
     size_t size = cd_envbuf_size(buf);
-    zmq_msg_init_size(&frames[0], size);
-    memcpy(zmq_msg_data(&frames[0]), cd_envbuf_data(buf), size);
+    s_msg_init(pool, &frames[0], cd_envbuf_data(buf), size);
     int n = 1;
     if (env->payload_in_frame) {
         zmq_msg_init_size(&frames[1], env->payload.len);
@@ -240,7 +336,7 @@ cd_mailer_send(cd_mailer_t *self, const cd_envelope_t *env)
                               cd_envbuf_size(self->envbuf));
         return rc;
     }
-    rc = s_push(route, self->envbuf, out);
+    rc = s_push(self->pool, route, self->envbuf, out);
     if (rc == 0 && env->kind > CD_KIND_NONE && env->kind < CD_KIND_COUNT_) {
         //  The only writer: no read-modify-write needed.
         atomic_uint_fast64_t *slot = &self->counts.sent[env->kind];
@@ -280,7 +376,8 @@ cd_mailer_dead_letter(cd_mailer_t *self, const char *to, const char *reason, con
     if (!self->dl_buf) {
         self->dl_buf = cd_envbuf_new();
     }
-    if (cd_envelope_encode(env, self->dl_buf) == 0 && s_push(route, self->dl_buf, env) != 0) {
+    if (cd_envelope_encode(env, self->dl_buf) == 0 &&
+        s_push(self->pool, route, self->dl_buf, env) != 0) {
         cd_log_error(self->name, "dead letter not recorded: deadletter queue full", "{s:s, s:s}",
                      "to", to, "reason", reason);
     }
@@ -294,6 +391,8 @@ cd_mailer_new(const cd_runtime_t *rt, const char *name)
     self->rt = rt;
     self->name = strdup(name);
     assert(self->name);
+    self->pool = (s_pool_t *)zmalloc(sizeof *self->pool);
+    atomic_init(&self->pool->refs, 1);
     self->routes = zhashx_new();
     zhashx_set_destructor(self->routes, s_route_destroy);
     self->envbuf = cd_envbuf_new();
@@ -315,6 +414,7 @@ cd_mailer_destroy(cd_mailer_t **self_p)
         cd_registry_counts_detach(self->rt->registry, &self->counts);
     }
     zhashx_destroy(&self->routes);
+    s_pool_unref(self->pool);
     cd_envbuf_destroy(&self->envbuf);
     cd_envbuf_destroy(&self->dl_buf);
     free(self->name);
