@@ -111,7 +111,7 @@ s_on_router(cd_actor_t *self, void *socket, void *arg)
     zmq_msg_init(&identity);
     if (zmq_msg_recv(&identity, router, ZMQ_DONTWAIT) < 0) {
         zmq_msg_close(&identity);
-        return 0;
+        return CD_ACTOR_DRAINED;
     }
     zmq_msg_t frames[CD_CLUSTER_MAX_FRAMES];
     zmq_msg_init(&frames[0]);
@@ -348,7 +348,7 @@ s_listen(cd_actor_t *self, s_cluster_t *cluster, const char **why)
         *why = "cannot bind the cluster endpoint";
         return CD_EIO;
     }
-    cd_actor_watch(self, cluster->router, s_on_router, cluster);
+    cd_actor_watch_drain(self, cluster->router, s_on_router, cluster);
     cd_log_info(cd_actor_name(self), "cluster link listening", "{s:s, s:s}", "endpoint",
                 config->bind, "security", cluster->curve ? "curve" : "none");
     return 0;

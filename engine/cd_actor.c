@@ -31,6 +31,7 @@ typedef struct {
     short revents;      //  plain fd: what the last poll reported
     cd_actor_io_fn *fn; //  called when readable
     void *arg;          //  passed to fn
+    bool drains;        //  socket: fn says CD_ACTOR_DRAINED when it found nothing
 } s_watch_t;
 
 typedef struct {
@@ -246,6 +247,13 @@ int
 cd_actor_watch(cd_actor_t *self, void *socket, cd_actor_io_fn *fn, void *arg)
 {
     s_watch_add(self, (s_watch_t){socket, zsock_fd(socket), POLLIN, 0, fn, arg});
+    return 0;
+}
+
+int
+cd_actor_watch_drain(cd_actor_t *self, void *socket, cd_actor_io_fn *fn, void *arg)
+{
+    s_watch_add(self, (s_watch_t){socket, zsock_fd(socket), POLLIN, 0, fn, arg, true});
     return 0;
 }
 
@@ -517,10 +525,16 @@ s_on_watches(cd_actor_t *self)
             }
             continue;
         }
-        for (int n = 0;
-             n < CD_ACTOR_BATCH && !self->items_dirty && (zsock_events(watch.socket) & ZMQ_POLLIN);
+        //  Asking a socket for ZMQ_EVENTS makes it look at its command
+        //  pipe, a system call: a draining watch is not asked, its callback
+        //  tries to receive and says when nothing came.
+        for (int n = 0; n < CD_ACTOR_BATCH && !self->items_dirty &&
+                        (watch.drains || (zsock_events(watch.socket) & ZMQ_POLLIN));
              n++) {
             int rc = watch.fn(self, watch.socket, watch.arg);
+            if (rc == CD_ACTOR_DRAINED && watch.drains) {
+                break;
+            }
             if (rc != 0) {
                 return rc;
             }

@@ -185,6 +185,17 @@ cd_actor_dead_letter(cd_actor_t *self, const char *to, const char *reason, const
 int
 cd_actor_watch(cd_actor_t *self, void *socket, cd_actor_io_fn *fn, void *arg);
 
+//  What a draining watch's callback returns when it found nothing.
+#define CD_ACTOR_DRAINED 1
+
+//  As cd_actor_watch, for a callback that receives with ZMQ_DONTWAIT and
+//  returns CD_ACTOR_DRAINED when nothing was there (0 when it handled a
+//  message): the loop calls it until it says so (a batch at most) without
+//  asking the socket for ZMQ_EVENTS before each message, a system call.
+//  Stop it with cd_actor_unwatch.
+int
+cd_actor_watch_drain(cd_actor_t *self, void *socket, cd_actor_io_fn *fn, void *arg);
+
 //  Stops watching socket. No-op if it was not watched.
 void
 cd_actor_unwatch(cd_actor_t *self, void *socket);

@@ -73,12 +73,15 @@ cd_port_socket(cd_port_t *self)
 int
 cd_port_recv(cd_port_t *self, int timeout_ms, cd_envelope_t *env)
 {
+    //  Without a wait, a non-blocking receive says all: polling first would
+    //  cost system calls on every message of a drain.
     zmq_pollitem_t item = {zsock_resolve(self->inbox), 0, ZMQ_POLLIN, 0};
-    if (zmq_poll(&item, 1, timeout_ms) <= 0) {
+    if (timeout_ms != 0 && zmq_poll(&item, 1, timeout_ms) <= 0) {
         return CD_ETIMEDOUT;
     }
     const char *why = NULL;
-    int rc = cd__actor_recv(zsock_resolve(self->inbox), 0, self->frames, env, &why);
+    int rc = cd__actor_recv(zsock_resolve(self->inbox), timeout_ms == 0 ? ZMQ_DONTWAIT : 0,
+                            self->frames, env, &why);
     if (rc == CD_ETIMEDOUT) {
         return rc;
     }

@@ -5,9 +5,11 @@
     inbox is a ZeroMQ PULL socket whose ZMQ_FD the loop watches (a dup of
     it, since h2o closes the fds of its sockets). That fd only says "the
     socket's state may have changed", once: every time it fires, the inbox
-    is drained with non-blocking receives until ZMQ_EVENTS shows nothing
-    more (a drain cut short at a batch limit continues from a zero timeout,
-    because the fd will not fire again for what is already queued). Each
+    is drained with non-blocking receives until one finds nothing (asking
+    ZMQ_EVENTS before each would cost a system call per reply; a receive
+    that finds nothing also re-arms the fd). A drain cut short at a batch
+    limit continues from a zero timeout, because the fd will not fire
+    again for what is already queued. Each
     reply is matched by its parent_id (or trace_id, for a reply that comes
     at the end of a chain of handoffs) and handed to the handler's
     callback, which answers the request.
@@ -152,15 +154,11 @@ s_dispatch(cd_http_t *http, const cd_envelope_t *env)
     s_finish(call, env, 0);
 }
 
-//  Drains the inbox until ZeroMQ says it is empty, or a batch is done.
+//  Drains the inbox until a receive finds it empty, or a batch is done.
 static void
 s_drain(cd_http_t *http)
 {
-    zsock_t *inbox = cd_port_socket(http->port);
     for (int i = 0; i < S_DRAIN_BATCH; i++) {
-        if (!(zsock_events(inbox) & ZMQ_POLLIN)) {
-            return;
-        }
         cd_envelope_t env;
         int rc = cd_port_recv(http->port, 0, &env);
         if (rc == CD_ETIMEDOUT) {
