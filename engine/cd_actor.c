@@ -748,6 +748,9 @@ s_actor_main(zsock_t *pipe, void *args)
         }
         bool busy = pipe_more || inbox_more || self->pipe_touched || self->items_dirty ||
                     s_watches_pending(self);
+        if (!busy) {
+            cd_mailer_trim(self->mailer);
+        }
         s_sleep(self, busy ? 0 : s_poll_timeout(self), &pipe_more, &inbox_more);
     }
     bool abandoned = atomic_load(&inst->abandoned);

@@ -15,7 +15,9 @@
 //  arena lock on every message. Returned buffers go on a lock-free stack
 //  that only the owner empties (all at once, so no ABA); refs counts the
 //  owner plus every buffer out, and whoever drops it to zero frees the
-//  pool, so buffers may outlive their mailer.
+//  pool, so buffers may outlive their mailer. The owner keeps S_POOL_KEEP
+//  free buffers and frees the rest itself (cd_mailer_trim when its actor
+//  goes idle, and on taking back what was returned).
 typedef struct s_pbuf {
     struct s_pbuf *next;      //  free list link
     struct s_pool *pool;      //  owner
@@ -239,6 +241,45 @@ s_msg_init(s_pool_t *pool, zmq_msg_t *msg, const void *data, size_t size)
     memcpy(buf->data, data, size);
     atomic_fetch_add_explicit(&pool->refs, 1, memory_order_relaxed);
     zmq_msg_init_data(msg, buf->data, size, s_pool_give_back, buf);
+}
+
+void
+cd_mailer_trim(cd_mailer_t *self)
+{
+    s_pool_t *pool = self->pool;
+    if (!atomic_load_explicit(&pool->returned, memory_order_relaxed) &&
+        pool->n_free <= S_POOL_KEEP) {
+        return;
+    }
+    s_pbuf_t *back = atomic_exchange_explicit(&pool->returned, NULL, memory_order_acquire);
+    while (back) {
+        s_pbuf_t *next = back->next;
+        if (pool->n_free < S_POOL_KEEP) {
+            back->next = pool->free;
+            pool->free = back;
+            pool->n_free++;
+        } else {
+            free(back);
+        }
+        back = next;
+    }
+    while (pool->n_free > S_POOL_KEEP) {
+        s_pbuf_t *extra = pool->free;
+        pool->free = extra->next;
+        pool->n_free--;
+        free(extra);
+    }
+}
+
+size_t
+cd_mailer_pooled(const cd_mailer_t *self)
+{
+    size_t n = (size_t)self->pool->n_free;
+    for (const s_pbuf_t *b = atomic_load_explicit(&self->pool->returned, memory_order_acquire); b;
+         b = b->next) {
+        n++;
+    }
+    return n;
 }
 
 //  Sends what buf holds (the encoding of env) on a route, with env's

@@ -27,6 +27,18 @@ cd_mailer_new(const cd_runtime_t *rt, const char *name);
 void
 cd_mailer_destroy(cd_mailer_t **self_p);
 
+//  Gives back to malloc the small-message buffers beyond the few a mailer
+//  keeps, counting those its receivers returned since the last send. The
+//  actor loop calls it before it sleeps, so an actor that sent a burst
+//  holds little once idle (it wakes at least at every supervisor ping).
+void
+cd_mailer_trim(cd_mailer_t *self);
+
+//  Free small-message buffers it holds, those returned included (exact
+//  only while no receiver is giving one back).
+size_t
+cd_mailer_pooled(const cd_mailer_t *self);
+
 //  The name it sends as. Borrowed.
 const char *
 cd_mailer_name(const cd_mailer_t *self);
