@@ -642,8 +642,9 @@ s_writer_main(zsock_t *pipe, void *args)
                              ? cd_batch_prune(batch, (cd_batch_prune_t)t, job->prune_age_s[t],
                                               S_PRUNE_CHUNK, &deleted)
                              : 0;
-                job->rc = job->rc ? job->rc : rc;
-                job->rc = rc == CD_ECONN ? rc : job->rc;
+                if (rc != 0 && (job->rc == 0 || rc == CD_ECONN)) {
+                    job->rc = rc;
+                }
                 job->prune_more = job->prune_more || deleted == S_PRUNE_CHUNK;
             }
         }

@@ -44,6 +44,12 @@
     "json_build_object('id', e.id, 'ts', cd_ts(e.ts), 'type', e.type, 'project_id', "              \
     "e.project_id, 'task_id', e.task_id, 'agent', e.agent, 'data', e.data)"
 
+//  The columns of a row read (CD_Q_EVENT_COL_*), from events e and its
+//  owners.
+#define EVENT_ROWS                                                                                 \
+    "SELECT e.id, e.type, e.project_id, e.task_id, e.agent, " EVENT_JSON                           \
+    ", o.task_owner, o.project_owner FROM events e" EVENT_OWNERS
+
 int
 cd_q_events_insert(cd_db_t *db, const char *type, int64_t project_id, int64_t task_id,
                    const char *agent, const char *data, char **out)
@@ -93,20 +99,15 @@ cd_q_events_rows(cd_db_t *db, const cd_q_event_filter_t *f, cd_db_rows_t **out)
         cd__q_i64(b1, f->project_id), cd__q_i64(b2, f->task_id), f->agent, f->types, f->after,
         cd__q_i64(b3, limit),         cd__q_i64(b4, f->viewer)};
     *out = NULL;
-    return cd_db_query(db,
-                       "SELECT e.id, e.type, e.project_id, e.task_id, e.agent, " EVENT_JSON
-                       ", o.task_owner, o.project_owner FROM events e" EVENT_OWNERS EVENT_WHERE
-                           EVENT_VISIBLE("$7") " ORDER BY e.id LIMIT $6",
-                       7, params, out);
+    return cd_db_query(db, EVENT_ROWS EVENT_WHERE EVENT_VISIBLE("$7") " ORDER BY e.id LIMIT $6", 7,
+                       params, out);
 }
 
 //  The bus's read of what committed since: cd_q_events_rows without
 //  filters or viewer, prepared (it runs after every commit that carries
 //  events; parsing and planning the filtered read cost more than running
 //  it).
-static const char s_tail[] = "SELECT e.id, e.type, e.project_id, e.task_id, e.agent, " EVENT_JSON
-                             ", o.task_owner, o.project_owner FROM events e" EVENT_OWNERS
-                             " WHERE e.id > $1::bigint ORDER BY e.id LIMIT $2::int";
+static const char s_tail[] = EVENT_ROWS " WHERE e.id > $1::bigint ORDER BY e.id LIMIT $2::int";
 
 int
 cd_q_events_tail(cd_db_t *db, int64_t after, int limit, cd_db_rows_t **out)

@@ -206,51 +206,12 @@ s_pool_give_back(void *data, void *hint)
     s_pool_unref(pool);
 }
 
-//  A message of size bytes copied from data: pooled when small.
+//  Takes back what receivers returned: onto the free list up to
+//  S_POOL_KEEP, the rest back to malloc from this thread, which allocated
+//  them (the owner's only).
 static void
-s_msg_init(s_pool_t *pool, zmq_msg_t *msg, const void *data, size_t size)
+s_pool_reclaim(s_pool_t *pool)
 {
-    if (size > S_POOL_BUF) {
-        zmq_msg_init_size(msg, size);
-        memcpy(zmq_msg_data(msg), data, size);
-        return;
-    }
-    if (!pool->free) {
-        pool->free = atomic_exchange_explicit(&pool->returned, NULL, memory_order_acquire);
-        pool->n_free = 0;
-        for (s_pbuf_t *b = pool->free; b; b = b->next) {
-            pool->n_free++;
-        }
-    }
-    s_pbuf_t *buf = pool->free;
-    if (buf) {
-        pool->free = buf->next;
-        pool->n_free--;
-    } else {
-        buf = (s_pbuf_t *)malloc(sizeof *buf);
-        assert(buf);
-        buf->pool = pool;
-    }
-    //  Beyond what is kept, buffers go back to malloc.
-    while (pool->n_free > S_POOL_KEEP) {
-        s_pbuf_t *extra = pool->free;
-        pool->free = extra->next;
-        pool->n_free--;
-        free(extra);
-    }
-    memcpy(buf->data, data, size);
-    atomic_fetch_add_explicit(&pool->refs, 1, memory_order_relaxed);
-    zmq_msg_init_data(msg, buf->data, size, s_pool_give_back, buf);
-}
-
-void
-cd_mailer_trim(cd_mailer_t *self)
-{
-    s_pool_t *pool = self->pool;
-    if (!atomic_load_explicit(&pool->returned, memory_order_relaxed) &&
-        pool->n_free <= S_POOL_KEEP) {
-        return;
-    }
     s_pbuf_t *back = atomic_exchange_explicit(&pool->returned, NULL, memory_order_acquire);
     while (back) {
         s_pbuf_t *next = back->next;
@@ -263,11 +224,39 @@ cd_mailer_trim(cd_mailer_t *self)
         }
         back = next;
     }
-    while (pool->n_free > S_POOL_KEEP) {
-        s_pbuf_t *extra = pool->free;
-        pool->free = extra->next;
+}
+
+//  A message of size bytes copied from data: pooled when small.
+static void
+s_msg_init(s_pool_t *pool, zmq_msg_t *msg, const void *data, size_t size)
+{
+    if (size > S_POOL_BUF) {
+        zmq_msg_init_size(msg, size);
+        memcpy(zmq_msg_data(msg), data, size);
+        return;
+    }
+    if (!pool->free) {
+        s_pool_reclaim(pool);
+    }
+    s_pbuf_t *buf = pool->free;
+    if (buf) {
+        pool->free = buf->next;
         pool->n_free--;
-        free(extra);
+    } else {
+        buf = (s_pbuf_t *)malloc(sizeof *buf);
+        assert(buf);
+        buf->pool = pool;
+    }
+    memcpy(buf->data, data, size);
+    atomic_fetch_add_explicit(&pool->refs, 1, memory_order_relaxed);
+    zmq_msg_init_data(msg, buf->data, size, s_pool_give_back, buf);
+}
+
+void
+cd_mailer_trim(cd_mailer_t *self)
+{
+    if (atomic_load_explicit(&self->pool->returned, memory_order_relaxed)) {
+        s_pool_reclaim(self->pool);
     }
 }
 

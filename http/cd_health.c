@@ -196,13 +196,13 @@ s_detailed(cd_http_rctx_t *rctx, json_t *checks, json_t *stats, bool ok, json_t 
     if (stats) {
         //  The settings in force beside the figures they explain (a batch
         //  never holds more than batch_max rows).
-        json_t *settings = json_pack(
-            "{s:o, s:o, s:o, s:o, s:o, s:o}", "batch_max", s_get_or_null(stats, "batch_max"),
-            "batch_wait_ms", s_get_or_null(stats, "batch_wait_ms"), "queue_limit",
-            s_get_or_null(stats, "queue_limit"), "wait_timeout_ms",
-            s_get_or_null(stats, "wait_timeout_ms"), "events_retention_s",
-            s_get_or_null(stats, "events_retention_s"), "stats_retention_s",
-            s_get_or_null(stats, "stats_retention_s"));
+        static const char *const keys[] = {"batch_max",          "batch_wait_ms",
+                                           "queue_limit",        "wait_timeout_ms",
+                                           "events_retention_s", "stats_retention_s"};
+        json_t *settings = json_object();
+        for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+            json_object_set_new(settings, keys[i], s_get_or_null(stats, keys[i]));
+        }
         persist = json_pack("{s:o, s:o, s:o, s:o, s:o}", "pending", s_get_or_null(stats, "pending"),
                             "batches", s_get_or_null(stats, "batches"), "rows",
                             s_get_or_null(stats, "rows"), "last_batch_ms",

@@ -89,10 +89,14 @@ const cd_route_t cd_http_routes[] = {
 const size_t cd_http_n_routes = sizeof cd_http_routes / sizeof cd_http_routes[0];
 
 const cd_route_table_t cd_http_route_tables[] = {
-    {cd_http_routes, &cd_http_n_routes},     {cd_routes_catalog, &cd_routes_catalog_n},
-    {cd_routes_agents, &cd_routes_agents_n}, {cd_routes_projects, &cd_routes_projects_n},
-    {cd_routes_misc, &cd_routes_misc_n},     {cd_routes_tasks, &cd_routes_tasks_n},
-    {cd_routes_vault, &cd_routes_vault_n},   {cd_routes_auth, &cd_routes_auth_n},
+    {cd_http_routes, &cd_http_n_routes},
+    {cd_routes_catalog, &cd_routes_catalog_n},
+    {cd_routes_agents, &cd_routes_agents_n},
+    {cd_routes_projects, &cd_routes_projects_n},
+    {cd_routes_misc, &cd_routes_misc_n},
+    {cd_routes_tasks, &cd_routes_tasks_n},
+    {cd_routes_vault, &cd_routes_vault_n},
+    {cd_routes_auth, &cd_routes_auth_n},
 };
 
 const size_t cd_http_n_route_tables = sizeof cd_http_route_tables / sizeof cd_http_route_tables[0];
