@@ -185,6 +185,7 @@ main(int argc, char **argv)
         {"TOTP verify", false, {0}},
     };
     size_t n_results = sizeof results / sizeof results[0];
+    bench_cpu_t cpu0 = bench_cpu_read();
     for (int r = 0; r < opt.runs; r++) {
         fprintf(stderr, "\rrun %d/%d ...", r + 1, opt.runs);
         int64_t t = bench_now_ns();
@@ -210,6 +211,8 @@ main(int argc, char **argv)
         results[6].value[r] = s_rate(opt.ms, s_totp_verify, f);
     }
     fprintf(stderr, "\r%-30s\r", "");
+    char machine[128];
+    bench_cpu_report(cpu0, machine, sizeof machine);
     fprintf(stderr,
             "medians of %d runs; argon2id password t=%u m=%u MiB, vault t=%llu m=%llu MiB\n",
             opt.runs, CD_PASSWORD_OPSLIMIT, CD_PASSWORD_MEMLIMIT >> 20, CD_VAULT_OPSLIMIT,
@@ -231,7 +234,7 @@ main(int argc, char **argv)
                    results[i].name, median, 1e6 / median);
         }
     }
-    printf("]}\n");
+    printf("],%s}\n", machine);
     cd_jwt_key_wipe(&f->key);
     free(f);
     return 0;

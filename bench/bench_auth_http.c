@@ -464,6 +464,7 @@ main(int argc, char **argv)
 
     run_t runs[S_N][MAX_RUNS];
     memset(runs, 0, sizeof runs);
+    bench_cpu_t cpu0 = bench_cpu_read();
     for (int r_i = -1; r_i < opt.runs; r_i++) {
         for (int s = 0; s < S_N; s++) {
             bool base_scenario = s == S_BASE_HEALTH || s == S_BASE_GET;
@@ -482,6 +483,8 @@ main(int argc, char **argv)
         }
     }
     fprintf(stderr, "\r%-50s\r", "");
+    char machine[128];
+    bench_cpu_report(cpu0, machine, sizeof machine);
     kill(cadred, SIGTERM);
     waitpid(cadred, NULL, 0);
     if (base) {
@@ -538,7 +541,7 @@ main(int argc, char **argv)
         printf(",\"jwt_vs_base\":%.4f,\"key_vs_base\":%.4f", med[S_GET_JWT] / med[S_BASE_GET],
                med[S_GET_KEY] / med[S_BASE_GET]);
     }
-    printf("}\n");
+    printf(",%s}\n", machine);
     free(admin);
     free(token);
     free(key);

@@ -694,6 +694,7 @@ main(int argc, char **argv)
     result_t warm;
     s_scenario(base, team, &opt, 200, sse, &warm);
     int rc = 0;
+    bench_cpu_t cpu0 = bench_cpu_read();
     for (int s = 0; s < opt.n_scenarios; s++) {
         result_t runs[MAX_RUNS] = {0};
         for (int k = 0; k < opt.runs; k++) {
@@ -709,6 +710,8 @@ main(int argc, char **argv)
     }
     atomic_store(&sse->stop, true);
     pthread_join(sse->thread, NULL);
+    char machine[128];
+    bench_cpu_report(cpu0, machine, sizeof machine);
 
     fprintf(stderr,
             "\ne2e: POST /api/v1/tasks over %s (%d in flight%s), a 3-agent echo team pipeline "
@@ -740,7 +743,7 @@ main(int argc, char **argv)
                s ? "," : "", r->tasks, r->completed, r->failed, r->seconds, r->tasks_per_s,
                r->p50_ms, r->p99_ms, r->max_ms, r->create_p50_ms, r->create_p99_ms);
     }
-    printf("]}\n");
+    printf("],%s}\n", machine);
     free(sse->seen);
     pthread_mutex_destroy(&sse->lock);
     free(sse);

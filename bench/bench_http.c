@@ -498,6 +498,7 @@ main(int argc, char **argv)
     snprintf(urls[POST_TASK], sizeof urls[0], "http://%s/api/v1/tasks", base);
 
     run_t runs[N_SCENARIOS][MAX_RUNS];
+    bench_cpu_t cpu0 = bench_cpu_read();
     long warm_requests = opt.requests / 10 < 1000 ? 1000 : opt.requests / 10;
     for (int k = 0; k < N_SCENARIOS; k++) {
         run_t warm;
@@ -523,6 +524,8 @@ main(int argc, char **argv)
         s_medians(runs[k], opt.runs, &med[k]);
     }
     double ratio = med[HEALTH].rps / med[BARE].rps;
+    char machine[128];
+    bench_cpu_report(cpu0, machine, sizeof machine);
 
     fprintf(stderr, "h2c, h2load -c %d -m %d -t 1, %ld requests per run; medians of %d runs%s\n",
             opt.clients, opt.streams, opt.requests, opt.runs,
@@ -544,7 +547,7 @@ main(int argc, char **argv)
                k ? "," : "", keys[k], names[k], med[k].rps, med[k].p50_ms, med[k].p99_ms,
                med[k].failed);
     }
-    printf("},\"health_ratio\":%.3f}\n", ratio);
+    printf("},\"health_ratio\":%.3f,%s}\n", ratio, machine);
 
     s_bare_stop(&bare);
     if (own_node) {

@@ -644,6 +644,7 @@ main(int argc, char **argv)
     fprintf(stderr, "codec: encode %.0f ns, decode %.0f ns (%zu-byte envelope, 64 B payload)\n",
             encode_ns, decode_ns, wire64);
 
+    bench_cpu_t cpu0 = bench_cpu_read();
     result_t results[4] = {{"inproc", 64}, {"inproc", 4096}, {"tcp", 64}, {"tcp", 4096}};
     for (int k = 0; k < 4; k++) {
         result_t *res = &results[k];
@@ -702,6 +703,8 @@ main(int argc, char **argv)
     }
     fprintf(stderr, "\r%-40s\r", "");
     double spawn_median = bench_median(spawn_s, opt.runs), rss_median = bench_median(rss, opt.runs);
+    char machine[128];
+    bench_cpu_report(cpu0, machine, sizeof machine);
 
     fprintf(stderr,
             "\nmedians of %d runs; %ld messages per throughput run, %ld round trips per "
@@ -744,6 +747,6 @@ main(int argc, char **argv)
         printf(",\"spawn\":{\"agents\":%d,\"seconds\":%.4f,\"rss_per_agent_kib\":%.1f}", opt.agents,
                spawn_median, rss_median);
     }
-    printf("}\n");
+    printf(",%s}\n", machine);
     return 0;
 }

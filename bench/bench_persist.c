@@ -594,6 +594,7 @@ main(int argc, char **argv)
         cd_db_close(&db);
     }
 
+    bench_cpu_t cpu0 = bench_cpu_read();
     double single[MAX_RUNS] = {0}, single_cpu[MAX_RUNS] = {0}, copy[MAX_RUNS] = {0};
     double copy_cpu[MAX_RUNS] = {0}, copy_rec[MAX_RUNS] = {0}, copy_rec_cpu[MAX_RUNS] = {0};
     double rate[N_WRITERS][MAX_RUNS] = {{0}}, p50[N_WRITERS][MAX_RUNS] = {{0}};
@@ -627,6 +628,8 @@ main(int argc, char **argv)
     double copy_cpu_m = bench_median(copy_cpu, opt.runs), single_cpu_m = bench_median(single_cpu, opt.runs);
     double copy_rec_m = bench_median(copy_rec, opt.runs),
            copy_rec_cpu_m = bench_median(copy_rec_cpu, opt.runs);
+    char machine[128];
+    bench_cpu_report(cpu0, machine, sizeof machine);
     fprintf(stderr, "medians of %d runs; PostgreSQL with fsync on, synchronous_commit on\n",
             opt.runs);
     fprintf(stderr, "raw one row per commit:     %10.0f rows/s   (backend CPU %6.1f us/row)\n",
@@ -662,7 +665,7 @@ main(int argc, char **argv)
                k ? "," : "", s_writer_counts[k], rm, p50m, p99m, bm, dm, cm, rm / copy_m,
                rm / single_m);
     }
-    printf("]}\n");
+    printf("],%s}\n", machine);
     cd_pgembed_stop(&pg);
     if (!opt.keep) {
         nftw(dir, s_rm, 16, FTW_DEPTH | FTW_PHYS);
